@@ -26,9 +26,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_bytes = prost::Message::encode_to_vec(&descriptors);
     std::fs::write(out_dir.join("xinyong_descriptor.bin"), descriptor_bytes)?;
 
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
     Ok(())
 }

@@ -3,8 +3,7 @@
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 /// Encoded `FileDescriptorSet` of every xinyong proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/xinyong_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xinyong_descriptor.bin"));
 
 pub mod common {
     pub mod v1 {

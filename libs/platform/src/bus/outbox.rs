@@ -1,0 +1,85 @@
+//! Writing events into the service's outbox, inside the caller's transaction.
+
+use prost::Message;
+use sqlx::PgConnection;
+use xinyong_proto::events::v1 as events;
+
+/// An event message and its stable type name.
+pub trait Event: Message + Default {
+    /// Fully qualified protobuf name, e.g. `xinyong.events.v1.EntityRegistered`.
+    const TYPE: &'static str;
+    /// The subject the event is about.
+    fn credit_code(&self) -> &str;
+}
+
+macro_rules! events {
+    ($($name:ident),* $(,)?) => {
+        $(
+            impl Event for events::$name {
+                const TYPE: &'static str = concat!("xinyong.events.v1.", stringify!($name));
+                fn credit_code(&self) -> &str {
+                    &self.credit_code
+                }
+            }
+        )*
+    };
+}
+
+events!(
+    EntityRegistered,
+    EntityStatusChanged,
+    RecordIngested,
+    RecordCorrected,
+    RecordWithdrawn,
+    RecordDisputeChanged,
+    RecordRepaired,
+    GradeChanged,
+    ListingChanged,
+    InspectionResultRecorded,
+);
+
+/// Decode an envelope's payload as `E`; `None` when the envelope carries another type.
+pub fn decode<E: Event>(envelope: &events::Envelope) -> Option<Result<E, prost::DecodeError>> {
+    (envelope.event_type == E::TYPE).then(|| E::decode(envelope.payload.as_slice()))
+}
+
+/// The W3C `traceparent` of the current span, when tracing exports to OpenTelemetry.
+fn current_traceparent() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return String::new();
+    }
+    format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8())
+}
+
+/// Write `event` into the outbox of the schema `connection` is bound to. Call it inside the
+/// transaction that makes the change; returns the event id.
+pub async fn enqueue<E: Event>(
+    connection: &mut PgConnection,
+    producer: &str,
+    event: &E,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    let event_id = uuid::Uuid::now_v7();
+    let now = std::time::SystemTime::now();
+    let envelope = events::Envelope {
+        event_id: event_id.to_string(),
+        event_type: E::TYPE.to_owned(),
+        producer: producer.to_owned(),
+        occurred_at: Some(prost_types::Timestamp::from(now)),
+        credit_code: event.credit_code().to_owned(),
+        traceparent: current_traceparent(),
+        payload: event.encode_to_vec(),
+    };
+    sqlx::query("INSERT INTO outbox (event_id, event_type, credit_code, envelope) VALUES ($1, $2, $3, $4)")
+        .bind(event_id)
+        .bind(E::TYPE)
+        .bind(event.credit_code())
+        .bind(envelope.encode_to_vec())
+        .execute(connection)
+        .await?;
+    Ok(event_id)
+}

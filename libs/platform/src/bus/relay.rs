@@ -1,0 +1,129 @@
+//! Publishes the outbox to the service's Redis Stream.
+//!
+//! One relay per service publishes at a time (a transaction-scoped advisory lock), so a stream
+//! keeps the commit order of its outbox. Rows are marked published only after Redis accepted them;
+//! a crash in between publishes them again, which consumers absorb by their event ids.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Row};
+
+use crate::config::EventSettings;
+use crate::metrics::{Metrics, StreamLabels};
+use crate::redis::Redis;
+
+/// The outbox relay of one service.
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    redis: Redis,
+    producer: String,
+    settings: EventSettings,
+    metrics: Metrics,
+}
+
+/// Why a relay round failed; the loop logs it and tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox query failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("Redis refused the events: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis is not connected")]
+    RedisDown,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, redis: Redis, producer: &str, settings: EventSettings, metrics: Metrics) -> Relay {
+        Relay { pool, redis, producer: producer.to_owned(), settings, metrics }
+    }
+
+    /// Run until `stop` resolves.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let idle = Duration::from_millis(self.settings.relay_interval_ms.max(1));
+        let mut backoff = idle;
+        loop {
+            let pause = match self.publish_batch().await {
+                Ok(published) if published as i64 >= self.settings.relay_batch => Duration::ZERO,
+                Ok(_) => {
+                    backoff = idle;
+                    idle
+                }
+                Err(error) => {
+                    tracing::warn!(%error, producer = %self.producer, "outbox relay round failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff
+                }
+            };
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Publish one batch; returns how many rows were published.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let mut transaction = self.pool.begin().await?;
+        // The lock key is per schema, so only one relay of this service publishes at a time.
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox-relay'))")
+                .fetch_one(&mut *transaction)
+                .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let rows = sqlx::query(
+            "SELECT seq, event_id, event_type, envelope FROM outbox
+             WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(self.settings.relay_batch)
+        .fetch_all(&mut *transaction)
+        .await?;
+        if rows.is_empty() {
+            self.metrics.outbox_lag.set(0);
+            return Ok(0);
+        }
+        let mut connection = self.redis.connection().await.ok_or(RelayError::RedisDown)?;
+        let key = self.redis.stream_key(&self.producer);
+        let mut pipeline = redis::pipe();
+        let mut sequences = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: uuid::Uuid = row.try_get("event_id")?;
+            let event_type: String = row.try_get("event_type")?;
+            let envelope: Vec<u8> = row.try_get("envelope")?;
+            sequences.push(row.try_get::<i64, _>("seq")?);
+            pipeline
+                .cmd("XADD")
+                .arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.settings.stream_max_len)
+                .arg("*")
+                .arg("id")
+                .arg(event_id.to_string())
+                .arg("type")
+                .arg(event_type)
+                .arg("payload")
+                .arg(envelope)
+                .ignore();
+        }
+        pipeline.query_async::<()>(&mut connection).await?;
+        if self.settings.fault_abort_after_publish {
+            tracing::error!("fault injection: aborting after publishing and before marking the outbox");
+            std::process::abort();
+        }
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE seq = ANY($1)")
+            .bind(&sequences)
+            .execute(&mut *transaction)
+            .await?;
+        let lag: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        self.metrics.outbox_lag.set(lag);
+        self.metrics.events_published.get_or_create(&StreamLabels { stream: key }).inc_by(sequences.len() as u64);
+        Ok(sequences.len())
+    }
+}

@@ -1,0 +1,30 @@
+//! What every xinyong binary needs: configuration, telemetry and metrics, the server start with
+//! health and graceful shutdown, Postgres bound to the service's schema, Redis, the event bus,
+//! the caller's identity and one mapping from errors to `tonic::Status`.
+
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod identity;
+pub mod metrics;
+pub mod redis;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+
+pub use config::PlatformSettings;
+pub use error::{ApiError, violation};
+pub use identity::Caller;
+pub use server::Host;
+
+/// Build the tokio runtime with the configured number of worker threads (a pod's CPU limit is not
+/// what tokio sees, so the chart sets it).
+pub fn runtime(settings: &config::RuntimeSettings) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if settings.worker_threads > 0 {
+        builder.worker_threads(settings.worker_threads);
+    }
+    builder.build()
+}

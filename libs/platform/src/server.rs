@@ -1,0 +1,376 @@
+//! How every binary serves: bind first, then serve gRPC behind the same layers (metrics, global
+//! load shedding, internal-token check, request timeout), with the health service, an admin HTTP
+//! port, and a graceful shutdown that reports NOT_SERVING before it stops taking work and drains.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::{Layer, Service};
+
+use crate::config::PlatformSettings;
+use crate::identity::{INTERNAL_TOKEN_HEADER, secrets_equal};
+use crate::metrics::{Metrics, MetricsLayer};
+
+/// Errors starting or running a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("admin server failed: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Bind a listener; `host:port` with port 0 picks a free port (tests).
+pub async fn bind(address: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address).await.map_err(|source| ServeError::Bind { address: address.to_owned(), source })
+}
+
+/// Everything a binary needs to serve, created before the service so handlers can share
+/// metrics and health.
+#[derive(Clone)]
+pub struct Host {
+    pub settings: PlatformSettings,
+    pub metrics: Metrics,
+    health: HealthReporter,
+    health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    served_names: Arc<std::sync::Mutex<Vec<String>>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Host {
+    pub fn new(settings: PlatformSettings) -> Host {
+        let metrics = Metrics::new(&settings.service_name);
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        Host {
+            settings,
+            metrics,
+            health,
+            health_service,
+            served_names: Arc::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Mark a gRPC service (by its full name) as serving; shutdown turns it NOT_SERVING.
+    pub async fn set_serving(&self, service_name: &str) {
+        self.served_names.lock().expect("served names lock").push(service_name.to_owned());
+        self.health.set_service_status(service_name, ServingStatus::Serving).await;
+    }
+
+    /// The health reporter, for services that change their status at run time.
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// Serve `routes` on `listener` until `shutdown` resolves, then drain.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        routes: Routes,
+        options: ServeOptions,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let settings = self.settings.server.clone();
+        let require_internal_token = options.require_internal_token;
+        let routes = if options.add_health { routes.add_service(self.health_service.clone()) } else { routes };
+        self.health.set_service_status("", ServingStatus::Serving).await;
+        self.ready.store(true, Ordering::SeqCst);
+
+        let admin_stop = Arc::new(tokio::sync::Notify::new());
+        let admin_task = admin_listener.map(|listener| {
+            let stop = admin_stop.clone();
+            tokio::spawn(serve_admin(listener, self.metrics.clone(), self.ready.clone(), async move {
+                stop.notified().await
+            }))
+        });
+
+        let internal_token = require_internal_token.then(|| self.settings.internal.token.clone());
+        let layers = tower::ServiceBuilder::new()
+            .layer(MetricsLayer::new(self.metrics.clone()))
+            .layer(LoadShedLayer::new(settings.max_in_flight, self.metrics.clone()))
+            .layer(InternalAuthLayer::new(internal_token));
+
+        let draining = Arc::new(tokio::sync::Notify::new());
+        let host = self.clone();
+        let draining_signal = draining.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, then draining");
+            host.ready.store(false, Ordering::SeqCst);
+            host.health.set_service_status("", ServingStatus::NotServing).await;
+            let names = host.served_names.lock().expect("served names lock").clone();
+            for name in names {
+                host.health.set_service_status(&name, ServingStatus::NotServing).await;
+            }
+            tokio::time::sleep(Duration::from_millis(host.settings.server.shutdown_delay_ms)).await;
+            draining_signal.notify_one();
+        };
+
+        let server = tonic::transport::Server::builder()
+            .timeout(settings.request_timeout())
+            .tcp_nodelay(true)
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        tokio::pin!(server);
+
+        let result = tokio::select! {
+            result = &mut server => result.map_err(ServeError::from),
+            () = async {
+                draining.notified().await;
+                tokio::time::sleep(Duration::from_secs(settings.drain_seconds)).await;
+            } => {
+                tracing::warn!(seconds = settings.drain_seconds, "drain period over; closing remaining calls");
+                Ok(())
+            }
+        };
+        admin_stop.notify_one();
+        if let Some(task) = admin_task {
+            match task.await {
+                Ok(Err(error)) => tracing::error!(%error, "admin server failed"),
+                Err(error) => tracing::error!(%error, "admin server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        result
+    }
+}
+
+/// How [`Host::serve`] serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Refuse calls without the platform's internal token (services); the gateway, which
+    /// authenticates departments itself, passes false.
+    pub require_internal_token: bool,
+    /// Serve the standard health service; the gateway serves its own, which asks the upstreams.
+    pub add_health: bool,
+}
+
+impl ServeOptions {
+    /// A service behind the gateway.
+    pub const SERVICE: ServeOptions = ServeOptions { require_internal_token: true, add_health: true };
+}
+
+/// A boxed shutdown future, as binaries and tests pass it.
+pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::SeqCst) {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServeError::Admin)
+}
+
+/// A gRPC error response for a status, without calling the service behind.
+fn status_response(status: tonic::Status) -> http::Response<Body> {
+    status.into_http()
+}
+
+/// Refuses calls with RESOURCE_EXHAUSTED once `max_in_flight` are being served, across every
+/// connection (tonic's own load shedding counts per connection, which a gateway funnels into a few).
+#[derive(Clone)]
+pub struct LoadShedLayer {
+    permits: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+impl LoadShedLayer {
+    pub fn new(max_in_flight: usize, metrics: Metrics) -> LoadShedLayer {
+        LoadShedLayer { permits: Arc::new(Semaphore::new(max_in_flight.max(1))), metrics }
+    }
+}
+
+impl<S> Layer<S> for LoadShedLayer {
+    type Service = LoadShed<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        LoadShed { inner, permits: self.permits.clone(), metrics: self.metrics.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct LoadShed<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for LoadShed<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.shed.inc();
+            return Box::pin(async {
+                Ok(status_response(tonic::Status::resource_exhausted(
+                    "the server is at its limit of calls in flight; retry with backoff",
+                )))
+            });
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+/// Refuses calls that do not carry the internal token. Health and reflection stay open: probes
+/// and operators use them without credentials.
+#[derive(Clone)]
+pub struct InternalAuthLayer {
+    token: Option<SecretString>,
+}
+
+impl InternalAuthLayer {
+    pub fn new(token: Option<SecretString>) -> InternalAuthLayer {
+        InternalAuthLayer { token }
+    }
+}
+
+impl<S> Layer<S> for InternalAuthLayer {
+    type Service = InternalAuth<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        InternalAuth { inner, token: self.token.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct InternalAuth<S> {
+    inner: S,
+    token: Option<SecretString>,
+}
+
+fn is_open_path(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+impl<S, B> Service<http::Request<B>> for InternalAuth<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if let Some(expected) = &self.token
+            && !is_open_path(request.uri().path())
+        {
+            let presented = request.headers().get(INTERNAL_TOKEN_HEADER).map(|value| value.as_bytes());
+            let accepted = match presented {
+                Some(presented) => {
+                    !expected.expose_secret().is_empty()
+                        && secrets_equal(presented, expected.expose_secret().as_bytes())
+                }
+                None => false,
+            };
+            if !accepted {
+                return Box::pin(async {
+                    Ok(status_response(tonic::Status::unauthenticated(
+                        "this service only accepts calls from the gateway or a sibling service; call the gateway",
+                    )))
+                });
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}

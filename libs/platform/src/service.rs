@@ -1,0 +1,175 @@
+//! The start-up every service shares: Postgres bound to its schema and migrated, Redis, metrics,
+//! health, the outbox relay, then serving until a shutdown signal.
+
+use std::future::Future;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::bus::Relay;
+use crate::config::PlatformSettings;
+use crate::db::{DbError, connect_and_migrate};
+use crate::redis::{Redis, RedisUrlError};
+use crate::server::{Host, ServeError, ServeOptions};
+
+/// Errors starting a service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Redis(#[from] RedisUrlError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// What a service's handlers share.
+#[derive(Clone)]
+pub struct Context {
+    pub settings: PlatformSettings,
+    pub pool: PgPool,
+    pub redis: Redis,
+    pub host: Host,
+}
+
+impl Context {
+    /// Connect Postgres (migrating the service's schema) and Redis.
+    pub async fn start(settings: PlatformSettings, migrator: &Migrator) -> Result<Context, StartError> {
+        let pool = connect_and_migrate(&settings.database, migrator).await?;
+        let redis = Redis::connect(&settings.redis)?;
+        let host = Host::new(settings.clone());
+        Ok(Context { settings, pool, redis, host })
+    }
+
+    /// Serve `routes` (whose gRPC names are `names`) with the outbox relay running beside them,
+    /// until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        routes: Routes,
+        names: &[&str],
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let stop_relay = std::sync::Arc::new(tokio::sync::Notify::new());
+        let relay_task = self.settings.events.relay_enabled.then(|| {
+            let relay = Relay::new(
+                self.pool.clone(),
+                self.redis.clone(),
+                &self.settings.service_name,
+                self.settings.events.clone(),
+                self.host.metrics.clone(),
+            );
+            let stop = stop_relay.clone();
+            tokio::spawn(relay.run(async move { stop.notified().await }))
+        });
+        for name in names {
+            self.host.set_serving(name).await;
+        }
+        tracing::info!(
+            service = %self.settings.service_name,
+            address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "serving"
+        );
+        let result = self.host.serve(listener, admin_listener, routes, ServeOptions::SERVICE, shutdown).await;
+        stop_relay.notify_one();
+        if let Some(task) = relay_task {
+            let _ = task.await;
+        }
+        self.pool.close().await;
+        Ok(result?)
+    }
+}
+
+/// Bind the gRPC and admin listeners named in the settings.
+pub async fn bind_listeners(settings: &PlatformSettings) -> Result<(TcpListener, Option<TcpListener>), ServeError> {
+    let listener = crate::server::bind(&settings.server.listen).await?;
+    let admin =
+        if settings.admin.listen.is_empty() { None } else { Some(crate::server::bind(&settings.admin.listen).await?) };
+    Ok((listener, admin))
+}
+
+/// A gRPC service whose methods arrive with a later piece of work: every call is answered
+/// UNIMPLEMENTED with what is missing, so integrators see the whole contract (and reflection) now.
+#[macro_export]
+macro_rules! pending_service {
+    ($type:ident, $name:expr, $what:expr) => {
+        #[derive(Clone, Default)]
+        pub struct $type;
+
+        impl tonic::server::NamedService for $type {
+            const NAME: &'static str = $name;
+        }
+
+        impl tower::Service<http::Request<tonic::body::Body>> for $type {
+            type Response = http::Response<tonic::body::Body>;
+            type Error = std::convert::Infallible;
+            type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+            fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+                let method = request.uri().path().trim_start_matches('/').to_owned();
+                std::future::ready(Ok(
+                    tonic::Status::unimplemented(format!("{method} is not built yet: {}", $what)).into_http()
+                ))
+            }
+        }
+    };
+}
+
+/// The whole `main` of a service binary: settings, runtime, telemetry, listeners, then `run` until
+/// SIGTERM or Ctrl-C. Returns the process exit code.
+pub fn main<S, F, Fut, E>(service_name: &str, run: F) -> std::process::ExitCode
+where
+    S: serde::de::DeserializeOwned + AsRef<PlatformSettings>,
+    F: FnOnce(S, TcpListener, Option<TcpListener>, crate::server::ShutdownSignal) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let settings: S = match crate::config::load(service_name) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("xinyong-{service_name}: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let platform = settings.as_ref().clone();
+    let runtime = match crate::runtime(&platform.runtime) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("xinyong-{service_name}: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _telemetry = match crate::telemetry::init(service_name, &platform.telemetry) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("xinyong-{service_name}: {error}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        let (listener, admin) = match bind_listeners(&platform).await {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match run(settings, listener, admin, Box::pin(crate::server::shutdown_signal())).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                tracing::error!(%error, "stopped with an error");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    })
+}

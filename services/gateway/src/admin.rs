@@ -1,0 +1,202 @@
+//! `gateway.v1.GatewayAdminService`: departments, credentials, permissions. Only the platform
+//! administrator may call it.
+
+use prost_types::Timestamp;
+use xinyong_platform::ApiError;
+use xinyong_platform::identity::PERMISSION_ADMIN;
+use xinyong_proto::gateway::v1 as pb;
+use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
+
+use crate::auth::{Authenticator, new_token};
+use crate::store::{CredentialRow, DepartmentRow, Store, StoreError};
+
+pub struct Admin {
+    store: Store,
+    auth: Authenticator,
+}
+
+impl Admin {
+    pub fn new(store: Store, auth: Authenticator) -> Admin {
+        Admin { store, auth }
+    }
+
+    async fn require_admin<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        let identity = self.auth.authenticate(&headers).await?;
+        if identity.has(PERMISSION_ADMIN) {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied {
+                permission: PERMISSION_ADMIN.to_owned(),
+                detail: "only the platform administrator manages departments".to_owned(),
+            }
+            .into())
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::DepartmentNotFound(id) => ApiError::NotFound { what: "department", key: id },
+            StoreError::CredentialNotFound(id) => ApiError::NotFound { what: "credential", key: id },
+            StoreError::DepartmentConflict { id, existing } => ApiError::AlreadyExists(format!(
+                "department `{id}` exists with the name `{existing}`; choose another id"
+            )),
+            StoreError::Database(error) => error.into(),
+        }
+    }
+}
+
+fn status(error: StoreError) -> tonic::Status {
+    ApiError::from(error).into()
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Department {
+    pb::Department {
+        credentials: credentials
+            .iter()
+            .filter(|credential| credential.department_id == row.department_id)
+            .map(|credential| pb::Credential {
+                credential_id: credential.credential_id.clone(),
+                issued_at: Some(timestamp(credential.issued_at)),
+                revoked_at: credential.revoked_at.map(timestamp),
+            })
+            .collect(),
+        department_id: row.department_id,
+        name: row.name,
+        permissions: row.permissions,
+        created_at: Some(timestamp(row.created_at)),
+    }
+}
+
+fn validate_department_id(id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("department_id", "use 1 to 64 lower-case letters, digits, `-` or `_`"))
+    }
+}
+
+fn validate_permissions(permissions: &[String]) -> Result<(), ApiError> {
+    for (index, permission) in permissions.iter().enumerate() {
+        let known = matches!(permission.as_str(), "admin" | "personal_data" | "internal_grades")
+            || permission.strip_prefix("call:").is_some_and(|method| method.contains('/'));
+        if !known {
+            return Err(ApiError::invalid(
+                format!("permissions[{index}]"),
+                format!(
+                    "unknown permission `{permission}`: use admin, personal_data, internal_grades or call:<package.Service>/<Method|*>"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl GatewayAdminService for Admin {
+    async fn create_department(
+        &self,
+        request: tonic::Request<pb::CreateDepartmentRequest>,
+    ) -> Result<tonic::Response<pb::CreateDepartmentResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        validate_department_id(&request.department_id)?;
+        if request.name.trim().is_empty() {
+            return Err(ApiError::invalid("name", "required").into());
+        }
+        validate_permissions(&request.permissions)?;
+        let (row, created) = self
+            .store
+            .create_department(&request.department_id, request.name.trim(), &request.permissions)
+            .await
+            .map_err(status)?;
+        let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
+        Ok(tonic::Response::new(pb::CreateDepartmentResponse {
+            department: Some(department(row, &credentials)),
+            created,
+        }))
+    }
+
+    async fn issue_credential(
+        &self,
+        request: tonic::Request<pb::IssueCredentialRequest>,
+    ) -> Result<tonic::Response<pb::IssueCredentialResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        validate_department_id(&request.department_id)?;
+        let issued = new_token();
+        self.store
+            .insert_credential(&issued.credential_id, &request.department_id, &issued.secret_sha256)
+            .await
+            .map_err(status)?;
+        tracing::info!(department = %request.department_id, credential = %issued.credential_id, "credential issued");
+        Ok(tonic::Response::new(pb::IssueCredentialResponse {
+            credential_id: issued.credential_id,
+            token: issued.token,
+        }))
+    }
+
+    async fn revoke_credential(
+        &self,
+        request: tonic::Request<pb::RevokeCredentialRequest>,
+    ) -> Result<tonic::Response<pb::RevokeCredentialResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let credential_id = request.into_inner().credential_id;
+        if credential_id.is_empty() {
+            return Err(ApiError::invalid("credential_id", "required").into());
+        }
+        let revoked = self.store.revoke_credential(&credential_id).await.map_err(status)?;
+        self.auth.forget(&credential_id).await;
+        tracing::info!(credential = %credential_id, "credential revoked");
+        Ok(tonic::Response::new(pb::RevokeCredentialResponse { revoked }))
+    }
+
+    async fn list_departments(
+        &self,
+        request: tonic::Request<pb::ListDepartmentsRequest>,
+    ) -> Result<tonic::Response<pb::ListDepartmentsResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        let page_size = match request.page_size {
+            0 => 100,
+            size if (1..=1000).contains(&size) => i64::from(size),
+            _ => return Err(ApiError::invalid("page_size", "must be between 1 and 1000").into()),
+        };
+        let mut rows = self.store.departments(&request.page_token, page_size + 1).await.map_err(status)?;
+        let next_page_token = if rows.len() as i64 > page_size {
+            rows.truncate(page_size as usize);
+            rows.last().map(|row| row.department_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let ids: Vec<String> = rows.iter().map(|row| row.department_id.clone()).collect();
+        let credentials = self.store.credentials_of(&ids).await.map_err(status)?;
+        Ok(tonic::Response::new(pb::ListDepartmentsResponse {
+            departments: rows.into_iter().map(|row| department(row, &credentials)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn set_permissions(
+        &self,
+        request: tonic::Request<pb::SetPermissionsRequest>,
+    ) -> Result<tonic::Response<pb::SetPermissionsResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        validate_department_id(&request.department_id)?;
+        validate_permissions(&request.permissions)?;
+        let row = self.store.set_permissions(&request.department_id, &request.permissions).await.map_err(status)?;
+        self.auth.forget_department(&row.department_id).await;
+        let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
+        Ok(tonic::Response::new(pb::SetPermissionsResponse { department: Some(department(row, &credentials)) }))
+    }
+}

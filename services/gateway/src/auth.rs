@@ -1,0 +1,223 @@
+//! Authentication of departments by bearer credential, and their permission to call a method.
+//!
+//! A token is `<credential_id>.<secret>`. The gateway stores SHA-256 of the secret only. Verified
+//! credentials are cached for a short time (`gateway.credential_cache_ms`) so the hot path does not
+//! query Postgres per call; a revocation through this gateway takes effect at once, through another
+//! replica within that time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::RwLock;
+use xinyong_platform::identity::{
+    PERMISSION_ADMIN, PERMISSION_INTERNAL_GRADES, PERMISSION_PERSONAL_DATA, secrets_equal,
+};
+
+use crate::store::{Store, StoreError};
+
+/// The department id the bootstrap administrator acts as.
+pub const ADMIN_DEPARTMENT: &str = "platform-admin";
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub department_id: String,
+    pub permissions: Vec<String>,
+}
+
+impl Identity {
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|held| held == permission)
+    }
+
+    /// May this caller call `/package.Service/Method`? A department without any `call:` permission
+    /// may call every public method; with some, only those.
+    pub fn may_call(&self, path: &str) -> Result<(), tonic::Status> {
+        let method = path.trim_start_matches('/');
+        let mut restricted = false;
+        for permission in &self.permissions {
+            let Some(pattern) = permission.strip_prefix("call:") else {
+                continue;
+            };
+            restricted = true;
+            let allowed = match pattern.strip_suffix("/*") {
+                Some(service) => method.split_once('/').is_some_and(|(called, _)| called == service),
+                None => pattern == method,
+            };
+            if allowed {
+                return Ok(());
+            }
+        }
+        if restricted && !self.has(PERMISSION_ADMIN) {
+            return Err(tonic::Status::permission_denied(format!(
+                "permission `call:{method}` is required; ask the platform administrator"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A newly issued token.
+pub struct IssuedToken {
+    pub credential_id: String,
+    pub token: String,
+    pub secret_sha256: Vec<u8>,
+}
+
+/// Make a new random credential.
+pub fn new_token() -> IssuedToken {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut id);
+    rand::rng().fill_bytes(&mut secret);
+    let credential_id = hex::encode(id);
+    let secret = hex::encode(secret);
+    IssuedToken {
+        token: format!("{credential_id}.{secret}"),
+        secret_sha256: Sha256::digest(secret.as_bytes()).to_vec(),
+        credential_id,
+    }
+}
+
+#[derive(Clone)]
+struct Cached {
+    secret_sha256: Vec<u8>,
+    identity: Identity,
+    at: Instant,
+}
+
+/// Checks bearer tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    admin_token: Option<SecretString>,
+    cache: Arc<RwLock<HashMap<String, Cached>>>,
+    cache_for: Duration,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, admin_token: &SecretString, cache_for: Duration) -> Authenticator {
+        let admin_token = (!admin_token.expose_secret().is_empty()).then(|| admin_token.clone());
+        Authenticator { store, admin_token, cache: Arc::default(), cache_for }
+    }
+
+    /// Authenticate the `authorization` header of a call.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Identity, tonic::Status> {
+        let header = headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| tonic::Status::unauthenticated("no credential: send `authorization: Bearer <token>`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| tonic::Status::unauthenticated("the authorization header must be `Bearer <token>`"))?;
+        self.authenticate_token(token).await
+    }
+
+    pub async fn authenticate_token(&self, token: &str) -> Result<Identity, tonic::Status> {
+        if let Some(admin) = &self.admin_token
+            && secrets_equal(token.as_bytes(), admin.expose_secret().as_bytes())
+        {
+            return Ok(Identity {
+                department_id: ADMIN_DEPARTMENT.to_owned(),
+                permissions: vec![
+                    PERMISSION_ADMIN.to_owned(),
+                    PERMISSION_PERSONAL_DATA.to_owned(),
+                    PERMISSION_INTERNAL_GRADES.to_owned(),
+                ],
+            });
+        }
+        let invalid = || tonic::Status::unauthenticated("the credential is not valid");
+        let (credential_id, secret) = token.split_once('.').ok_or_else(invalid)?;
+        let presented = Sha256::digest(secret.as_bytes());
+
+        if let Some(cached) = self.cache.read().await.get(credential_id)
+            && cached.at.elapsed() < self.cache_for
+        {
+            return if secrets_equal(&presented, &cached.secret_sha256) {
+                Ok(cached.identity.clone())
+            } else {
+                Err(invalid())
+            };
+        }
+
+        let lookup = self
+            .store
+            .lookup_credential(credential_id)
+            .await
+            .map_err(|error| match error {
+                StoreError::Database(error) => {
+                    tracing::error!(%error, "credential lookup failed");
+                    tonic::Status::unavailable("credentials cannot be checked right now; retry")
+                }
+                other => tonic::Status::internal(other.to_string()),
+            })?
+            .ok_or_else(invalid)?;
+        if !secrets_equal(&presented, &lookup.secret_sha256) {
+            return Err(invalid());
+        }
+        if lookup.revoked {
+            self.cache.write().await.remove(credential_id);
+            return Err(tonic::Status::unauthenticated("the credential has been revoked"));
+        }
+        let identity = Identity { department_id: lookup.department_id, permissions: lookup.permissions };
+        self.cache.write().await.insert(
+            credential_id.to_owned(),
+            Cached { secret_sha256: lookup.secret_sha256, identity: identity.clone(), at: Instant::now() },
+        );
+        Ok(identity)
+    }
+
+    /// Forget a credential at once (revocation).
+    pub async fn forget(&self, credential_id: &str) {
+        self.cache.write().await.remove(credential_id);
+    }
+
+    /// Forget every cached credential of a department (its permissions changed).
+    pub async fn forget_department(&self, department_id: &str) {
+        self.cache.write().await.retain(|_, cached| cached.identity.department_id != department_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(permissions: &[&str]) -> Identity {
+        Identity { department_id: "d".into(), permissions: permissions.iter().map(|p| p.to_string()).collect() }
+    }
+
+    #[test]
+    fn without_call_permissions_every_method_is_allowed() {
+        assert!(identity(&[]).may_call("/xinyong.registry.v1.RegistryService/GetEntity").is_ok());
+    }
+
+    #[test]
+    fn call_permissions_restrict_to_their_methods() {
+        let caller = identity(&[
+            "call:xinyong.registry.v1.RegistryService/*",
+            "call:xinyong.grading.v1.GradingService/GetGrade",
+        ]);
+        assert!(caller.may_call("/xinyong.registry.v1.RegistryService/GetEntity").is_ok());
+        assert!(caller.may_call("/xinyong.grading.v1.GradingService/GetGrade").is_ok());
+        let denied = caller.may_call("/xinyong.grading.v1.GradingService/PublishRuleSet").unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(denied.message().contains("call:xinyong.grading.v1.GradingService/PublishRuleSet"));
+    }
+
+    #[test]
+    fn tokens_are_unique_and_only_their_hash_is_kept() {
+        let first = new_token();
+        let second = new_token();
+        assert_ne!(first.token, second.token);
+        let (id, secret) = first.token.split_once('.').unwrap();
+        assert_eq!(id, first.credential_id);
+        assert_eq!(Sha256::digest(secret.as_bytes()).to_vec(), first.secret_sha256);
+        assert!(!first.secret_sha256.is_empty() && !hex::encode(&first.secret_sha256).contains(secret));
+    }
+}

@@ -1,0 +1,184 @@
+//! The gateway: the only public endpoint. It serves all six services (forwarded to their owners),
+//! `gateway.v1` administration, health and reflection, on one port.
+
+pub mod admin;
+pub mod auth;
+pub mod proxy;
+pub mod store;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::{Channel, Endpoint};
+use xinyong_platform::config::{PlatformSettings, SERVICES};
+use xinyong_platform::db::{DbError, connect_and_migrate};
+use xinyong_platform::identity::InternalInterceptor;
+use xinyong_platform::server::{Host, ServeError, ServeOptions, ShutdownSignal};
+use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
+
+use crate::auth::Authenticator;
+use crate::proxy::{
+    Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
+};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The gateway's settings: the platform's plus the `gateway` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    #[serde(flatten)]
+    pub platform: PlatformSettings,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+}
+
+impl AsRef<PlatformSettings> for GatewaySettings {
+    fn as_ref(&self) -> &PlatformSettings {
+        &self.platform
+    }
+}
+
+/// `gateway.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GatewaySection {
+    /// Bootstrap administrator credential. `XINYONG__GATEWAY__ADMIN_TOKEN`. Empty: no bootstrap
+    /// administrator (departments with the `admin` permission still are).
+    pub admin_token: SecretString,
+    /// Upstream addresses by service name (`XINYONG__GATEWAY__UPSTREAMS__REGISTRY=http://registry:50061`).
+    /// In Kubernetes, point them at the headless services.
+    pub upstreams: HashMap<String, String>,
+    /// How long a verified credential is trusted without asking Postgres, in milliseconds.
+    pub credential_cache_ms: u64,
+    /// Connect timeout to an upstream, in milliseconds.
+    pub upstream_connect_timeout_ms: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            admin_token: SecretString::from(""),
+            upstreams: HashMap::new(),
+            credential_cache_ms: 5_000,
+            upstream_connect_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl GatewaySection {
+    /// The address of an upstream: configured, or the local default port.
+    pub fn upstream(&self, service: &str) -> String {
+        self.upstreams.get(service).cloned().unwrap_or_else(|| {
+            let port = SERVICES.iter().find(|s| s.name == service).map_or(0, |s| s.grpc_port);
+            format!("http://127.0.0.1:{port}")
+        })
+    }
+}
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("upstream address `{address}` of {service} is invalid: {source}")]
+    Upstream { service: String, address: String, source: tonic::transport::Error },
+    #[error("the internal token is not a valid header value")]
+    InternalToken,
+    #[error("reflection cannot be built: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+fn channel(section: &GatewaySection, service: &str) -> Result<Channel, GatewayError> {
+    let address = section.upstream(service);
+    let endpoint = Endpoint::from_shared(address.clone()).map_err(|source| GatewayError::Upstream {
+        service: service.to_owned(),
+        address: address.clone(),
+        source,
+    })?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_millis(section.upstream_connect_timeout_ms))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Run the gateway until `shutdown` resolves.
+pub async fn run(
+    settings: GatewaySettings,
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    shutdown: ShutdownSignal,
+) -> Result<(), GatewayError> {
+    let pool = connect_and_migrate(&settings.platform.database, &MIGRATOR).await?;
+    let section = &settings.gateway;
+    if section.admin_token.expose_secret().is_empty() {
+        tracing::warn!("no XINYONG__GATEWAY__ADMIN_TOKEN: only departments with the admin permission can administer");
+    }
+    let store = store::Store::new(pool.clone());
+    let auth =
+        Authenticator::new(store.clone(), &section.admin_token, Duration::from_millis(section.credential_cache_ms));
+    let internal = settings.platform.internal.token.clone();
+    let internal_header =
+        http::HeaderValue::from_str(internal.expose_secret()).map_err(|_| GatewayError::InternalToken)?;
+
+    let mut channels = HashMap::new();
+    let mut health_clients = HashMap::new();
+    for (service, name) in UPSTREAMS {
+        let channel = channel(section, service)?;
+        let interceptor = InternalInterceptor::new(&internal, None).map_err(|_| GatewayError::InternalToken)?;
+        health_clients.insert(
+            *name,
+            tonic_health::pb::health_client::HealthClient::with_interceptor(channel.clone(), interceptor),
+        );
+        channels.insert(*service, channel);
+    }
+    fn forward<U: Upstream>(
+        channels: &HashMap<&str, Channel>,
+        auth: &Authenticator,
+        internal: &http::HeaderValue,
+    ) -> Forward<U> {
+        Forward::new(channels[U::SERVICE].clone(), auth.clone(), internal.clone())
+    }
+
+    let host = Host::new(settings.platform.clone());
+    let health = GatewayHealth::new(
+        tonic_health::server::HealthService::from_health_reporter(host.health().clone()),
+        health_clients,
+    );
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(xinyong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // grpcurl before 1.8.8 (the one on PyPI) asks the older v1alpha protocol.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(xinyong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let admin_service = GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone()));
+    let routes = Routes::new(admin_service)
+        .add_service(forward::<Registry>(&channels, &auth, &internal_header))
+        .add_service(forward::<Ingestion>(&channels, &auth, &internal_header))
+        .add_service(forward::<Grading>(&channels, &auth, &internal_header))
+        .add_service(forward::<Sanctions>(&channels, &auth, &internal_header))
+        .add_service(forward::<Lottery>(&channels, &auth, &internal_header))
+        .add_service(forward::<Objections>(&channels, &auth, &internal_header))
+        .add_service(tonic_health::pb::health_server::HealthServer::new(health))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    host.set_serving(GatewayAdminServiceServer::<admin::Admin>::NAME).await;
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway serving");
+    let options = ServeOptions { require_internal_token: false, add_health: false };
+    let result = host.serve(listener, admin_listener, routes, options, shutdown).await;
+    pool.close().await;
+    Ok(result?)
+}

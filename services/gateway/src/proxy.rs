@@ -1,0 +1,197 @@
+//! Forwarding to the owning service, without decoding: the gateway routes by the gRPC path,
+//! authenticates, checks the permission, replaces any identity headers the caller sent with the
+//! authenticated ones plus the internal token, and streams the HTTP/2 request through.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::StreamExt;
+use http::HeaderValue;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::health_server::Health;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
+use tower::ServiceExt;
+use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS};
+
+use crate::auth::Authenticator;
+
+/// One upstream gRPC service: its full name and the service that owns it.
+pub trait Upstream: Clone + Send + Sync + 'static {
+    const NAME: &'static str;
+    const SERVICE: &'static str;
+}
+
+macro_rules! upstreams {
+    ($($marker:ident => $service:literal, $name:literal;)*) => {
+        $(
+            #[derive(Clone)]
+            pub struct $marker;
+            impl Upstream for $marker {
+                const NAME: &'static str = $name;
+                const SERVICE: &'static str = $service;
+            }
+        )*
+        /// `(owning service, gRPC service name)` of every upstream.
+        pub const UPSTREAMS: &[(&str, &str)] = &[$(($service, $name)),*];
+    };
+}
+
+upstreams! {
+    Registry => "registry", "xinyong.registry.v1.RegistryService";
+    Ingestion => "ingestion", "xinyong.ingestion.v1.IngestionService";
+    Grading => "grading", "xinyong.grading.v1.GradingService";
+    Sanctions => "sanctions", "xinyong.sanctions.v1.SanctionsService";
+    Lottery => "lottery", "xinyong.lottery.v1.LotteryService";
+    Objections => "objections", "xinyong.objections.v1.ObjectionService";
+}
+
+/// Forwards every call of upstream `U`.
+#[derive(Clone)]
+pub struct Forward<U> {
+    channel: Channel,
+    auth: Authenticator,
+    internal_token: HeaderValue,
+    _upstream: PhantomData<U>,
+}
+
+impl<U: Upstream> Forward<U> {
+    pub fn new(channel: Channel, auth: Authenticator, internal_token: HeaderValue) -> Forward<U> {
+        Forward { channel, auth, internal_token, _upstream: PhantomData }
+    }
+}
+
+impl<U: Upstream> NamedService for Forward<U> {
+    const NAME: &'static str = U::NAME;
+}
+
+impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let channel = self.channel.clone();
+        let auth = self.auth.clone();
+        let internal_token = self.internal_token.clone();
+        Box::pin(async move {
+            let identity = match auth.authenticate(request.headers()).await {
+                Ok(identity) => identity,
+                Err(status) => return Ok(status.into_http()),
+            };
+            if let Err(status) = identity.may_call(request.uri().path()) {
+                return Ok(status.into_http());
+            }
+            let headers = request.headers_mut();
+            for reserved in RESERVED_HEADERS {
+                headers.remove(*reserved);
+            }
+            headers.remove(http::header::AUTHORIZATION);
+            headers.insert(INTERNAL_TOKEN_HEADER, internal_token);
+            match (
+                HeaderValue::from_str(&identity.department_id),
+                HeaderValue::from_str(&identity.permissions.join(",")),
+            ) {
+                (Ok(department), Ok(permissions)) => {
+                    headers.insert(DEPARTMENT_HEADER, department);
+                    headers.insert(PERMISSIONS_HEADER, permissions);
+                }
+                _ => {
+                    return Ok(tonic::Status::internal("the department's identity cannot be passed on").into_http());
+                }
+            }
+            match channel.oneshot(request).await {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    tracing::warn!(upstream = U::SERVICE, %error, "upstream unreachable");
+                    Ok(tonic::Status::unavailable(format!("the {} service is unreachable; retry later", U::SERVICE))
+                        .into_http())
+                }
+            }
+        })
+    }
+}
+
+type HealthStream = Pin<Box<dyn futures::Stream<Item = Result<HealthCheckResponse, tonic::Status>> + Send>>;
+
+/// Health at the gateway: its own status for `""` and `xinyong.gateway.v1.*`, and the owning
+/// service's answer for an upstream's name, so "is registry serving?" can be asked at the one
+/// public endpoint.
+#[derive(Clone)]
+pub struct GatewayHealth {
+    local: std::sync::Arc<tonic_health::server::HealthService>,
+    upstreams: HashMap<
+        &'static str,
+        HealthClient<
+            tonic::service::interceptor::InterceptedService<Channel, xinyong_platform::identity::InternalInterceptor>,
+        >,
+    >,
+}
+
+impl GatewayHealth {
+    pub fn new(
+        local: tonic_health::server::HealthService,
+        upstreams: HashMap<
+            &'static str,
+            HealthClient<
+                tonic::service::interceptor::InterceptedService<
+                    Channel,
+                    xinyong_platform::identity::InternalInterceptor,
+                >,
+            >,
+        >,
+    ) -> GatewayHealth {
+        GatewayHealth { local: std::sync::Arc::new(local), upstreams }
+    }
+}
+
+#[tonic::async_trait]
+impl Health for GatewayHealth {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        let Some(client) = self.upstreams.get(request.get_ref().service.as_str()) else {
+            return self.local.check(request).await;
+        };
+        // While the gateway itself drains, nothing behind it is reachable through it.
+        let own = self.local.check(tonic::Request::new(HealthCheckRequest { service: String::new() })).await?;
+        if own.get_ref().status != ServingStatus::Serving as i32 {
+            return Ok(own);
+        }
+        let mut client = client.clone();
+        match client.check(HealthCheckRequest { service: request.into_inner().service }).await {
+            Ok(response) => Ok(response),
+            Err(status) if status.code() == tonic::Code::NotFound => Err(status),
+            Err(status) => {
+                tracing::debug!(%status, "upstream health check failed");
+                Ok(tonic::Response::new(HealthCheckResponse { status: ServingStatus::NotServing as i32 }))
+            }
+        }
+    }
+
+    type WatchStream = HealthStream;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        let Some(client) = self.upstreams.get(request.get_ref().service.as_str()) else {
+            let stream = self.local.watch(request).await?.into_inner();
+            return Ok(tonic::Response::new(Box::pin(stream)));
+        };
+        let mut client = client.clone();
+        let stream = client.watch(HealthCheckRequest { service: request.into_inner().service }).await?.into_inner();
+        Ok(tonic::Response::new(Box::pin(stream.map(|item| item))))
+    }
+}

@@ -1,0 +1,177 @@
+//! All SQL of the gateway: departments and credentials.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool};
+
+/// A department row.
+#[derive(Debug, Clone, FromRow)]
+pub struct DepartmentRow {
+    pub department_id: String,
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A credential row, without the hash.
+#[derive(Debug, Clone, FromRow)]
+pub struct CredentialRow {
+    pub credential_id: String,
+    pub department_id: String,
+    pub issued_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What authentication needs to know about a credential.
+#[derive(Debug, Clone, FromRow)]
+pub struct CredentialLookup {
+    pub department_id: String,
+    pub secret_sha256: Vec<u8>,
+    pub revoked: bool,
+    pub permissions: Vec<String>,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("department `{0}` not found")]
+    DepartmentNotFound(String),
+    #[error("department `{id}` exists with another name (`{existing}`)")]
+    DepartmentConflict { id: String, existing: String },
+    #[error("credential `{0}` not found")]
+    CredentialNotFound(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    /// Create a department; `Ok((row, false))` when it existed with the same name.
+    pub async fn create_department(
+        &self,
+        id: &str,
+        name: &str,
+        permissions: &[String],
+    ) -> Result<(DepartmentRow, bool), StoreError> {
+        let inserted: Option<DepartmentRow> = sqlx::query_as(
+            "INSERT INTO departments (department_id, name, permissions) VALUES ($1, $2, $3)
+             ON CONFLICT (department_id) DO NOTHING
+             RETURNING department_id, name, permissions, created_at",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(permissions)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((row, true));
+        }
+        let existing = self.department(id).await?;
+        if existing.name != name {
+            return Err(StoreError::DepartmentConflict { id: id.to_owned(), existing: existing.name });
+        }
+        Ok((existing, false))
+    }
+
+    pub async fn department(&self, id: &str) -> Result<DepartmentRow, StoreError> {
+        sqlx::query_as("SELECT department_id, name, permissions, created_at FROM departments WHERE department_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
+    }
+
+    pub async fn set_permissions(&self, id: &str, permissions: &[String]) -> Result<DepartmentRow, StoreError> {
+        sqlx::query_as(
+            "UPDATE departments SET permissions = $2 WHERE department_id = $1
+             RETURNING department_id, name, permissions, created_at",
+        )
+        .bind(id)
+        .bind(permissions)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
+    }
+
+    /// Departments after `after` in id order.
+    pub async fn departments(&self, after: &str, limit: i64) -> Result<Vec<DepartmentRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT department_id, name, permissions, created_at FROM departments
+             WHERE department_id > $1 ORDER BY department_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Credentials of the given departments, newest first.
+    pub async fn credentials_of(&self, department_ids: &[String]) -> Result<Vec<CredentialRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT credential_id, department_id, issued_at, revoked_at FROM credentials
+             WHERE department_id = ANY($1) ORDER BY issued_at DESC",
+        )
+        .bind(department_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn insert_credential(
+        &self,
+        credential_id: &str,
+        department_id: &str,
+        secret_sha256: &[u8],
+    ) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("INSERT INTO credentials (credential_id, department_id, secret_sha256) VALUES ($1, $2, $3)")
+                .bind(credential_id)
+                .bind(department_id)
+                .bind(secret_sha256)
+                .execute(&self.pool)
+                .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23503") => {
+                Err(StoreError::DepartmentNotFound(department_id.to_owned()))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Revoke; `Ok(false)` when it was revoked already.
+    pub async fn revoke_credential(&self, credential_id: &str) -> Result<bool, StoreError> {
+        let revoked =
+            sqlx::query("UPDATE credentials SET revoked_at = now() WHERE credential_id = $1 AND revoked_at IS NULL")
+                .bind(credential_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+        if revoked {
+            return Ok(true);
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM credentials WHERE credential_id = $1)")
+            .bind(credential_id)
+            .fetch_one(&self.pool)
+            .await?;
+        if exists { Ok(false) } else { Err(StoreError::CredentialNotFound(credential_id.to_owned())) }
+    }
+
+    pub async fn lookup_credential(&self, credential_id: &str) -> Result<Option<CredentialLookup>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT c.department_id, c.secret_sha256, c.revoked_at IS NOT NULL AS revoked, d.permissions
+             FROM credentials c JOIN departments d USING (department_id)
+             WHERE c.credential_id = $1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}

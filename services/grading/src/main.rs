@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    xinyong_platform::service::main("grading", xinyong_grading::run)
+}

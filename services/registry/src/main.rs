@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    xinyong_platform::service::main("registry", xinyong_registry::run)
+}

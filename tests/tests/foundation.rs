@@ -1,0 +1,373 @@
+//! The foundation (issue #2): every service up behind the gateway, authentication, credentials,
+//! schema ownership, the event bus under a crashing relay, graceful shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use xinyong_platform::bus::{self, Consumer, EventHandler, HandlerError};
+use xinyong_proto::events::v1::{EntityRegistered, Envelope};
+use xinyong_proto::gateway::v1 as admin;
+use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
+use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use xinyong_proto::registry::v1::{GetEntityRequest, get_entity_request};
+
+use crate::support::{BACKENDS, Platform, with_token};
+
+const SERVICE_NAMES: &[&str] = &[
+    "xinyong.registry.v1.RegistryService",
+    "xinyong.ingestion.v1.IngestionService",
+    "xinyong.grading.v1.GradingService",
+    "xinyong.sanctions.v1.SanctionsService",
+    "xinyong.lottery.v1.LotteryService",
+    "xinyong.objections.v1.ObjectionService",
+];
+
+fn get_entity() -> GetEntityRequest {
+    GetEntityRequest {
+        key: Some(get_entity_request::Key::CreditCode("91110000600037341L".into())),
+        include_history: false,
+    }
+}
+
+async fn health_at(channel: tonic::transport::Channel, service: &str) -> Result<i32, tonic::Status> {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest { service: service.to_owned() })
+        .await
+        .map(|response| response.into_inner().status)
+}
+
+#[tokio::test]
+async fn every_service_reports_serving_through_the_gateway_and_reflection_lists_them() {
+    let platform = Platform::start().await;
+    let gateway = platform.gateway().await;
+    for name in SERVICE_NAMES {
+        let status =
+            health_at(gateway.clone(), name).await.unwrap_or_else(|status| panic!("health of {name}: {status}"));
+        assert_eq!(status, ServingStatus::Serving as i32, "{name} is not SERVING through the gateway");
+    }
+    assert_eq!(health_at(gateway.clone(), "").await.unwrap(), ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(gateway)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let response = responses.next().await.expect("one answer").expect("no error");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list")
+    };
+    let listed: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
+    for name in SERVICE_NAMES.iter().chain(&["xinyong.gateway.v1.GatewayAdminService"]) {
+        assert!(listed.iter().any(|listed| listed == name), "reflection does not list {name}: {listed:?}");
+    }
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_credential_are_refused() {
+    let platform = Platform::start().await;
+    let mut registry = RegistryServiceClient::new(platform.gateway().await);
+
+    let missing = registry.get_entity(get_entity()).await.unwrap_err();
+    assert_eq!(missing.code(), Code::Unauthenticated, "{missing:?}");
+    assert!(missing.message().contains("Bearer"), "the refusal says how to authenticate: {}", missing.message());
+
+    let forged = registry.get_entity(with_token(get_entity(), "0123456789abcdef.not-the-secret")).await.unwrap_err();
+    assert_eq!(forged.code(), Code::Unauthenticated);
+
+    // Around the gateway, straight to a service: refused for lack of the internal token, even
+    // with a department identity header set by hand.
+    let mut direct = RegistryServiceClient::new(platform.direct("registry").await);
+    let mut request = tonic::Request::new(get_entity());
+    request.metadata_mut().insert("x-xinyong-department", "forged".parse().unwrap());
+    let bypass = direct.get_entity(request).await.unwrap_err();
+    assert_eq!(bypass.code(), Code::Unauthenticated, "{bypass:?}");
+    assert!(bypass.message().contains("gateway"));
+}
+
+#[tokio::test]
+async fn an_administrator_creates_a_department_whose_credential_works_until_revoked() {
+    let platform = Platform::start().await;
+    let gateway = platform.gateway().await;
+    let mut admin_client = GatewayAdminServiceClient::new(gateway.clone());
+    let admin_token = platform.admin_token.clone();
+
+    let created = admin_client
+        .create_department(with_token(
+            admin::CreateDepartmentRequest {
+                department_id: "samr-110107".into(),
+                name: "石景山区市场监督管理局".into(),
+                permissions: vec![],
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("administrator creates a department")
+        .into_inner();
+    assert!(created.created);
+    let again = admin_client
+        .create_department(with_token(
+            admin::CreateDepartmentRequest {
+                department_id: "samr-110107".into(),
+                name: "石景山区市场监督管理局".into(),
+                permissions: vec![],
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("creating the same department again is a no-op")
+        .into_inner();
+    assert!(!again.created);
+
+    let bad_id = admin_client
+        .create_department(with_token(
+            admin::CreateDepartmentRequest { department_id: "Bad Id".into(), name: "x".into(), permissions: vec![] },
+            &admin_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_id.code(), Code::InvalidArgument);
+    assert!(bad_id.message().contains("department_id"), "{}", bad_id.message());
+
+    let issued = admin_client
+        .issue_credential(with_token(
+            admin::IssueCredentialRequest { department_id: "samr-110107".into() },
+            &admin_token,
+        ))
+        .await
+        .expect("credential issued")
+        .into_inner();
+
+    // The new credential passes authentication and reaches the registry (whose methods are
+    // still to come, so the answer is the registry's own UNIMPLEMENTED, not the gateway's refusal).
+    let mut registry = RegistryServiceClient::new(gateway.clone());
+    let reached = registry.get_entity(with_token(get_entity(), &issued.token)).await.unwrap_err();
+    assert_eq!(reached.code(), Code::Unimplemented, "{reached:?}");
+    assert!(reached.message().contains("RegistryService/GetEntity"), "{}", reached.message());
+
+    // A department is not an administrator.
+    let not_admin = admin_client
+        .list_departments(with_token(
+            admin::ListDepartmentsRequest { page_size: 0, page_token: String::new() },
+            &issued.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_admin.code(), Code::PermissionDenied);
+    assert!(not_admin.message().contains("admin"));
+
+    let listed = admin_client
+        .list_departments(with_token(
+            admin::ListDepartmentsRequest { page_size: 0, page_token: String::new() },
+            &admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let department = listed.departments.iter().find(|d| d.department_id == "samr-110107").expect("listed");
+    assert_eq!(department.credentials.len(), 1);
+    assert!(department.credentials[0].revoked_at.is_none());
+
+    let revoked = admin_client
+        .revoke_credential(with_token(
+            admin::RevokeCredentialRequest { credential_id: issued.credential_id.clone() },
+            &admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked);
+    let refused = registry.get_entity(with_token(get_entity(), &issued.token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "a revoked credential stops working at once: {refused:?}");
+    assert!(refused.message().contains("revoked"));
+}
+
+#[tokio::test]
+async fn a_service_cannot_read_another_services_tables() {
+    let platform = Platform::start().await;
+    let registry = platform.pool_of("registry").await;
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&registry)
+        .await
+        .expect("its own schema is readable");
+    assert_eq!(own, 0);
+    for other in BACKENDS.iter().filter(|service| **service != "registry").chain(&["gateway"]) {
+        let error = sqlx::query(&format!("SELECT * FROM {other}.outbox LIMIT 1"))
+            .fetch_optional(&registry)
+            .await
+            .expect_err("another service's table must not be readable");
+        let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "reading {other}.outbox: {error}");
+    }
+    let departments = sqlx::query("SELECT * FROM gateway.credentials").fetch_optional(&registry).await.unwrap_err();
+    assert!(departments.to_string().contains("permission denied"), "{departments}");
+}
+
+/// Counts the events it handles; the bus must call it once per event however often it is delivered.
+struct Counting(Arc<AtomicUsize>);
+
+impl EventHandler for Counting {
+    async fn handle(&self, connection: &mut sqlx::PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        if let Some(event) = bus::outbox::decode::<EntityRegistered>(envelope) {
+            let event = event?;
+            assert_eq!(event.credit_code, "91110000600037341L");
+            // The handler's own write commits with the processed-event row.
+            sqlx::query("SELECT 1").execute(&mut *connection).await?;
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_event_reaches_another_service_exactly_once_when_the_relay_dies() {
+    let mut platform = Platform::provision().await;
+    let mut ports = std::collections::HashMap::new();
+    ports.insert("registry".to_owned(), (free_port(), free_port()));
+    // 1. The producer commits an event while its relay is off, and dies before publishing it.
+    platform.spawn("registry", ports["registry"], &[("XINYONG__EVENTS__RELAY_ENABLED", "false")], &ports);
+    platform.wait_serving("registry").await;
+    let registry_pool = platform.pool_of("registry").await;
+    let mut transaction = registry_pool.begin().await.unwrap();
+    let event = EntityRegistered {
+        credit_code: "91110000600037341L".into(),
+        name: "联想(北京)有限公司".into(),
+        ..Default::default()
+    };
+    let event_id = bus::enqueue(&mut transaction, "registry", &event).await.unwrap();
+    transaction.commit().await.unwrap();
+    platform.kill("registry");
+
+    // 2. The consumer in another service's schema starts reading.
+    let grading_pool = platform.pool_of("grading").await;
+    xinyong_platform::db::migrate(&grading_pool, &xinyong_grading::MIGRATOR).await.expect("grading schema migrated");
+    let redis = xinyong_platform::redis::Redis::connect_and_wait(&platform.redis_settings(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let metrics = xinyong_platform::metrics::Metrics::new("grading");
+    let mut consumer = Consumer::new(
+        grading_pool.clone(),
+        redis.clone(),
+        "grading",
+        &["registry"],
+        Counting(handled.clone()),
+        metrics,
+    );
+    consumer.block = Duration::from_millis(100);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let consumer_stop = stop.clone();
+    let consumer_task = tokio::spawn(consumer.run(async move { consumer_stop.notified().await }));
+
+    // 3. The producer comes back with a relay that publishes and dies before marking the row.
+    platform.restart("registry", &[("XINYONG__EVENTS__FAULT_ABORT_AFTER_PUBLISH", "true")]);
+    let status = platform.wait_exit("registry", Duration::from_secs(60)).await;
+    assert!(!status.success(), "the relay was told to abort after publishing");
+    let published: Option<bool> = sqlx::query_scalar("SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(&registry_pool)
+        .await
+        .unwrap();
+    assert_eq!(published, Some(false), "the crash came between publishing and marking");
+
+    // 4. Back once more, normally: the row is published again, and marked.
+    platform.restart("registry", &[]);
+    platform.wait_serving("registry").await;
+    wait_for(|| async {
+        sqlx::query_scalar::<_, bool>("SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&registry_pool)
+            .await
+            .unwrap()
+    })
+    .await;
+
+    // The stream holds the event twice; the consumer handled it once and acknowledged both.
+    let stream = redis.stream_key("registry");
+    let mut connection = redis.connection().await.unwrap();
+    let length: i64 = redis::cmd("XLEN").arg(&stream).query_async(&mut connection).await.unwrap();
+    assert_eq!(length, 2, "published once by the crashed relay and once after the restart");
+    let last_entry: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(&stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let last_id = last_entry.ids[0].id.clone();
+    wait_for(|| {
+        let mut connection = connection.clone();
+        let stream = stream.clone();
+        let last_id = last_id.clone();
+        async move {
+            let info: redis::streams::StreamInfoGroupsReply =
+                redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut connection).await.unwrap();
+            info.groups
+                .iter()
+                .any(|group| group.name == "grading" && group.pending == 0 && group.last_delivered_id == last_id)
+        }
+    })
+    .await;
+    assert_eq!(handled.load(Ordering::SeqCst), 1, "the event was handled exactly once");
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'grading' AND event_id = $1")
+            .bind(event_id)
+            .fetch_one(&grading_pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 1);
+
+    stop.notify_one();
+    consumer_task.await.unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within 30 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_then_drains() {
+    let mut platform = Platform::provision().await;
+    let mut ports = std::collections::HashMap::new();
+    ports.insert("lottery".to_owned(), (free_port(), free_port()));
+    platform.spawn("lottery", ports["lottery"], &[("XINYONG__SERVER__SHUTDOWN_DELAY_MS", "1500")], &ports);
+    platform.wait_serving("lottery").await;
+    let channel = platform.direct("lottery").await;
+    platform.terminate("lottery");
+    wait_for(|| {
+        let channel = channel.clone();
+        async move {
+            matches!(health_at(channel, "xinyong.lottery.v1.LotteryService").await, Ok(status) if status == ServingStatus::NotServing as i32)
+        }
+    })
+    .await;
+    let status = platform.wait_exit("lottery", Duration::from_secs(30)).await;
+    assert!(status.success(), "a terminated service exits cleanly: {status}");
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: the platform as an integrator sees it, through the gateway.
+
+mod support;
+
+mod foundation;

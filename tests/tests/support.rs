@@ -1,0 +1,332 @@
+//! Starts the whole platform for a test: a throw-away database with one role and schema per
+//! service, a private Redis key prefix, and the gateway and six services as real processes on
+//! free ports. Dropping the [`Platform`] kills the processes and drops the database and roles.
+//!
+//! Environment: `DATABASE_URL` (an administrator's URL, default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! `REDIS_URL` (default `redis://127.0.0.1:6379`), `TEST_LOG` (show the services' logs).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use xinyong_platform::config::SERVICES;
+use xinyong_platform::db::{self, Provisioned};
+
+/// The six services behind the gateway.
+pub const BACKENDS: &[&str] = &["registry", "ingestion", "grading", "sanctions", "lottery", "objections"];
+
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// One running service process.
+pub struct Node {
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// A running platform.
+pub struct Platform {
+    pub database: String,
+    pub provisioned: Provisioned,
+    pub redis_prefix: String,
+    pub internal_token: String,
+    pub admin_token: String,
+    pub nodes: HashMap<String, Node>,
+    log_dir: PathBuf,
+    admin_url: String,
+}
+
+impl Platform {
+    /// Provision a database and start all seven processes; returns once each reports SERVING.
+    pub async fn start() -> Platform {
+        let mut platform = Platform::provision().await;
+        let mut ports = HashMap::new();
+        for service in SERVICES {
+            ports.insert(service.name.to_owned(), (free_port(), free_port()));
+        }
+        for service in BACKENDS {
+            platform.spawn(service, ports[*service], &[], &ports);
+        }
+        platform.spawn("gateway", ports["gateway"], &[], &ports);
+        for service in SERVICES {
+            platform.wait_serving(service.name).await;
+        }
+        platform
+    }
+
+    /// Only the database and Redis prefix; start nodes with [`Platform::start_node`].
+    pub async fn provision() -> Platform {
+        let database = format!("xyt_{}", random_hex(5));
+        let password = random_hex(12);
+        let admin_url = admin_database_url();
+        let services: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
+        let provisioned = db::provision(&admin_url, &database, &services, &password).await.unwrap_or_else(|error| {
+            panic!("cannot provision a test database through DATABASE_URL={admin_url}: {error}")
+        });
+        let log_dir = std::env::temp_dir().join(format!("xinyong-e2e-{database}"));
+        std::fs::create_dir_all(&log_dir).expect("log folder");
+        Platform {
+            redis_prefix: database.clone(),
+            database,
+            provisioned,
+            internal_token: random_hex(16),
+            admin_token: format!("admin-{}", random_hex(16)),
+            nodes: HashMap::new(),
+            log_dir,
+            admin_url,
+        }
+    }
+
+    /// The environment a service process gets.
+    pub fn environment(
+        &self,
+        service: &str,
+        ports: (u16, u16),
+        all_ports: &HashMap<String, (u16, u16)>,
+    ) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("XINYONG__SERVER__LISTEN".to_owned(), format!("127.0.0.1:{}", ports.0)),
+            ("XINYONG__ADMIN__LISTEN".to_owned(), format!("127.0.0.1:{}", ports.1)),
+            (
+                "XINYONG__DATABASE__URL".to_owned(),
+                self.provisioned.url_of(service).expect("provisioned service").to_owned(),
+            ),
+            ("XINYONG__REDIS__URL".to_owned(), redis_url()),
+            ("XINYONG__REDIS__KEY_PREFIX".to_owned(), self.redis_prefix.clone()),
+            ("XINYONG__INTERNAL__TOKEN".to_owned(), self.internal_token.clone()),
+            ("XINYONG__GATEWAY__ADMIN_TOKEN".to_owned(), self.admin_token.clone()),
+            ("XINYONG__SERVER__DRAIN_SECONDS".to_owned(), "5".to_owned()),
+            ("RUST_LOG".to_owned(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned())),
+        ];
+        for (name, (grpc, _)) in all_ports {
+            env.push((
+                format!("XINYONG__GATEWAY__UPSTREAMS__{}", name.to_uppercase()),
+                format!("http://127.0.0.1:{grpc}"),
+            ));
+        }
+        env
+    }
+
+    /// Start (or restart) a service process with extra environment.
+    pub fn spawn(
+        &mut self,
+        service: &str,
+        ports: (u16, u16),
+        extra: &[(&str, &str)],
+        all_ports: &HashMap<String, (u16, u16)>,
+    ) {
+        let log = self.log_dir.join(format!("{service}.log"));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xinyong-node"));
+        command.arg(service).stdin(Stdio::null());
+        if std::env::var_os("TEST_LOG").is_some() {
+            command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        } else {
+            command.stdout(log_file.try_clone().expect("log file")).stderr(log_file);
+        }
+        for (key, value) in self.environment(service, ports, all_ports) {
+            command.env(key, value);
+        }
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start xinyong-node");
+        self.nodes.insert(
+            service.to_owned(),
+            Node {
+                grpc: SocketAddr::from(([127, 0, 0, 1], ports.0)),
+                admin: SocketAddr::from(([127, 0, 0, 1], ports.1)),
+                child: Some(child),
+                log,
+            },
+        );
+    }
+
+    /// Restart a stopped service on its ports with extra environment.
+    pub fn restart(&mut self, service: &str, extra: &[(&str, &str)]) {
+        let ports: HashMap<String, (u16, u16)> =
+            self.nodes.iter().map(|(name, node)| (name.clone(), (node.grpc.port(), node.admin.port()))).collect();
+        self.spawn(service, ports[service], extra, &ports);
+    }
+
+    pub fn node(&self, service: &str) -> &Node {
+        self.nodes.get(service).unwrap_or_else(|| panic!("{service} was not started"))
+    }
+
+    /// The last lines a service logged, for failure messages.
+    pub fn log_tail(&self, service: &str) -> String {
+        let text = std::fs::read_to_string(&self.node(service).log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Wait until a service (its own port) answers SERVING.
+    pub async fn wait_serving(&mut self, service: &str) {
+        let address = self.node(service).grpc;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.nodes.get_mut(service).and_then(|node| node.child.as_mut())
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("{service} exited with {status} while starting:\n{}", self.log_tail(service));
+            }
+            if let Ok(channel) = Endpoint::from_shared(format!("http://{address}")).expect("endpoint").connect().await {
+                let mut client = HealthClient::new(channel);
+                if let Ok(response) = client.check(HealthCheckRequest { service: String::new() }).await
+                    && response.get_ref().status == ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not become SERVING within 60 s:\n{}",
+                self.log_tail(service)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kill a service at once (SIGKILL): nothing of it runs after this returns.
+    pub fn kill(&mut self, service: &str) {
+        if let Some(mut child) = self.nodes.get_mut(service).and_then(|node| node.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Ask a service to stop (SIGTERM), as Kubernetes does.
+    pub fn terminate(&mut self, service: &str) {
+        if let Some(child) = self.nodes.get(service).and_then(|node| node.child.as_ref()) {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+    }
+
+    /// Wait for a service process to exit by itself.
+    pub async fn wait_exit(&mut self, service: &str, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let node = self.nodes.get_mut(service).expect("started");
+            if let Some(status) = node.child.as_mut().expect("running").try_wait().expect("wait") {
+                node.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{service} did not exit within {within:?}:\n{}", self.log_tail(service));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A channel to the gateway.
+    pub async fn gateway(&self) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.node("gateway").grpc))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("gateway reachable")
+    }
+
+    /// A channel straight to a service (bypassing the gateway).
+    pub async fn direct(&self, service: &str) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.node(service).grpc))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("service reachable")
+    }
+
+    /// A pool that logs in as a service's own role.
+    pub async fn pool_of(&self, service: &str) -> sqlx::PgPool {
+        let settings = xinyong_platform::config::DatabaseSettings {
+            url: secrecy::SecretString::from(self.provisioned.url_of(service).expect("service").to_owned()),
+            schema: service.to_owned(),
+            max_connections: 2,
+            connect_timeout_ms: 5_000,
+        };
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(db::connect_options(&settings).expect("options"))
+            .await
+            .expect("connect as the service's role")
+    }
+
+    /// Redis settings with this platform's prefix.
+    pub fn redis_settings(&self) -> xinyong_platform::config::RedisSettings {
+        xinyong_platform::config::RedisSettings {
+            url: secrecy::SecretString::from(redis_url()),
+            timeout_ms: 1_000,
+            key_prefix: self.redis_prefix.clone(),
+        }
+    }
+}
+
+/// Attach a bearer token to a request.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("token is ASCII"));
+    request
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let services: Vec<String> = self.nodes.keys().cloned().collect();
+        for service in services {
+            self.kill(&service);
+        }
+        let admin_url = self.admin_url.clone();
+        let database = self.database.clone();
+        let prefix = self.redis_prefix.clone();
+        // Drop cannot await; clean up on a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let names: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
+                if let Err(error) = db::drop_provisioned(&admin_url, &database, &names).await {
+                    eprintln!("could not drop test database {database}: {error}");
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}:*"))
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut connection).await;
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}

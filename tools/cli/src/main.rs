@@ -1,0 +1,66 @@
+//! `xinyong-cli`: operator commands.
+//!
+//! ```text
+//! xinyong-cli provision --admin-url URL --database NAME --password SECRET
+//!     create the database, a login role and an owned schema per service; prints `service url` lines
+//! xinyong-cli drop --admin-url URL --database NAME
+//!     drop a provisioned database and its roles
+//! ```
+
+use std::process::ExitCode;
+
+use xinyong_platform::config::SERVICES;
+use xinyong_platform::db;
+
+const USAGE: &str = "usage:
+  xinyong-cli provision --admin-url URL --database NAME --password SECRET
+  xinyong-cli drop --admin-url URL --database NAME";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let (Some(admin_url), Some(database)) = (flag(&args, "--admin-url"), flag(&args, "--database")) else {
+        eprintln!("--admin-url and --database are required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let services: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match command.as_str() {
+            "provision" => {
+                let Some(password) = flag(&args, "--password") else {
+                    return Err("--password is required".to_owned());
+                };
+                let provisioned = db::provision(&admin_url, &database, &services, &password)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                for (service, url) in &provisioned.urls {
+                    println!("{service} {url}");
+                }
+                Ok(())
+            }
+            "drop" => db::drop_provisioned(&admin_url, &database, &services).await.map_err(|error| error.to_string()),
+            other => Err(format!("unknown command `{other}`\n{USAGE}")),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xinyong-cli {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
