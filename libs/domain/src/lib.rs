@@ -1,0 +1,8 @@
+//! Pure rules of the domain, no I/O: identifiers of subjects and persons, masking of personal data,
+//! normalisation of names for search. Each rule quotes the standard or seed it comes from.
+
+pub mod credit_code;
+pub mod masking;
+pub mod name;
+pub mod registration_number;
+pub mod resident_id;

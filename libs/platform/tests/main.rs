@@ -1,0 +1,3 @@
+//! The server start every binary shares, exercised over real sockets.
+
+mod server;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: the same preparation as up.sh (Postgres, Redis), then formatting, lints,
+# the proto lint and every test. Exits non-zero on the first failure.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+prepare
+ensure_buf
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "buf lint"
+(cd proto && buf lint)
+
+log "helm lint and manifest validation"
+ensure_helm
+ensure_kubernetes_validate
+"$HELM" lint --strict helm/xinyong --set secrets.internalToken=ci >/dev/null
+rendered=$(mktemp)
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set serviceMonitor.enabled=false >"$rendered"
+kubernetes-validate --strict --quiet -k 1.33.0 "$rendered" k8s/namespace.yaml
+rm -f "$rendered"
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test"
+# Tests make throw-away databases through DATABASE_URL and keep to a private Redis key prefix.
+cargo test --workspace --locked --no-fail-fast
