@@ -17,9 +17,9 @@ log "buf lint"
 log "helm lint and manifest validation"
 ensure_helm
 ensure_kubernetes_validate
-"$HELM" lint --strict helm/xinyong --set secrets.internalToken=ci >/dev/null
+"$HELM" lint --strict helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci >/dev/null
 rendered=$(mktemp)
-"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set serviceMonitor.enabled=false >"$rendered"
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci --set serviceMonitor.enabled=false >"$rendered"
 kubernetes-validate --strict --quiet -k 1.33.0 "$rendered" k8s/namespace.yaml
 rm -f "$rendered"
 

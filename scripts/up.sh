@@ -59,6 +59,15 @@ while read -r service url; do DB_URL[$service]=$url; done < <(
   "$TARGET/xinyong-cli" provision --admin-url "$DATABASE_URL" --database "$DATABASE" --password "$DB_PASSWORD")
 
 export XINYONG__INTERNAL__TOKEN=${XINYONG__INTERNAL__TOKEN:-$(random_secret)}
+# The key that seals ID numbers must outlive a restart, or stored numbers become unreadable: keep it
+# in a local state folder (not in git) unless the operator gives one.
+STATE_DIR=$ROOT/.xinyong
+mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"
+if [ -z "${XINYONG__REGISTRY__PERSONAL_DATA_KEY:-}" ]; then
+  [ -s "$STATE_DIR/personal-data-key" ] || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE_DIR/personal-data-key")
+  XINYONG__REGISTRY__PERSONAL_DATA_KEY=$(cat "$STATE_DIR/personal-data-key")
+  export XINYONG__REGISTRY__PERSONAL_DATA_KEY
+fi
 export XINYONG__GATEWAY__ADMIN_TOKEN=${XINYONG__GATEWAY__ADMIN_TOKEN:-admin-$(random_secret)}
 export XINYONG__REDIS__URL=${XINYONG__REDIS__URL:-$REDIS_URL}
 for service in "${SERVICES[@]}"; do

@@ -151,12 +151,12 @@ async fn an_administrator_creates_a_department_whose_credential_works_until_revo
         .expect("credential issued")
         .into_inner();
 
-    // The new credential passes authentication and reaches the registry (whose methods are
-    // still to come, so the answer is the registry's own UNIMPLEMENTED, not the gateway's refusal).
+    // The new credential passes authentication and reaches the registry, which answers for the
+    // unknown subject (not the gateway refusing).
     let mut registry = RegistryServiceClient::new(gateway.clone());
     let reached = registry.get_entity(with_token(get_entity(), &issued.token)).await.unwrap_err();
-    assert_eq!(reached.code(), Code::Unimplemented, "{reached:?}");
-    assert!(reached.message().contains("RegistryService/GetEntity"), "{}", reached.message());
+    assert_eq!(reached.code(), Code::NotFound, "{reached:?}");
+    assert!(reached.message().contains("91110000600037341L"), "{}", reached.message());
 
     // A department is not an administrator.
     let not_admin = admin_client

@@ -58,6 +58,7 @@ pub struct Platform {
     pub redis_prefix: String,
     pub internal_token: String,
     pub admin_token: String,
+    pub personal_data_key: String,
     pub nodes: HashMap<String, Node>,
     log_dir: PathBuf,
     admin_url: String,
@@ -98,6 +99,7 @@ impl Platform {
             provisioned,
             internal_token: random_hex(16),
             admin_token: format!("admin-{}", random_hex(16)),
+            personal_data_key: random_hex(32),
             nodes: HashMap::new(),
             log_dir,
             admin_url,
@@ -123,6 +125,7 @@ impl Platform {
             ("XINYONG__INTERNAL__TOKEN".to_owned(), self.internal_token.clone()),
             ("XINYONG__GATEWAY__ADMIN_TOKEN".to_owned(), self.admin_token.clone()),
             ("XINYONG__SERVER__DRAIN_SECONDS".to_owned(), "5".to_owned()),
+            ("XINYONG__REGISTRY__PERSONAL_DATA_KEY".to_owned(), self.personal_data_key.clone()),
             ("RUST_LOG".to_owned(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned())),
         ];
         for (name, (grpc, _)) in all_ports {

@@ -53,7 +53,8 @@ pub fn checked_identifier(name: &str) -> Result<&str, DbError> {
 pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, DbError> {
     let schema = checked_identifier(&settings.schema)?;
     let options = PgConnectOptions::from_str(settings.url.expose_secret()).map_err(DbError::Url)?;
-    Ok(options.options([("search_path", schema)]).application_name("xinyong"))
+    // `extensions` holds pg_trgm (provisioned once per database), usable by every service role.
+    Ok(options.options([("search_path", format!("{schema},extensions"))]).application_name("xinyong"))
 }
 
 /// Connect the pool, make sure the schema exists, and run the platform's and the service's
@@ -148,6 +149,12 @@ pub async fn provision(
     )
     .await
     .map_err(DbError::Provision)?;
+    // Extensions need a privileged role to create; services only use them (search_path has `extensions`).
+    for statement in
+        ["CREATE SCHEMA IF NOT EXISTS extensions", "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA extensions"]
+    {
+        pool.execute(statement).await.map_err(DbError::Provision)?;
+    }
     let mut urls = Vec::new();
     for service in services {
         let schema = checked_identifier(service)?;
@@ -169,7 +176,8 @@ pub async fn provision(
                 "GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role};
                  CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role};
                  ALTER SCHEMA {schema} OWNER TO {role};
-                 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;"
+                 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+                 GRANT USAGE ON SCHEMA extensions TO {role};"
             )
             .as_str(),
         )

@@ -12,6 +12,8 @@ pub mod redis;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::PlatformSettings;
 pub use error::{ApiError, violation};

@@ -56,6 +56,48 @@ fn current_traceparent() -> String {
     format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8())
 }
 
+fn envelope<E: Event>(event_id: uuid::Uuid, producer: &str, event: &E, traceparent: &str) -> events::Envelope {
+    events::Envelope {
+        event_id: event_id.to_string(),
+        event_type: E::TYPE.to_owned(),
+        producer: producer.to_owned(),
+        occurred_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        credit_code: event.credit_code().to_owned(),
+        traceparent: traceparent.to_owned(),
+        payload: event.encode_to_vec(),
+    }
+}
+
+/// Write many events of one type in one statement (bulk loads); same guarantees as [`enqueue`].
+pub async fn enqueue_batch<E: Event>(
+    connection: &mut PgConnection,
+    producer: &str,
+    events: &[E],
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let traceparent = current_traceparent();
+    let ids: Vec<uuid::Uuid> = events.iter().map(|_| uuid::Uuid::now_v7()).collect();
+    let codes: Vec<&str> = events.iter().map(Event::credit_code).collect();
+    let envelopes: Vec<Vec<u8>> = ids
+        .iter()
+        .zip(events)
+        .map(|(id, event)| envelope(*id, producer, event, &traceparent).encode_to_vec())
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, credit_code, envelope)
+         SELECT id, $2, code, envelope FROM UNNEST($1::uuid[], $3::text[], $4::bytea[]) AS t(id, code, envelope)",
+    )
+    .bind(&ids)
+    .bind(E::TYPE)
+    .bind(&codes)
+    .bind(&envelopes)
+    .execute(connection)
+    .await?;
+    Ok(ids)
+}
+
 /// Write `event` into the outbox of the schema `connection` is bound to. Call it inside the
 /// transaction that makes the change; returns the event id.
 pub async fn enqueue<E: Event>(
@@ -64,16 +106,7 @@ pub async fn enqueue<E: Event>(
     event: &E,
 ) -> Result<uuid::Uuid, sqlx::Error> {
     let event_id = uuid::Uuid::now_v7();
-    let now = std::time::SystemTime::now();
-    let envelope = events::Envelope {
-        event_id: event_id.to_string(),
-        event_type: E::TYPE.to_owned(),
-        producer: producer.to_owned(),
-        occurred_at: Some(prost_types::Timestamp::from(now)),
-        credit_code: event.credit_code().to_owned(),
-        traceparent: current_traceparent(),
-        payload: event.encode_to_vec(),
-    };
+    let envelope = envelope(event_id, producer, event, &current_traceparent());
     sqlx::query("INSERT INTO outbox (event_id, event_type, credit_code, envelope) VALUES ($1, $2, $3, $4)")
         .bind(event_id)
         .bind(E::TYPE)

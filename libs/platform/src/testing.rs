@@ -1,0 +1,147 @@
+//! Test support for every crate's integration tests (feature `testing`): a throw-away database
+//! provisioned like production, and a TCP proxy that can be cut to simulate an outage.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::config::SERVICES;
+use crate::db::{self, Provisioned};
+
+/// An administrator's Postgres URL: `DATABASE_URL`, else the local default.
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Redis: `REDIS_URL`, else the local default.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn random_name() -> String {
+    format!("xyt_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A database with one role and schema per service, dropped (with its roles and Redis keys) on drop.
+pub struct TestDatabase {
+    pub name: String,
+    pub provisioned: Provisioned,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    pub async fn new() -> TestDatabase {
+        let name = random_name();
+        let admin_url = admin_database_url();
+        let services: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
+        let provisioned =
+            match db::provision(&admin_url, &name, &services, &uuid::Uuid::new_v4().simple().to_string()).await {
+                Ok(provisioned) => provisioned,
+                Err(error) => {
+                    let _ = db::drop_provisioned(&admin_url, &name, &services).await;
+                    panic!("cannot provision a test database through DATABASE_URL={admin_url}: {error}");
+                }
+            };
+        TestDatabase { name, provisioned, admin_url }
+    }
+
+    /// Settings for a service in this database, with a private Redis prefix and the given Redis URL.
+    pub fn settings(&self, service: &str, redis_url: &str) -> crate::PlatformSettings {
+        let mut settings: crate::PlatformSettings =
+            crate::config::load_with(service, std::iter::empty()).expect("default settings load");
+        settings.database.url =
+            secrecy::SecretString::from(self.provisioned.url_of(service).expect("service").to_owned());
+        settings.database.max_connections = 8;
+        settings.redis.url = secrecy::SecretString::from(redis_url.to_owned());
+        settings.redis.key_prefix = self.name.clone();
+        settings.server.listen = "127.0.0.1:0".to_owned();
+        settings.admin.listen = String::new();
+        settings.internal.token = secrecy::SecretString::from(format!("internal-{}", self.name));
+        settings.events.relay_interval_ms = 10;
+        settings
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async {
+                let services: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
+                if let Err(error) = db::drop_provisioned(&admin_url, &name, &services).await {
+                    eprintln!("could not drop test database {name}: {error}");
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{name}:*"))
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut connection).await;
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Forwards TCP connections to `target` until cut: then it closes every connection and refuses
+/// new ones, as a dead server would.
+pub struct TcpProxy {
+    pub address: SocketAddr,
+    cut: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let cut = Arc::new(Notify::new());
+        let cut_all = cut.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    () = cut_all.notified() => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { continue };
+                        connections.spawn(async move {
+                            if let Ok(mut outbound) = TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        });
+                    }
+                }
+            }
+            connections.abort_all();
+        });
+        TcpProxy { address, cut, task }
+    }
+
+    /// Cut every connection and stop listening.
+    pub async fn cut(self) {
+        self.cut.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+/// The socket address of a `redis://host:port` URL.
+pub fn redis_address(url: &str) -> SocketAddr {
+    let rest = url.trim_start_matches("redis://");
+    let host_port = rest.rsplit('@').next().unwrap_or(rest).split('/').next().unwrap_or(rest);
+    let host_port = if host_port.starts_with("localhost") {
+        host_port.replacen("localhost", "127.0.0.1", 1)
+    } else {
+        host_port.to_owned()
+    };
+    host_port.parse().expect("redis URL with an IP address and port")
+}

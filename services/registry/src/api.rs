@@ -1,0 +1,546 @@
+//! `registry.v1.RegistryService`: translates requests to the rules and the store, and answers.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use futures::{Stream, StreamExt};
+use prost_types::Timestamp;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use xinyong_domain::credit_code::{CodeKind, CreditCode};
+use xinyong_domain::registration_number;
+use xinyong_platform::identity::PERMISSION_PERSONAL_DATA;
+use xinyong_platform::{ApiError, Caller, violation};
+use xinyong_proto::common::v1::{EntityStatus, FieldViolation, Person, SubjectKind};
+use xinyong_proto::registry::v1 as pb;
+use xinyong_proto::registry::v1::registry_service_server::RegistryService;
+
+use crate::cache::EntityCache;
+use crate::personal::PersonalData;
+use crate::rules::{self, ValidEntity};
+use crate::store::{
+    DIRECTORY_SQL, DirectoryRow, EntityRow, PreparedEntity, RegisterOutcome, SearchQuery, Store, StoreError,
+};
+
+/// The registry's gRPC service.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    cache: EntityCache,
+    personal: PersonalData,
+    import_batch: usize,
+}
+
+/// Today in China Standard Time, the calendar decisions are dated in.
+pub fn today() -> NaiveDate {
+    (Utc::now() + chrono::Duration::hours(8)).date_naive()
+}
+
+fn timestamp(at: chrono::DateTime<Utc>) -> Timestamp {
+    Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound(code) => ApiError::NotFound { what: "subject", key: code },
+            StoreError::Transition(reason) => ApiError::FailedPrecondition(reason),
+            StoreError::EffectiveBeforeCurrent { .. } => ApiError::invalid("effective_on", error.to_string()),
+            StoreError::Database(error) => error.into(),
+        }
+    }
+}
+
+fn status(error: StoreError) -> Status {
+    ApiError::from(error).into()
+}
+
+fn subject_kind(code: CodeKind) -> SubjectKind {
+    match code {
+        CodeKind::Enterprise => SubjectKind::Enterprise,
+        CodeKind::IndividualBusiness => SubjectKind::IndividualBusiness,
+        CodeKind::FarmerCooperative => SubjectKind::FarmerCooperative,
+        CodeKind::SocialOrganisation => SubjectKind::SocialOrganisation,
+        CodeKind::Other => SubjectKind::Other,
+    }
+}
+
+/// A credit code from a request, or INVALID_ARGUMENT naming `field`.
+fn credit_code(field: &str, text: &str) -> Result<CreditCode, Status> {
+    CreditCode::parse(text).map_err(|error| ApiError::invalid(field, error.to_string()).into())
+}
+
+/// Page tokens are opaque to callers: hex of `score|code`.
+fn encode_token(score: f64, code: &str) -> String {
+    hex::encode(format!("{score}|{code}"))
+}
+
+fn decode_token(token: &str) -> Result<Option<(f64, String)>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Status::from(ApiError::invalid("page_token", "not a token from a previous answer"));
+    let text = String::from_utf8(hex::decode(token).map_err(|_| invalid())?).map_err(|_| invalid())?;
+    let (score, code) = text.split_once('|').ok_or_else(invalid)?;
+    Ok(Some((score.parse().map_err(|_| invalid())?, code.to_owned())))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl Registry {
+    pub fn new(store: Store, cache: EntityCache, personal: PersonalData, import_batch: usize) -> Registry {
+        Registry { store, cache, personal, import_batch: import_batch.max(1) }
+    }
+
+    /// The proto form of a stored subject; the ID number unmasked only for `personal_data` holders.
+    fn to_proto(&self, row: &EntityRow, unmask: bool) -> pb::Entity {
+        let id_number = if unmask {
+            row.representative_id_sealed.as_deref().and_then(|sealed| self.personal.open(sealed))
+        } else {
+            None
+        };
+        let (id_number, id_number_masked) = match id_number {
+            Some(clear) => (clear, false),
+            None => (row.representative_id_masked.clone(), !row.representative_id_masked.is_empty()),
+        };
+        pb::Entity {
+            credit_code: row.credit_code.clone(),
+            name: row.name.clone(),
+            kind: i32::from(row.kind),
+            registration_number: row.registration_number.clone().unwrap_or_default(),
+            region_code: row.region_code.clone(),
+            industry_code: row.industry_code.clone(),
+            business_scope: row.business_scope.clone(),
+            established_on: row.established_on.to_string(),
+            registered_capital: row.registered_capital.clone().unwrap_or_default(),
+            address: row.address.clone(),
+            legal_representative: Some(Person { name: row.representative_name.clone(), id_number, id_number_masked }),
+            status: i32::from(row.status),
+            status_since: row.status_since.to_string(),
+            created_at: Some(timestamp(row.created_at)),
+            updated_at: Some(timestamp(row.updated_at)),
+        }
+    }
+
+    fn prepare(&self, entity: ValidEntity) -> PreparedEntity {
+        let (id_masked, id_sealed, id_digest) = match &entity.representative_id {
+            Some(id) => (id.masked(), Some(self.personal.seal(id.expose())), Some(self.personal.digest(id.expose()))),
+            None => (String::new(), None, None),
+        };
+        PreparedEntity { entity, id_masked, id_sealed, id_digest }
+    }
+
+    async fn history(&self, credit_code: &str) -> Result<Vec<pb::StatusChange>, Status> {
+        Ok(self
+            .store
+            .history(credit_code)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|row| pb::StatusChange {
+                status: i32::from(row.status),
+                effective_on: row.effective_on.to_string(),
+                reason: row.reason,
+                department_id: row.department_id,
+                recorded_at: Some(timestamp(row.recorded_at)),
+            })
+            .collect())
+    }
+}
+
+fn conflict_status(code: &str, outcome: &RegisterOutcome) -> Option<Status> {
+    match outcome {
+        RegisterOutcome::Conflict(fields) => Some(
+            ApiError::FailedPrecondition(format!(
+                "subject `{code}` is registered with different data in: {}; RegisterEntity does not change a registration",
+                fields.join(", ")
+            ))
+            .into(),
+        ),
+        RegisterOutcome::RegistrationNumberTaken(number) => Some(
+            ApiError::FailedPrecondition(format!("registration_number `{number}` belongs to another subject")).into(),
+        ),
+        _ => None,
+    }
+}
+
+#[tonic::async_trait]
+impl RegistryService for Registry {
+    async fn register_entity(
+        &self,
+        request: Request<pb::RegisterEntityRequest>,
+    ) -> Result<Response<pb::RegisterEntityResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let entity =
+            request.into_inner().entity.ok_or_else(|| Status::from(ApiError::invalid("entity", "required")))?;
+        let valid = rules::validate(&entity, today(), false)
+            .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
+        let code = valid.credit_code.clone();
+        let prepared = self.prepare(valid);
+        let outcome = self
+            .store
+            .register_batch(std::slice::from_ref(&prepared), &caller.department_id)
+            .await
+            .map_err(status)?
+            .pop()
+            .ok_or_else(|| Status::internal("no outcome for the registration"))?;
+        if let Some(refusal) = conflict_status(&code, &outcome) {
+            return Err(refusal);
+        }
+        let unmask = caller.has(PERMISSION_PERSONAL_DATA);
+        let (row, created) = match outcome {
+            RegisterOutcome::Created(row) => (row, true),
+            RegisterOutcome::Unchanged(row) => (row, false),
+            _ => unreachable!("conflicts answered above"),
+        };
+        if created {
+            tracing::info!(credit_code = %code, department = %caller.department_id, "subject registered");
+        }
+        Ok(Response::new(pb::RegisterEntityResponse { entity: Some(self.to_proto(&row, unmask)), created }))
+    }
+
+    async fn update_entity_status(
+        &self,
+        request: Request<pb::UpdateEntityStatusRequest>,
+    ) -> Result<Response<pb::UpdateEntityStatusResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let mut problems = Vec::new();
+        let code = CreditCode::parse(&request.credit_code)
+            .map_err(|error| problems.push(violation("credit_code", error.to_string())))
+            .ok();
+        let to = EntityStatus::try_from(request.status).unwrap_or(EntityStatus::Unspecified);
+        if to == EntityStatus::Unspecified {
+            problems.push(violation("status", "required: OPERATING, LICENCE_REVOKED, DEREGISTERED or MOVED_OUT"));
+        }
+        let effective_on = match rules::parse_date(&request.effective_on) {
+            Some(date) if date > today() => {
+                problems.push(violation("effective_on", "is in the future"));
+                None
+            }
+            Some(date) => Some(date),
+            None => {
+                problems.push(violation("effective_on", "required, as YYYY-MM-DD"));
+                None
+            }
+        };
+        let reason = request.reason.trim();
+        if reason.is_empty() {
+            problems.push(violation("reason", "required: why the status changes, e.g. the decision document number"));
+        } else if reason.chars().count() > 500 {
+            problems.push(violation("reason", "at most 500 characters"));
+        }
+        let (Some(code), Some(effective_on)) = (code, effective_on) else {
+            return Err(ApiError::InvalidArgument(problems).into());
+        };
+        if !problems.is_empty() {
+            return Err(ApiError::InvalidArgument(problems).into());
+        }
+        let (row, from) = self
+            .store
+            .update_status(code.as_str(), to, effective_on, reason, &caller.department_id)
+            .await
+            .map_err(status)?;
+        self.cache.invalidate(&[code.as_str()]).await;
+        tracing::info!(credit_code = %code, from = from.as_str_name(), to = to.as_str_name(), "status changed");
+        let history = self.history(code.as_str()).await?;
+        Ok(Response::new(pb::UpdateEntityStatusResponse {
+            entity: Some(self.to_proto(&row, caller.has(PERMISSION_PERSONAL_DATA))),
+            history,
+        }))
+    }
+
+    async fn get_entity(
+        &self,
+        request: Request<pb::GetEntityRequest>,
+    ) -> Result<Response<pb::GetEntityResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let unmask = caller.has(PERMISSION_PERSONAL_DATA);
+        let request = request.into_inner();
+        let row = match request.key {
+            Some(pb::get_entity_request::Key::CreditCode(text)) => {
+                let code = credit_code("credit_code", &text)?;
+                if !unmask
+                    && !request.include_history
+                    && let Some(entity) = self.cache.get(code.as_str()).await
+                {
+                    return Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history: Vec::new() }));
+                }
+                self.store.get(code.as_str()).await.map_err(status)?.ok_or_else(|| {
+                    Status::from(ApiError::NotFound { what: "subject", key: code.as_str().to_owned() })
+                })?
+            }
+            Some(pb::get_entity_request::Key::RegistrationNumber(text)) => {
+                let number = registration_number::validate(&text)
+                    .map_err(|error| Status::from(ApiError::invalid("registration_number", error.to_string())))?;
+                self.store.get_by_registration_number(&number).await.map_err(status)?.ok_or_else(|| {
+                    Status::from(ApiError::NotFound { what: "registration number", key: number.clone() })
+                })?
+            }
+            None => return Err(ApiError::invalid("credit_code", "give credit_code or registration_number").into()),
+        };
+        let masked = self.to_proto(&row, false);
+        self.cache.put(&masked).await;
+        let entity = if unmask { self.to_proto(&row, true) } else { masked };
+        let history = if request.include_history { self.history(&row.credit_code).await? } else { Vec::new() };
+        Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history }))
+    }
+
+    async fn search_entities(
+        &self,
+        request: Request<pb::SearchEntitiesRequest>,
+    ) -> Result<Response<pb::SearchEntitiesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let mut problems: Vec<FieldViolation> = Vec::new();
+        let page_size = match request.page_size {
+            0 => 20,
+            size @ 1..=200 => size,
+            _ => {
+                problems.push(violation("page_size", "must be between 1 and 200"));
+                20
+            }
+        };
+        if !request.region_prefix.chars().all(|c| c.is_ascii_digit()) || request.region_prefix.len() > 6 {
+            problems.push(violation("region_prefix", "up to 6 digits of a region code"));
+        }
+        let industry_prefix = request.industry_prefix.trim().to_ascii_uppercase();
+        if industry_prefix.len() > 5 {
+            problems.push(violation("industry_prefix", "at most a section letter and 4 digits"));
+        }
+        let mut kinds = Vec::new();
+        for (index, kind) in request.kinds.iter().enumerate() {
+            match SubjectKind::try_from(*kind) {
+                Ok(kind) if kind != SubjectKind::Unspecified => kinds.push(kind as i16),
+                _ => problems.push(violation(format!("kinds[{index}]"), "not a subject kind")),
+            }
+        }
+        let mut statuses = Vec::new();
+        for (index, value) in request.statuses.iter().enumerate() {
+            match EntityStatus::try_from(*value) {
+                Ok(value) if value != EntityStatus::Unspecified => statuses.push(value as i16),
+                _ => problems.push(violation(format!("statuses[{index}]"), "not an entity status")),
+            }
+        }
+        let after = decode_token(&request.page_token)?;
+        if !problems.is_empty() {
+            return Err(ApiError::InvalidArgument(problems).into());
+        }
+        let query = SearchQuery {
+            name_normalised: xinyong_domain::name::normalise(&request.name),
+            region_prefix: request.region_prefix,
+            industry_prefix,
+            kinds,
+            statuses,
+            after,
+            limit: i64::from(page_size) + 1,
+        };
+        let mut rows = self.store.search(&query).await.map_err(status)?;
+        let next_page_token = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last().map(|row| encode_token(row.score, &row.entity.credit_code)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let unmask = caller.has(PERMISSION_PERSONAL_DATA);
+        let hits = rows
+            .iter()
+            .map(|row| pb::SearchHit {
+                entity: Some(self.to_proto(&row.entity, unmask)),
+                score: row.score,
+                r#match: row.match_kind.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::SearchEntitiesResponse { hits, next_page_token }))
+    }
+
+    async fn validate_credit_code(
+        &self,
+        request: Request<pb::ValidateCreditCodeRequest>,
+    ) -> Result<Response<pb::ValidateCreditCodeResponse>, Status> {
+        let response = match CreditCode::parse(&request.into_inner().credit_code) {
+            Ok(code) => pb::ValidateCreditCodeResponse {
+                valid: true,
+                reason: String::new(),
+                parts: Some(pb::CreditCodeParts {
+                    registration_authority: code.registration_authority().to_string(),
+                    organisation_type: code.organisation_type().to_string(),
+                    region_code: code.region_code().to_owned(),
+                    organisation_code: code.organisation_code().to_owned(),
+                    check_character: code.check().to_string(),
+                    kind: subject_kind(code.kind()) as i32,
+                }),
+            },
+            Err(error) => pb::ValidateCreditCodeResponse { valid: false, reason: error.to_string(), parts: None },
+        };
+        Ok(Response::new(response))
+    }
+
+    type StreamDirectoryStream = BoxStream<pb::StreamDirectoryResponse>;
+
+    async fn stream_directory(
+        &self,
+        request: Request<pb::StreamDirectoryRequest>,
+    ) -> Result<Response<Self::StreamDirectoryStream>, Status> {
+        Caller::of(&request)?;
+        let request = request.into_inner();
+        let mut kinds = Vec::new();
+        for (index, kind) in request.kinds.iter().enumerate() {
+            match SubjectKind::try_from(*kind) {
+                Ok(kind) if kind != SubjectKind::Unspecified => kinds.push(kind as i16),
+                _ => return Err(ApiError::invalid(format!("kinds[{index}]"), "not a subject kind").into()),
+            }
+        }
+        // A bounded channel: the database cursor advances only as fast as the client reads, so a
+        // million subjects stream in constant memory.
+        let (sender, receiver) = mpsc::channel(512);
+        let pool = self.store.pool().clone();
+        tokio::spawn(async move {
+            let mut rows = sqlx::query_as::<_, DirectoryRow>(DIRECTORY_SQL)
+                .bind(request.region_prefix)
+                .bind(request.industry_prefix.to_ascii_uppercase())
+                .bind(kinds)
+                .bind(request.active_only)
+                .fetch(&pool);
+            while let Some(row) = rows.next().await {
+                let item = row
+                    .map(|row| pb::StreamDirectoryResponse {
+                        credit_code: row.credit_code,
+                        name: row.name,
+                        region_code: row.region_code,
+                        industry_code: row.industry_code,
+                        kind: i32::from(row.kind),
+                        status: i32::from(row.status),
+                    })
+                    .map_err(|error| Status::from(ApiError::from(error)));
+                let failed = item.is_err();
+                if sender.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    type ImportEntitiesStream = BoxStream<pb::ImportEntitiesResponse>;
+
+    async fn import_entities(
+        &self,
+        request: Request<Streaming<pb::ImportEntitiesRequest>>,
+    ) -> Result<Response<Self::ImportEntitiesStream>, Status> {
+        let caller = Caller::of(&request)?;
+        let inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(8);
+        let (batches, pending) = mpsc::channel::<Vec<ImportRow>>(2);
+        // Two stages, so that decoding and validating the next rows overlaps the commit of the
+        // previous ones.
+        tokio::spawn(read_batches(inbound, batches, self.clone(), self.import_batch));
+        tokio::spawn(write_batches(pending, sender, self.store.clone(), caller.department_id));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// One imported row on its way: validated and prepared, or refused.
+struct ImportRow {
+    row: i64,
+    credit_code: String,
+    prepared: Result<PreparedEntity, Vec<FieldViolation>>,
+}
+
+/// Read rows, validate them, and hand them on in batches of up to `size` rows or whatever arrived
+/// within 20 ms. A broken client stream ends the import after the rows already read are stored.
+async fn read_batches(
+    mut inbound: Streaming<pb::ImportEntitiesRequest>,
+    batches: mpsc::Sender<Vec<ImportRow>>,
+    registry: Registry,
+    size: usize,
+) {
+    let today = today();
+    loop {
+        let mut batch = Vec::with_capacity(size);
+        let mut finished = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while batch.len() < size {
+            let next = if batch.is_empty() {
+                inbound.next().await
+            } else {
+                match tokio::time::timeout_at(deadline, inbound.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let entity = message.entity.unwrap_or_default();
+                    let credit_code = entity.credit_code.trim().to_ascii_uppercase();
+                    let prepared = rules::validate(&entity, today, true).map(|valid| registry.prepare(valid));
+                    batch.push(ImportRow { row: message.row, credit_code, prepared });
+                }
+                Some(Err(error)) => {
+                    tracing::info!(%error, "import stream broken by the client; storing the rows already received");
+                    finished = true;
+                    break;
+                }
+                None => {
+                    finished = true;
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() && batches.send(batch).await.is_err() {
+            return;
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+async fn write_batches(
+    mut pending: mpsc::Receiver<Vec<ImportRow>>,
+    sender: mpsc::Sender<Result<pb::ImportEntitiesResponse, Status>>,
+    store: Store,
+    department_id: String,
+) {
+    while let Some(batch) = pending.recv().await {
+        let valid: Vec<PreparedEntity> = batch.iter().filter_map(|row| row.prepared.as_ref().ok().cloned()).collect();
+        let outcomes = match store.register_batch(&valid, &department_id).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                let _ = sender.send(Err(ApiError::from(error).into())).await;
+                return;
+            }
+        };
+        let mut outcomes = outcomes.into_iter();
+        let results = batch
+            .into_iter()
+            .map(|row| {
+                let (outcome, violations) = match row.prepared {
+                    Err(violations) => (pb::ImportOutcome::Rejected, violations),
+                    Ok(_) => match outcomes.next() {
+                        Some(RegisterOutcome::Created(_)) => (pb::ImportOutcome::Created, Vec::new()),
+                        Some(RegisterOutcome::Unchanged(_)) => (pb::ImportOutcome::Unchanged, Vec::new()),
+                        Some(RegisterOutcome::Conflict(fields)) => (
+                            pb::ImportOutcome::Rejected,
+                            fields
+                                .iter()
+                                .map(|field| violation(*field, "differs from the registered subject"))
+                                .collect(),
+                        ),
+                        Some(RegisterOutcome::RegistrationNumberTaken(_)) | None => (
+                            pb::ImportOutcome::Rejected,
+                            vec![violation("registration_number", "belongs to another subject")],
+                        ),
+                    },
+                };
+                pb::ImportRowResult { row: row.row, outcome: outcome as i32, credit_code: row.credit_code, violations }
+            })
+            .collect();
+        if sender.send(Ok(pb::ImportEntitiesResponse { results })).await.is_err() {
+            // The client left; what is committed stays, and a resend finds it unchanged.
+            return;
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! All SQL of the registry.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{FromRow, PgPool, Postgres, Transaction};
+use xinyong_platform::bus;
+use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
+use xinyong_proto::events::v1::{EntityRegistered, EntityStatusChanged};
+
+use crate::rules::{self, ValidEntity};
+
+const PRODUCER: &str = "registry";
+
+const COLUMNS: &str = "credit_code, name, kind, registration_number, region_code, industry_code, business_scope,
+    established_on, registered_capital::text AS registered_capital, address, representative_name,
+    representative_id_masked, representative_id_sealed, representative_id_digest, status, status_since,
+    created_at, updated_at";
+
+/// A stored subject.
+#[derive(Debug, Clone, FromRow)]
+pub struct EntityRow {
+    pub credit_code: String,
+    pub name: String,
+    pub kind: i16,
+    pub registration_number: Option<String>,
+    pub region_code: String,
+    pub industry_code: String,
+    pub business_scope: String,
+    pub established_on: NaiveDate,
+    pub registered_capital: Option<String>,
+    pub address: String,
+    pub representative_name: String,
+    pub representative_id_masked: String,
+    pub representative_id_sealed: Option<Vec<u8>>,
+    pub representative_id_digest: Option<Vec<u8>>,
+    pub status: i16,
+    pub status_since: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl EntityRow {
+    pub fn status(&self) -> EntityStatus {
+        EntityStatus::try_from(i32::from(self.status)).unwrap_or(EntityStatus::Unspecified)
+    }
+
+    /// The stored fields in the form new registrations are compared with (no ID number: compare
+    /// `representative_id_digest` instead).
+    pub fn as_valid(&self) -> ValidEntity {
+        ValidEntity {
+            credit_code: self.credit_code.clone(),
+            name: self.name.clone(),
+            name_normalised: String::new(),
+            kind: SubjectKind::try_from(i32::from(self.kind)).unwrap_or(SubjectKind::Unspecified),
+            registration_number: self.registration_number.clone(),
+            region_code: self.region_code.clone(),
+            industry_code: self.industry_code.clone(),
+            business_scope: self.business_scope.clone(),
+            established_on: self.established_on,
+            registered_capital: self.registered_capital.clone(),
+            address: self.address.clone(),
+            representative_name: self.representative_name.clone(),
+            representative_id: None,
+            status: self.status(),
+            status_since: self.status_since,
+        }
+    }
+}
+
+/// A subject ready to store: validated, its ID number sealed.
+#[derive(Debug, Clone)]
+pub struct PreparedEntity {
+    pub entity: ValidEntity,
+    pub id_masked: String,
+    pub id_sealed: Option<Vec<u8>>,
+    pub id_digest: Option<Vec<u8>>,
+}
+
+impl PreparedEntity {
+    pub fn registered_event(&self) -> EntityRegistered {
+        EntityRegistered {
+            credit_code: self.entity.credit_code.clone(),
+            name: self.entity.name.clone(),
+            kind: self.entity.kind as i32,
+            region_code: self.entity.region_code.clone(),
+            industry_code: self.entity.industry_code.clone(),
+            business_scope: self.entity.business_scope.clone(),
+            established_on: self.entity.established_on.to_string(),
+        }
+    }
+}
+
+/// One status change.
+#[derive(Debug, Clone, FromRow)]
+pub struct StatusRow {
+    pub status: i16,
+    pub effective_on: NaiveDate,
+    pub reason: String,
+    pub department_id: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What registering one subject came to.
+#[derive(Debug)]
+pub enum RegisterOutcome {
+    Created(EntityRow),
+    /// Registered before with the same data.
+    Unchanged(EntityRow),
+    /// Registered before with other data in these fields.
+    Conflict(Vec<&'static str>),
+    /// The registration number belongs to another subject.
+    RegistrationNumberTaken(String),
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("subject `{0}` not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Transition(String),
+    #[error("the effective date {effective_on} is before the current status's date {since}")]
+    EffectiveBeforeCurrent { effective_on: NaiveDate, since: NaiveDate },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A page of search hits with their scores.
+#[derive(Debug, FromRow)]
+pub struct SearchRow {
+    #[sqlx(flatten)]
+    pub entity: EntityRow,
+    pub score: f64,
+    pub match_kind: String,
+}
+
+/// Search filters.
+#[derive(Debug, Default)]
+pub struct SearchQuery {
+    pub name_normalised: String,
+    pub region_prefix: String,
+    pub industry_prefix: String,
+    pub kinds: Vec<i16>,
+    pub statuses: Vec<i16>,
+    /// Keyset: hits after (score, code) in (score desc, code asc) order.
+    pub after: Option<(f64, String)>,
+    pub limit: i64,
+}
+
+/// A directory entry.
+#[derive(Debug, FromRow)]
+pub struct DirectoryRow {
+    pub credit_code: String,
+    pub name: String,
+    pub region_code: String,
+    pub industry_code: String,
+    pub kind: i16,
+    pub status: i16,
+}
+
+/// Escape `%`, `_` and `\` for LIKE.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn get(&self, credit_code: &str) -> Result<Option<EntityRow>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = $1"))
+            .bind(credit_code)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn get_by_registration_number(&self, number: &str) -> Result<Option<EntityRow>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE registration_number = $1"))
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn history(&self, credit_code: &str) -> Result<Vec<StatusRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT status, effective_on, reason, department_id, recorded_at FROM entity_status_history
+             WHERE credit_code = $1 ORDER BY id",
+        )
+        .bind(credit_code)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Register many subjects in one transaction: new ones are inserted with their first status
+    /// and an `EntityRegistered` event each; the others are compared with what is stored.
+    /// Outcomes come in the order of `rows`.
+    pub async fn register_batch(
+        &self,
+        rows: &[PreparedEntity],
+        department_id: &str,
+    ) -> Result<Vec<RegisterOutcome>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let outcomes = register_in(&mut transaction, rows, department_id).await?;
+        transaction.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Change a subject's status, keep the history and announce it.
+    pub async fn update_status(
+        &self,
+        credit_code: &str,
+        to: EntityStatus,
+        effective_on: NaiveDate,
+        reason: &str,
+        department_id: &str,
+    ) -> Result<(EntityRow, EntityStatus), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let current: EntityRow =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = $1 FOR UPDATE"))
+                .bind(credit_code)
+                .fetch_optional(&mut *transaction)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(credit_code.to_owned()))?;
+        let from = current.status();
+        rules::transition_allowed(from, to).map_err(StoreError::Transition)?;
+        if effective_on < current.status_since {
+            return Err(StoreError::EffectiveBeforeCurrent { effective_on, since: current.status_since });
+        }
+        let updated: EntityRow = sqlx::query_as(&format!(
+            "UPDATE entities SET status = $2, status_since = $3, updated_at = now() WHERE credit_code = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(credit_code)
+        .bind(to as i16)
+        .bind(effective_on)
+        .fetch_one(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "INSERT INTO entity_status_history (credit_code, status, effective_on, reason, department_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(credit_code)
+        .bind(to as i16)
+        .bind(effective_on)
+        .bind(reason)
+        .bind(department_id)
+        .execute(&mut *transaction)
+        .await?;
+        let event = EntityStatusChanged {
+            credit_code: credit_code.to_owned(),
+            old_status: from as i32,
+            new_status: to as i32,
+            effective_on: effective_on.to_string(),
+            reason: reason.to_owned(),
+        };
+        bus::enqueue(&mut transaction, PRODUCER, &event).await?;
+        transaction.commit().await?;
+        Ok((updated, from))
+    }
+
+    pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchRow>, StoreError> {
+        let name = &query.name_normalised;
+        let escaped = like_escape(name);
+        let (after_score, after_code) =
+            query.after.clone().map_or((None, None), |(score, code)| (Some(score), Some(code)));
+        let sql = format!(
+            "WITH scored AS (
+                SELECT {COLUMNS},
+                    CASE WHEN $1 = '' THEN 0.0::float8
+                         WHEN name_normalised = $1 THEN 1.0::float8
+                         WHEN name_normalised LIKE $2 THEN 0.9::float8
+                         WHEN name_normalised LIKE $3 THEN 0.8::float8
+                         ELSE (similarity(name_normalised, $1) * 0.7)::float8 END AS score,
+                    CASE WHEN $1 = '' THEN 'filter'
+                         WHEN name_normalised = $1 THEN 'exact'
+                         WHEN name_normalised LIKE $2 THEN 'prefix'
+                         WHEN name_normalised LIKE $3 THEN 'contains'
+                         ELSE 'similar' END AS match_kind
+                FROM entities
+                WHERE ($1 = '' OR name_normalised LIKE $3 OR name_normalised % $1)
+                  AND ($4 = '' OR region_code LIKE $4)
+                  AND ($5 = '' OR industry_code LIKE $5)
+                  AND (cardinality($6::smallint[]) = 0 OR kind = ANY($6))
+                  AND (cardinality($7::smallint[]) = 0 OR status = ANY($7))
+            )
+            SELECT * FROM scored
+            WHERE $8::float8 IS NULL OR score < $8 OR (score = $8 AND credit_code > $9)
+            ORDER BY score DESC, credit_code
+            LIMIT $10"
+        );
+        let region = if query.region_prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}%", like_escape(&query.region_prefix))
+        };
+        let industry = if query.industry_prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}%", like_escape(&query.industry_prefix))
+        };
+        Ok(sqlx::query_as(&sql)
+            .bind(name)
+            .bind(format!("{escaped}%"))
+            .bind(format!("%{escaped}%"))
+            .bind(region)
+            .bind(industry)
+            .bind(&query.kinds)
+            .bind(&query.statuses)
+            .bind(after_score)
+            .bind(after_code)
+            .bind(query.limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+/// The directory query: filters in SQL, ordered by code, streamed row by row.
+pub const DIRECTORY_SQL: &str = "SELECT credit_code, name, region_code, industry_code, kind, status FROM entities
+    WHERE ($1 = '' OR region_code LIKE $1 || '%')
+      AND ($2 = '' OR industry_code LIKE $2 || '%')
+      AND (cardinality($3::smallint[]) = 0 OR kind = ANY($3))
+      AND (NOT $4 OR status = 1)
+    ORDER BY credit_code";
+
+async fn register_in(
+    transaction: &mut Transaction<'_, Postgres>,
+    rows: &[PreparedEntity],
+    department_id: &str,
+) -> Result<Vec<RegisterOutcome>, StoreError> {
+    macro_rules! column {
+        ($field:expr) => {
+            rows.iter().map($field).collect::<Vec<_>>()
+        };
+    }
+    let created: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
+             business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
+             representative_id_sealed, representative_id_digest, status, status_since)
+         SELECT code, name, normalised, kind, number, region, industry, scope, established, capital::numeric, address,
+             rep_name, rep_masked, rep_sealed, rep_digest, status, since
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::text[], $7::text[], $8::text[],
+             $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::smallint[], $17::date[])
+             AS t(code, name, normalised, kind, number, region, industry, scope, established, capital, address,
+                  rep_name, rep_masked, rep_sealed, rep_digest, status, since)
+         ON CONFLICT DO NOTHING
+         RETURNING credit_code",
+    )
+    .bind(column!(|row| row.entity.credit_code.as_str()))
+    .bind(column!(|row| row.entity.name.as_str()))
+    .bind(column!(|row| row.entity.name_normalised.as_str()))
+    .bind(column!(|row| row.entity.kind as i16))
+    .bind(column!(|row| row.entity.registration_number.as_deref()))
+    .bind(column!(|row| row.entity.region_code.as_str()))
+    .bind(column!(|row| row.entity.industry_code.as_str()))
+    .bind(column!(|row| row.entity.business_scope.as_str()))
+    .bind(column!(|row| row.entity.established_on))
+    .bind(column!(|row| row.entity.registered_capital.as_deref()))
+    .bind(column!(|row| row.entity.address.as_str()))
+    .bind(column!(|row| row.entity.representative_name.as_str()))
+    .bind(column!(|row| row.id_masked.as_str()))
+    .bind(column!(|row| row.id_sealed.as_deref()))
+    .bind(column!(|row| row.id_digest.as_deref()))
+    .bind(column!(|row| row.entity.status as i16))
+    .bind(column!(|row| row.entity.status_since))
+    .fetch_all(&mut **transaction)
+    .await?;
+    let mut newly_created: HashSet<String> = created.into_iter().collect();
+
+    // The first status of each new subject, and its event.
+    let new_rows: Vec<&PreparedEntity> = {
+        let mut seen = HashSet::new();
+        rows.iter()
+            .filter(|row| {
+                newly_created.contains(&row.entity.credit_code) && seen.insert(row.entity.credit_code.clone())
+            })
+            .collect()
+    };
+    if !new_rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO entity_status_history (credit_code, status, effective_on, reason, department_id)
+             SELECT code, status, since, 'registered', $4 FROM UNNEST($1::text[], $2::smallint[], $3::date[]) AS t(code, status, since)",
+        )
+        .bind(new_rows.iter().map(|row| row.entity.credit_code.as_str()).collect::<Vec<_>>())
+        .bind(new_rows.iter().map(|row| row.entity.status as i16).collect::<Vec<_>>())
+        .bind(new_rows.iter().map(|row| row.entity.status_since).collect::<Vec<_>>())
+        .bind(department_id)
+        .execute(&mut **transaction)
+        .await?;
+        let events: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
+        bus::enqueue_batch(transaction, PRODUCER, &events).await?;
+    }
+
+    // Everything that was not inserted is compared with what is stored.
+    let codes: Vec<&str> = rows.iter().map(|row| row.entity.credit_code.as_str()).collect();
+    let stored: Vec<EntityRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = ANY($1)"))
+        .bind(&codes)
+        .fetch_all(&mut **transaction)
+        .await?;
+    let stored: HashMap<&str, &EntityRow> = stored.iter().map(|row| (row.credit_code.as_str(), row)).collect();
+
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let code = row.entity.credit_code.as_str();
+        let outcome = match stored.get(code) {
+            Some(existing) if newly_created.remove(code) => RegisterOutcome::Created((*existing).clone()),
+            Some(existing) => {
+                let differing = rules::differing_fields(
+                    &existing.as_valid(),
+                    existing.representative_id_digest.as_deref(),
+                    &row.entity,
+                    row.id_digest.as_deref(),
+                );
+                if differing.is_empty() {
+                    RegisterOutcome::Unchanged((*existing).clone())
+                } else {
+                    RegisterOutcome::Conflict(differing)
+                }
+            }
+            // Not inserted and not there: the other unique key, the registration number, is taken.
+            None => {
+                RegisterOutcome::RegistrationNumberTaken(row.entity.registration_number.clone().unwrap_or_default())
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,7 @@
+//! The registry over real gRPC, against real Postgres and Redis.
+
+mod support;
+
+mod directory_and_import;
+mod registration;
+mod search;

@@ -1,0 +1,262 @@
+//! Registering, reading with and without the personal-data permission, status changes, events,
+//! the cache and its fallback.
+
+use tonic::Code;
+use tonic_types::StatusExt;
+use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
+use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
+use xinyong_proto::registry::v1::{
+    GetEntityRequest, RegisterEntityRequest, UpdateEntityStatusRequest, ValidateCreditCodeRequest, get_entity_request,
+};
+
+use crate::support::{lenovo, spawn_app, spawn_app_with_redis};
+
+fn by_code(code: &str) -> GetEntityRequest {
+    GetEntityRequest { key: Some(get_entity_request::Key::CreditCode(code.into())), include_history: false }
+}
+
+#[tokio::test]
+async fn validate_credit_code_explains_and_parses() {
+    let mut app = spawn_app().await;
+    let valid = app
+        .clerk
+        .validate_credit_code(ValidateCreditCodeRequest { credit_code: "9144030071526726XG".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(valid.valid);
+    let parts = valid.parts.unwrap();
+    assert_eq!((parts.region_code.as_str(), parts.organisation_code.as_str()), ("440300", "71526726X"));
+    assert_eq!(parts.kind, SubjectKind::Enterprise as i32);
+    let invalid = app
+        .clerk
+        .validate_credit_code(ValidateCreditCodeRequest { credit_code: "91110000600037341X".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!invalid.valid);
+    assert_eq!(invalid.reason, "check digit should be `L`, found `X`");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn registering_is_idempotent_and_refuses_different_data() {
+    let mut app = spawn_app().await;
+    let first = app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap().into_inner();
+    assert!(first.created);
+    let entity = first.entity.unwrap();
+    assert_eq!(entity.status, EntityStatus::Operating as i32);
+    assert_eq!(entity.registered_capital, "56500.00");
+
+    let again = app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap().into_inner();
+    assert!(!again.created, "the same data again is a no-op");
+
+    let mut changed = lenovo();
+    changed.address = "北京市海淀区别处".into();
+    changed.legal_representative.as_mut().unwrap().id_number =
+        xinyong_domain::resident_id::complete("11010519491231003").unwrap();
+    let refused = app.clerk.register_entity(RegisterEntityRequest { entity: Some(changed) }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("address, legal_representative.id_number"), "{}", refused.message());
+
+    let (subjects, events): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM entities), (SELECT count(*) FROM outbox WHERE event_type = 'xinyong.events.v1.EntityRegistered')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((subjects, events), (1, 1), "one subject, announced once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_names_every_field_and_writes_nothing() {
+    let mut app = spawn_app().await;
+    let mut entity = lenovo();
+    entity.credit_code = "91I10000600037341L".into();
+    entity.kind = SubjectKind::FarmerCooperative as i32;
+    entity.industry_code = "52".into();
+    entity.established_on = "12/11/1992".into();
+    let status = app.clerk.register_entity(RegisterEntityRequest { entity: Some(entity) }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let details = status.get_error_details();
+    let fields: Vec<&str> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["credit_code", "industry_code", "established_on"]);
+    assert!(status.message().contains("character `I` is not allowed at position 3"), "{}", status.message());
+
+    let mut wrong_kind = lenovo();
+    wrong_kind.kind = SubjectKind::FarmerCooperative as i32;
+    let status = app.clerk.register_entity(RegisterEntityRequest { entity: Some(wrong_kind) }).await.unwrap_err();
+    assert!(status.message().contains("kind: SUBJECT_KIND_FARMER_COOPERATIVE does not agree"), "{}", status.message());
+
+    let missing = app.clerk.register_entity(RegisterEntityRequest { entity: None }).await.unwrap_err();
+    assert!(missing.message().contains("entity: required"));
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM entities").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(count, 0, "nothing half-written");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_id_number_is_masked_without_the_permission_and_never_stored_in_clear() {
+    let mut app = spawn_app().await;
+    let registered =
+        app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap().into_inner();
+    let person = registered.entity.unwrap().legal_representative.unwrap();
+    assert_eq!(person.id_number, "110105********002X");
+    assert!(person.id_number_masked);
+
+    let masked = app.clerk.get_entity(by_code("91110000600037341L")).await.unwrap().into_inner();
+    assert_eq!(masked.entity.unwrap().legal_representative.unwrap().id_number, "110105********002X");
+
+    let clear = app.officer.get_entity(by_code("91110000600037341l")).await.unwrap().into_inner();
+    let person = clear.entity.unwrap().legal_representative.unwrap();
+    assert_eq!(person.id_number, "11010519491231002X");
+    assert!(!person.id_number_masked);
+
+    // Nowhere in the table, its indexes' columns or the outbox is the number in clear.
+    let dump: String = sqlx::query_scalar(
+        "SELECT (SELECT string_agg(t::text, ' ') FROM entities t) || (SELECT string_agg(encode(envelope, 'escape'), ' ') FROM outbox)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(!dump.contains("11010519491231002X") && !dump.contains("19491231"), "clear ID number stored");
+
+    // Nor in Redis.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let cached: Vec<u8> = redis::cmd("GET")
+        .arg(format!("{}:registry:entity:91110000600037341L", app.redis_prefix))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!cached.is_empty(), "the summary is cached");
+    assert!(!String::from_utf8_lossy(&cached).contains("19491231"));
+
+    let by_number = app
+        .clerk
+        .get_entity(GetEntityRequest {
+            key: Some(get_entity_request::Key::RegistrationNumber(lenovo().registration_number)),
+            include_history: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_number.entity.unwrap().credit_code, "91110000600037341L");
+
+    let unknown = app.clerk.get_entity(by_code("9144030071526726XG")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(unknown.message().contains("9144030071526726XG"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_changes_keep_history_and_deregistration_is_final() {
+    let mut app = spawn_app().await;
+    app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap();
+    // Cache the operating status first, so the change must invalidate it.
+    app.clerk.get_entity(by_code("91110000600037341L")).await.unwrap();
+
+    let revoke = |status: EntityStatus, on: &str, reason: &str| UpdateEntityStatusRequest {
+        credit_code: "91110000600037341L".into(),
+        status: status as i32,
+        effective_on: on.into(),
+        reason: reason.into(),
+    };
+    let revoked = app
+        .clerk
+        .update_entity_status(revoke(EntityStatus::LicenceRevoked, "2025-03-01", "京海市监罚〔2025〕12号"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.entity.unwrap().status, EntityStatus::LicenceRevoked as i32);
+    assert_eq!(revoked.history.len(), 2, "registration and revocation");
+    assert_eq!(revoked.history[1].department_id, "samr-110108");
+
+    let read = app.clerk.get_entity(by_code("91110000600037341L")).await.unwrap().into_inner();
+    assert_eq!(read.entity.unwrap().status, EntityStatus::LicenceRevoked as i32, "the cache was invalidated");
+
+    let no_reason =
+        app.clerk.update_entity_status(revoke(EntityStatus::Deregistered, "2025-04-01", " ")).await.unwrap_err();
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    assert!(no_reason.message().contains("reason"));
+    let backdated =
+        app.clerk.update_entity_status(revoke(EntityStatus::Deregistered, "2025-01-01", "注销")).await.unwrap_err();
+    assert!(backdated.message().contains("effective_on"), "{}", backdated.message());
+
+    app.clerk.update_entity_status(revoke(EntityStatus::Deregistered, "2025-04-01", "注销登记")).await.unwrap();
+    let after =
+        app.clerk.update_entity_status(revoke(EntityStatus::Operating, "2025-05-01", "恢复")).await.unwrap_err();
+    assert_eq!(after.code(), Code::FailedPrecondition);
+    assert!(after.message().contains("final"), "{}", after.message());
+
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(
+        events,
+        [
+            "xinyong.events.v1.EntityRegistered",
+            "xinyong.events.v1.EntityStatusChanged",
+            "xinyong.events.v1.EntityStatusChanged"
+        ]
+    );
+    let with_history = app
+        .clerk
+        .get_entity(GetEntityRequest {
+            key: Some(get_entity_request::Key::CreditCode("91110000600037341L".into())),
+            include_history: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(with_history.history.len(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_published_to_the_registry_stream() {
+    let mut app = spawn_app().await;
+    app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("{}:events:registry", app.redis_prefix);
+    for _ in 0..250 {
+        let length: i64 = redis::cmd("XLEN").arg(&stream).query_async(&mut connection).await.unwrap();
+        if length == 1 {
+            app.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("EntityRegistered never reached {stream}");
+}
+
+#[tokio::test]
+async fn with_redis_gone_the_registry_answers_from_postgres() {
+    let proxy = TcpProxy::start(redis_address(&redis_url())).await;
+    let mut app = spawn_app_with_redis(&format!("redis://{}", proxy.address)).await;
+    app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap();
+    app.clerk.get_entity(by_code("91110000600037341L")).await.unwrap();
+
+    proxy.cut().await;
+    let read = app.clerk.get_entity(by_code("91110000600037341L")).await.expect("answered without Redis").into_inner();
+    assert_eq!(read.entity.unwrap().name, "联想(北京)有限公司");
+    let status = app
+        .clerk
+        .update_entity_status(UpdateEntityStatusRequest {
+            credit_code: "91110000600037341L".into(),
+            status: EntityStatus::MovedOut as i32,
+            effective_on: "2025-06-01".into(),
+            reason: "迁出至天津".into(),
+        })
+        .await
+        .expect("changes need no Redis");
+    assert_eq!(status.into_inner().entity.unwrap().status, EntityStatus::MovedOut as i32);
+    let unpublished: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(unpublished >= 1, "the event waits in the outbox until Redis is back");
+    app.stop().await;
+}
