@@ -21,7 +21,7 @@ use crate::cache::EntityCache;
 use crate::personal::PersonalData;
 use crate::rules::{self, ValidEntity};
 use crate::store::{
-    DIRECTORY_SQL, DirectoryRow, EntityRow, PreparedEntity, RegisterOutcome, SearchQuery, Store, StoreError,
+    Announce, DIRECTORY_SQL, DirectoryRow, EntityRow, PreparedEntity, RegisterOutcome, SearchQuery, Store, StoreError,
 };
 
 /// The registry's gRPC service.
@@ -181,7 +181,7 @@ impl RegistryService for Registry {
         let prepared = self.prepare(valid);
         let outcome = self
             .store
-            .register_batch(std::slice::from_ref(&prepared), &caller.department_id)
+            .register_batch(std::slice::from_ref(&prepared), &caller.department_id, Announce::EachSubject)
             .await
             .map_err(status)?
             .pop()
@@ -190,11 +190,13 @@ impl RegistryService for Registry {
             return Err(refusal);
         }
         let unmask = caller.has(PERMISSION_PERSONAL_DATA);
-        let (row, created) = match outcome {
-            RegisterOutcome::Created(row) => (row, true),
-            RegisterOutcome::Unchanged(row) => (row, false),
-            _ => unreachable!("conflicts answered above"),
-        };
+        let created = matches!(outcome, RegisterOutcome::Created);
+        let row = self
+            .store
+            .get(&code)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| Status::from(ApiError::NotFound { what: "subject", key: code.clone() }))?;
         if created {
             tracing::info!(credit_code = %code, department = %caller.department_id, "subject registered");
         }
@@ -434,10 +436,18 @@ impl RegistryService for Registry {
         let inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(8);
         let (batches, pending) = mpsc::channel::<Vec<ImportRow>>(2);
-        // Two stages, so that decoding and validating the next rows overlaps the commit of the
-        // previous ones.
+        // Decoding and validating the next rows overlaps the commits of earlier ones, and two
+        // writers commit batches side by side (Postgres does the insert work on a core each).
+        let pending = std::sync::Arc::new(tokio::sync::Mutex::new(pending));
         tokio::spawn(read_batches(inbound, batches, self.clone(), self.import_batch));
-        tokio::spawn(write_batches(pending, sender, self.store.clone(), caller.department_id));
+        for _ in 0..IMPORT_WRITERS {
+            tokio::spawn(write_batches(
+                pending.clone(),
+                sender.clone(),
+                self.store.clone(),
+                caller.department_id.clone(),
+            ));
+        }
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }
@@ -498,15 +508,19 @@ async fn read_batches(
     }
 }
 
+/// Batches committed at the same time by one import.
+const IMPORT_WRITERS: usize = 2;
+
 async fn write_batches(
-    mut pending: mpsc::Receiver<Vec<ImportRow>>,
+    pending: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<ImportRow>>>>,
     sender: mpsc::Sender<Result<pb::ImportEntitiesResponse, Status>>,
     store: Store,
     department_id: String,
 ) {
-    while let Some(batch) = pending.recv().await {
+    loop {
+        let Some(batch) = pending.lock().await.recv().await else { return };
         let valid: Vec<PreparedEntity> = batch.iter().filter_map(|row| row.prepared.as_ref().ok().cloned()).collect();
-        let outcomes = match store.register_batch(&valid, &department_id).await {
+        let outcomes = match store.register_batch(&valid, &department_id, Announce::OneBatch).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 let _ = sender.send(Err(ApiError::from(error).into())).await;
@@ -520,8 +534,8 @@ async fn write_batches(
                 let (outcome, violations) = match row.prepared {
                     Err(violations) => (pb::ImportOutcome::Rejected, violations),
                     Ok(_) => match outcomes.next() {
-                        Some(RegisterOutcome::Created(_)) => (pb::ImportOutcome::Created, Vec::new()),
-                        Some(RegisterOutcome::Unchanged(_)) => (pb::ImportOutcome::Unchanged, Vec::new()),
+                        Some(RegisterOutcome::Created) => (pb::ImportOutcome::Created, Vec::new()),
+                        Some(RegisterOutcome::Unchanged) => (pb::ImportOutcome::Unchanged, Vec::new()),
                         Some(RegisterOutcome::Conflict(fields)) => (
                             pb::ImportOutcome::Rejected,
                             fields

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use xinyong_platform::bus;
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
-use xinyong_proto::events::v1::{EntityRegistered, EntityStatusChanged};
+use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered, EntityStatusChanged};
 
 use crate::rules::{self, ValidEntity};
 
@@ -15,7 +15,7 @@ const PRODUCER: &str = "registry";
 const COLUMNS: &str = "credit_code, name, kind, registration_number, region_code, industry_code, business_scope,
     established_on, registered_capital::text AS registered_capital, address, representative_name,
     representative_id_masked, representative_id_sealed, representative_id_digest, status, status_since,
-    created_at, updated_at";
+    registered_status, registered_status_since, registered_by, created_at, updated_at";
 
 /// A stored subject.
 #[derive(Debug, Clone, FromRow)]
@@ -36,6 +36,9 @@ pub struct EntityRow {
     pub representative_id_digest: Option<Vec<u8>>,
     pub status: i16,
     pub status_since: NaiveDate,
+    pub registered_status: i16,
+    pub registered_status_since: NaiveDate,
+    pub registered_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -91,9 +94,19 @@ impl PreparedEntity {
     }
 }
 
+/// How new subjects are announced on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// An `EntityRegistered` per subject (RegisterEntity).
+    EachSubject,
+    /// One `EntitiesRegistered` per batch (ImportEntities).
+    OneBatch,
+}
+
 /// One status change.
 #[derive(Debug, Clone, FromRow)]
 pub struct StatusRow {
+    pub id: i64,
     pub status: i16,
     pub effective_on: NaiveDate,
     pub reason: String,
@@ -104,9 +117,9 @@ pub struct StatusRow {
 /// What registering one subject came to.
 #[derive(Debug)]
 pub enum RegisterOutcome {
-    Created(EntityRow),
+    Created,
     /// Registered before with the same data.
-    Unchanged(EntityRow),
+    Unchanged,
     /// Registered before with other data in these fields.
     Conflict(Vec<&'static str>),
     /// The registration number belongs to another subject.
@@ -192,28 +205,49 @@ impl Store {
             .await?)
     }
 
+    /// The status history, oldest first: the registration, then every change.
     pub async fn history(&self, credit_code: &str) -> Result<Vec<StatusRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT status, effective_on, reason, department_id, recorded_at FROM entity_status_history
-             WHERE credit_code = $1 ORDER BY id",
+            "SELECT registered_status AS status, registered_status_since AS effective_on, 'registered' AS reason,
+                    registered_by AS department_id, created_at AS recorded_at, 0::bigint AS id
+             FROM entities WHERE credit_code = $1
+             UNION ALL
+             SELECT status, effective_on, reason, department_id, recorded_at, id FROM entity_status_history
+             WHERE credit_code = $1
+             ORDER BY id",
         )
         .bind(credit_code)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Register many subjects in one transaction: new ones are inserted with their first status
-    /// and an `EntityRegistered` event each; the others are compared with what is stored.
-    /// Outcomes come in the order of `rows`.
+    /// Register many subjects in one transaction: new ones are inserted (their first status and
+    /// registering department on the row itself) and announced; the others are compared with what is stored. Outcomes come in the order of
+    /// `rows`. Two batches racing on the same codes can deadlock; the loser is retried.
     pub async fn register_batch(
         &self,
         rows: &[PreparedEntity],
         department_id: &str,
+        announce: Announce,
     ) -> Result<Vec<RegisterOutcome>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let outcomes = register_in(&mut transaction, rows, department_id).await?;
-        transaction.commit().await?;
-        Ok(outcomes)
+        let mut attempt = 0;
+        loop {
+            let mut transaction = self.pool.begin().await?;
+            let result = register_in(&mut transaction, rows, department_id, announce).await;
+            let result = match result {
+                Ok(outcomes) => transaction.commit().await.map(|()| outcomes).map_err(StoreError::from),
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(StoreError::Database(sqlx::Error::Database(error)))
+                    if attempt < 3 && matches!(error.code().as_deref(), Some("40P01" | "40001")) =>
+                {
+                    attempt += 1;
+                    tracing::debug!(attempt, "registration batch lost a deadlock; retrying");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Change a subject's status, keep the history and announce it.
@@ -331,106 +365,169 @@ pub const DIRECTORY_SQL: &str = "SELECT credit_code, name, region_code, industry
       AND (NOT $4 OR status = 1)
     ORDER BY credit_code";
 
-async fn register_in(
+/// Insert subjects; `careful` skips those that clash with a unique key and returns the codes
+/// inserted, otherwise a clash is an error and every row is inserted.
+async fn insert_entities(
     transaction: &mut Transaction<'_, Postgres>,
-    rows: &[PreparedEntity],
+    rows: &[&PreparedEntity],
     department_id: &str,
-) -> Result<Vec<RegisterOutcome>, StoreError> {
+    careful: bool,
+) -> Result<Vec<String>, sqlx::Error> {
     macro_rules! column {
         ($field:expr) => {
             rows.iter().map($field).collect::<Vec<_>>()
         };
     }
-    let created: Vec<String> = sqlx::query_scalar(
+    let sql = format!(
         "INSERT INTO entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
              business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
-             representative_id_sealed, representative_id_digest, status, status_since)
+             representative_id_sealed, representative_id_digest, status, status_since, registered_status,
+             registered_status_since, registered_by)
          SELECT code, name, normalised, kind, number, region, industry, scope, established, capital::numeric, address,
-             rep_name, rep_masked, rep_sealed, rep_digest, status, since
+             rep_name, rep_masked, rep_sealed, rep_digest, status, since, status, since, $18
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::text[], $7::text[], $8::text[],
              $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::smallint[], $17::date[])
              AS t(code, name, normalised, kind, number, region, industry, scope, established, capital, address,
                   rep_name, rep_masked, rep_sealed, rep_digest, status, since)
-         ON CONFLICT DO NOTHING
-         RETURNING credit_code",
-    )
-    .bind(column!(|row| row.entity.credit_code.as_str()))
-    .bind(column!(|row| row.entity.name.as_str()))
-    .bind(column!(|row| row.entity.name_normalised.as_str()))
-    .bind(column!(|row| row.entity.kind as i16))
-    .bind(column!(|row| row.entity.registration_number.as_deref()))
-    .bind(column!(|row| row.entity.region_code.as_str()))
-    .bind(column!(|row| row.entity.industry_code.as_str()))
-    .bind(column!(|row| row.entity.business_scope.as_str()))
-    .bind(column!(|row| row.entity.established_on))
-    .bind(column!(|row| row.entity.registered_capital.as_deref()))
-    .bind(column!(|row| row.entity.address.as_str()))
-    .bind(column!(|row| row.entity.representative_name.as_str()))
-    .bind(column!(|row| row.id_masked.as_str()))
-    .bind(column!(|row| row.id_sealed.as_deref()))
-    .bind(column!(|row| row.id_digest.as_deref()))
-    .bind(column!(|row| row.entity.status as i16))
-    .bind(column!(|row| row.entity.status_since))
-    .fetch_all(&mut **transaction)
-    .await?;
-    let mut newly_created: HashSet<String> = created.into_iter().collect();
+         {}",
+        if careful { "ON CONFLICT DO NOTHING RETURNING credit_code" } else { "" }
+    );
+    let query = sqlx::query_scalar::<_, String>(&sql)
+        .bind(column!(|row| row.entity.credit_code.as_str()))
+        .bind(column!(|row| row.entity.name.as_str()))
+        .bind(column!(|row| row.entity.name_normalised.as_str()))
+        .bind(column!(|row| row.entity.kind as i16))
+        .bind(column!(|row| row.entity.registration_number.as_deref()))
+        .bind(column!(|row| row.entity.region_code.as_str()))
+        .bind(column!(|row| row.entity.industry_code.as_str()))
+        .bind(column!(|row| row.entity.business_scope.as_str()))
+        .bind(column!(|row| row.entity.established_on))
+        .bind(column!(|row| row.entity.registered_capital.as_deref()))
+        .bind(column!(|row| row.entity.address.as_str()))
+        .bind(column!(|row| row.entity.representative_name.as_str()))
+        .bind(column!(|row| row.id_masked.as_str()))
+        .bind(column!(|row| row.id_sealed.as_deref()))
+        .bind(column!(|row| row.id_digest.as_deref()))
+        .bind(column!(|row| row.entity.status as i16))
+        .bind(column!(|row| row.entity.status_since))
+        .bind(department_id);
+    if careful {
+        query.fetch_all(&mut **transaction).await
+    } else {
+        query.fetch_all(&mut **transaction).await.map(|_| Vec::new())
+    }
+}
 
-    // The first status of each new subject, and its event.
-    let new_rows: Vec<&PreparedEntity> = {
-        let mut seen = HashSet::new();
-        rows.iter()
-            .filter(|row| {
-                newly_created.contains(&row.entity.credit_code) && seen.insert(row.entity.credit_code.clone())
-            })
-            .collect()
+async fn register_in(
+    transaction: &mut Transaction<'_, Postgres>,
+    rows: &[PreparedEntity],
+    department_id: &str,
+    announce: Announce,
+) -> Result<Vec<RegisterOutcome>, StoreError> {
+    // Codes already stored are compared, not inserted. The others go in with a plain INSERT,
+    // which is markedly cheaper than ON CONFLICT's speculative insertion; if a racing writer or a
+    // taken registration number trips a unique index, the careful statement runs instead.
+    let codes: Vec<&str> = rows.iter().map(|row| row.entity.credit_code.as_str()).collect();
+    let existing: HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT credit_code FROM entities WHERE credit_code = ANY($1)")
+            .bind(&codes)
+            .fetch_all(&mut **transaction)
+            .await?
+            .into_iter()
+            .collect();
+    let mut seen = HashSet::new();
+    let fresh: Vec<&PreparedEntity> = rows
+        .iter()
+        .filter(|row| !existing.contains(&row.entity.credit_code) && seen.insert(row.entity.credit_code.as_str()))
+        .collect();
+    let created: Vec<String> = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query("SAVEPOINT plain_insert").execute(&mut **transaction).await?;
+        match insert_entities(transaction, &fresh, department_id, false).await {
+            Ok(_) => {
+                sqlx::query("RELEASE SAVEPOINT plain_insert").execute(&mut **transaction).await?;
+                fresh.iter().map(|row| row.entity.credit_code.clone()).collect()
+            }
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+                sqlx::query("ROLLBACK TO SAVEPOINT plain_insert").execute(&mut **transaction).await?;
+                insert_entities(transaction, &fresh, department_id, true).await?
+            }
+            Err(error) => return Err(error.into()),
+        }
     };
+    let created: HashSet<String> = created.into_iter().collect();
+
+    // The rows that were inserted: the first of each created code, in request order.
+    let mut inserted: HashMap<&str, &PreparedEntity> = HashMap::new();
+    let mut new_rows: Vec<&PreparedEntity> = Vec::new();
+    for row in rows {
+        let code = row.entity.credit_code.as_str();
+        if created.contains(code) && !inserted.contains_key(code) {
+            inserted.insert(code, row);
+            new_rows.push(row);
+        }
+    }
     if !new_rows.is_empty() {
-        sqlx::query(
-            "INSERT INTO entity_status_history (credit_code, status, effective_on, reason, department_id)
-             SELECT code, status, since, 'registered', $4 FROM UNNEST($1::text[], $2::smallint[], $3::date[]) AS t(code, status, since)",
-        )
-        .bind(new_rows.iter().map(|row| row.entity.credit_code.as_str()).collect::<Vec<_>>())
-        .bind(new_rows.iter().map(|row| row.entity.status as i16).collect::<Vec<_>>())
-        .bind(new_rows.iter().map(|row| row.entity.status_since).collect::<Vec<_>>())
-        .bind(department_id)
-        .execute(&mut **transaction)
-        .await?;
-        let events: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
-        bus::enqueue_batch(transaction, PRODUCER, &events).await?;
+        let registered: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
+        match announce {
+            Announce::EachSubject => {
+                bus::enqueue_batch(transaction, PRODUCER, &registered).await?;
+            }
+            Announce::OneBatch => {
+                bus::enqueue(transaction, PRODUCER, &EntitiesRegistered { entities: registered }).await?;
+            }
+        }
     }
 
-    // Everything that was not inserted is compared with what is stored.
-    let codes: Vec<&str> = rows.iter().map(|row| row.entity.credit_code.as_str()).collect();
-    let stored: Vec<EntityRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = ANY($1)"))
-        .bind(&codes)
-        .fetch_all(&mut **transaction)
-        .await?;
+    // Only what was not inserted is read back and compared with what is stored (a bulk load of new
+    // subjects reads nothing back).
+    let codes: Vec<&str> = codes.into_iter().filter(|code| !created.contains(*code)).collect();
+    let stored: Vec<EntityRow> = if codes.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = ANY($1)"))
+            .bind(&codes)
+            .fetch_all(&mut **transaction)
+            .await?
+    };
     let stored: HashMap<&str, &EntityRow> = stored.iter().map(|row| (row.credit_code.as_str(), row)).collect();
 
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
         let code = row.entity.credit_code.as_str();
-        let outcome = match stored.get(code) {
-            Some(existing) if newly_created.remove(code) => RegisterOutcome::Created((*existing).clone()),
-            Some(existing) => {
-                let differing = rules::differing_fields(
-                    &existing.as_valid(),
-                    existing.representative_id_digest.as_deref(),
-                    &row.entity,
-                    row.id_digest.as_deref(),
-                );
-                if differing.is_empty() {
-                    RegisterOutcome::Unchanged((*existing).clone())
-                } else {
-                    RegisterOutcome::Conflict(differing)
-                }
+        let differing = match (inserted.get(code), stored.get(code)) {
+            // This very row was inserted.
+            (Some(first), _) if std::ptr::eq(*first, row) => {
+                outcomes.push(RegisterOutcome::Created);
+                continue;
             }
+            // An earlier row of this batch inserted the code.
+            (Some(first), _) => rules::differing_fields(
+                &first.entity,
+                first.id_digest.as_deref(),
+                &row.entity,
+                row.id_digest.as_deref(),
+            ),
+            (None, Some(existing)) => rules::differing_fields(
+                &existing.as_valid(),
+                existing.representative_id_digest.as_deref(),
+                &row.entity,
+                row.id_digest.as_deref(),
+            ),
             // Not inserted and not there: the other unique key, the registration number, is taken.
-            None => {
-                RegisterOutcome::RegistrationNumberTaken(row.entity.registration_number.clone().unwrap_or_default())
+            (None, None) => {
+                outcomes.push(RegisterOutcome::RegistrationNumberTaken(
+                    row.entity.registration_number.clone().unwrap_or_default(),
+                ));
+                continue;
             }
         };
-        outcomes.push(outcome);
+        outcomes.push(if differing.is_empty() {
+            RegisterOutcome::Unchanged
+        } else {
+            RegisterOutcome::Conflict(differing)
+        });
     }
     Ok(outcomes)
 }

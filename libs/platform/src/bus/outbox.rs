@@ -38,6 +38,14 @@ events!(
     InspectionResultRecorded,
 );
 
+impl Event for events::EntitiesRegistered {
+    const TYPE: &'static str = "xinyong.events.v1.EntitiesRegistered";
+    /// A batch is about many subjects, so it names none.
+    fn credit_code(&self) -> &str {
+        ""
+    }
+}
+
 /// Decode an envelope's payload as `E`; `None` when the envelope carries another type.
 pub fn decode<E: Event>(envelope: &events::Envelope) -> Option<Result<E, prost::DecodeError>> {
     (envelope.event_type == E::TYPE).then(|| E::decode(envelope.payload.as_slice()))

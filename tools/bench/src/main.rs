@@ -1,0 +1,29 @@
+//! `xinyong-bench <name>`: one benchmark, measured against a baseline in the same run on the same
+//! machine, ending with a line `<name>: ratio R (...)` that scripts can check.
+
+mod import;
+
+use std::process::ExitCode;
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn main() -> ExitCode {
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match name.as_str() {
+        "import" => runtime.block_on(import::run()),
+        _ => {
+            eprintln!("usage: xinyong-bench import");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
