@@ -181,7 +181,7 @@ impl RegistryService for Registry {
         let prepared = self.prepare(valid);
         let outcome = self
             .store
-            .register_batch(std::slice::from_ref(&prepared), &caller.department_id, Announce::EachSubject)
+            .register_batch(&[&prepared], &caller.department_id, Announce::EachSubject)
             .await
             .map_err(status)?
             .pop()
@@ -519,7 +519,7 @@ async fn write_batches(
 ) {
     loop {
         let Some(batch) = pending.lock().await.recv().await else { return };
-        let valid: Vec<PreparedEntity> = batch.iter().filter_map(|row| row.prepared.as_ref().ok().cloned()).collect();
+        let valid: Vec<&PreparedEntity> = batch.iter().filter_map(|row| row.prepared.as_ref().ok()).collect();
         let outcomes = match store.register_batch(&valid, &department_id, Announce::OneBatch).await {
             Ok(outcomes) => outcomes,
             Err(error) => {

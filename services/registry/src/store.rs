@@ -226,7 +226,7 @@ impl Store {
     /// `rows`. Two batches racing on the same codes can deadlock; the loser is retried.
     pub async fn register_batch(
         &self,
-        rows: &[PreparedEntity],
+        rows: &[&PreparedEntity],
         department_id: &str,
         announce: Announce,
     ) -> Result<Vec<RegisterOutcome>, StoreError> {
@@ -420,7 +420,7 @@ async fn insert_entities(
 
 async fn register_in(
     transaction: &mut Transaction<'_, Postgres>,
-    rows: &[PreparedEntity],
+    rows: &[&PreparedEntity],
     department_id: &str,
     announce: Announce,
 ) -> Result<Vec<RegisterOutcome>, StoreError> {
@@ -438,6 +438,7 @@ async fn register_in(
     let mut seen = HashSet::new();
     let fresh: Vec<&PreparedEntity> = rows
         .iter()
+        .copied()
         .filter(|row| !existing.contains(&row.entity.credit_code) && seen.insert(row.entity.credit_code.as_str()))
         .collect();
     let created: Vec<String> = if fresh.is_empty() {
@@ -461,7 +462,7 @@ async fn register_in(
     // The rows that were inserted: the first of each created code, in request order.
     let mut inserted: HashMap<&str, &PreparedEntity> = HashMap::new();
     let mut new_rows: Vec<&PreparedEntity> = Vec::new();
-    for row in rows {
+    for row in rows.iter().copied() {
         let code = row.entity.credit_code.as_str();
         if created.contains(code) && !inserted.contains_key(code) {
             inserted.insert(code, row);
@@ -494,7 +495,7 @@ async fn register_in(
     let stored: HashMap<&str, &EntityRow> = stored.iter().map(|row| (row.credit_code.as_str(), row)).collect();
 
     let mut outcomes = Vec::with_capacity(rows.len());
-    for row in rows {
+    for row in rows.iter().copied() {
         let code = row.entity.credit_code.as_str();
         let differing = match (inserted.get(code), stored.get(code)) {
             // This very row was inserted.
