@@ -179,6 +179,26 @@ pub async fn run() {
     eprintln!(
         "import: {count} subjects in {import_seconds:.1} s = {import_rate:.0} subjects/s; peak RSS {peak:.0} MiB (server and client)"
     );
+
+    // The directory of the same million, streamed: memory must not grow with the population.
+    let started = Instant::now();
+    let mut directory = client
+        .stream_directory(xinyong_proto::registry::v1::StreamDirectoryRequest::default())
+        .await
+        .expect("directory starts")
+        .into_inner();
+    let mut streamed = 0u64;
+    while let Some(entry) = directory.next().await {
+        entry.expect("directory entry");
+        streamed += 1;
+    }
+    let stream_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(streamed, count);
+    let peak_after_stream = crate::peak_rss_mib();
+    eprintln!(
+        "directory: streamed {streamed} subjects in {stream_seconds:.1} s ({:.0}/s); peak RSS {peak:.0} MiB before, {peak_after_stream:.0} MiB after",
+        streamed as f64 / stream_seconds
+    );
     let _ = stop.send(());
     let _ = server.await;
 
