@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod credit_code;
+pub mod disclosure;
 pub mod masking;
 pub mod name;
 pub mod registration_number;
