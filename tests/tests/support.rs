@@ -134,6 +134,9 @@ impl Platform {
                 format!("http://127.0.0.1:{grpc}"),
             ));
         }
+        if let Some((registry, _)) = all_ports.get("registry") {
+            env.push(("XINYONG__INGESTION__REGISTRY_URL".to_owned(), format!("http://127.0.0.1:{registry}")));
+        }
         env
     }
 

@@ -74,6 +74,12 @@ impl Redis {
         self.key(&format!("events:{producer}"))
     }
 
+    /// The registry's cached summary of a subject (a protobuf `registry.v1.Entity`, masked), which
+    /// other services read to learn that a subject exists without a call.
+    pub fn registry_entity_key(&self, credit_code: &str) -> String {
+        self.key(&format!("registry:entity:{credit_code}"))
+    }
+
     /// A connection handle, or `None` while Redis has never been reached. A handle may still fail
     /// per command when Redis goes away later; it reconnects by itself.
     pub async fn connection(&self) -> Option<ConnectionManager> {

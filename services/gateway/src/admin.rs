@@ -88,7 +88,8 @@ fn validate_department_id(id: &str) -> Result<(), ApiError> {
 fn validate_permissions(permissions: &[String]) -> Result<(), ApiError> {
     for (index, permission) in permissions.iter().enumerate() {
         let known = matches!(permission.as_str(), "admin" | "personal_data" | "internal_grades")
-            || permission.strip_prefix("call:").is_some_and(|method| method.contains('/'));
+            || permission.strip_prefix("call:").is_some_and(|method| method.contains('/'))
+            || permission.strip_prefix("report:").is_some_and(|category| !category.is_empty());
         if !known {
             return Err(ApiError::invalid(
                 format!("permissions[{index}]"),

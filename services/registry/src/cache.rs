@@ -25,7 +25,7 @@ impl EntityCache {
 
     /// The key other services read: `<prefix>:registry:entity:<credit code>`, a protobuf `registry.v1.Entity`.
     pub fn key(&self, credit_code: &str) -> String {
-        self.redis.key(&format!("registry:entity:{credit_code}"))
+        self.redis.registry_entity_key(credit_code)
     }
 
     pub async fn get(&self, credit_code: &str) -> Option<Entity> {

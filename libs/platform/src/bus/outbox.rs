@@ -38,6 +38,14 @@ events!(
     InspectionResultRecorded,
 );
 
+impl Event for events::RecordsIngested {
+    const TYPE: &'static str = "xinyong.events.v1.RecordsIngested";
+    /// A batch is about many subjects, so it names none.
+    fn credit_code(&self) -> &str {
+        ""
+    }
+}
+
 impl Event for events::EntitiesRegistered {
     const TYPE: &'static str = "xinyong.events.v1.EntitiesRegistered";
     /// A batch is about many subjects, so it names none.

@@ -1,0 +1,506 @@
+//! All SQL of ingestion.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use sqlx::{FromRow, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+use xinyong_platform::bus;
+use xinyong_proto::events::v1::{RecordCorrected, RecordIngested, RecordWithdrawn, RecordsIngested};
+
+use crate::rules::{Category, ValidRecord};
+
+const PRODUCER: &str = "ingestion";
+
+pub const COLUMNS: &str = "record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
+    document_number, fields, text, penalty_kind, version, state, disputed, disclosure_rule, published,
+    disclosure_until, repair_allowed_from, report_due_on, reporting_delay_working_days, received_at, updated_at,
+    change, changed_by, change_reason";
+
+/// A stored record (also the shape of a version's snapshot).
+#[derive(Debug, Clone, FromRow, Deserialize)]
+pub struct RecordRow {
+    pub record_id: Uuid,
+    pub department_id: String,
+    pub source_record_id: String,
+    pub credit_code: String,
+    pub category: String,
+    pub nature: i16,
+    pub decided_on: NaiveDate,
+    pub document_number: String,
+    #[sqlx(json)]
+    pub fields: BTreeMap<String, String>,
+    pub text: String,
+    pub penalty_kind: i16,
+    pub version: i32,
+    pub state: i16,
+    pub disputed: bool,
+    pub disclosure_rule: String,
+    pub published: bool,
+    pub disclosure_until: Option<NaiveDate>,
+    pub repair_allowed_from: Option<NaiveDate>,
+    pub report_due_on: NaiveDate,
+    pub reporting_delay_working_days: i32,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub change: String,
+    pub changed_by: String,
+    pub change_reason: String,
+}
+
+/// A validated record with what the platform derives for it.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub record_id: Uuid,
+    pub valid: ValidRecord,
+    pub disclosure_rule: &'static str,
+    pub published: bool,
+    pub disclosure_until: Option<NaiveDate>,
+    pub repair_allowed_from: Option<NaiveDate>,
+    pub report_due_on: NaiveDate,
+    pub reporting_delay_working_days: i32,
+}
+
+impl NewRecord {
+    fn ingested_event(&self, department_id: &str) -> RecordIngested {
+        RecordIngested {
+            credit_code: self.valid.credit_code.clone(),
+            record_id: self.record_id.to_string(),
+            department_id: department_id.to_owned(),
+            category: self.valid.category.clone(),
+            nature: self.valid.nature as i32,
+            decided_on: self.valid.decided_on.to_string(),
+        }
+    }
+}
+
+/// What submitting one record came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    Accepted(Uuid),
+    /// The same payload under the same source id, stored before.
+    Duplicate(Uuid),
+    /// Another payload under the same source id: a correction must go through CorrectRecord.
+    Conflict(Uuid),
+}
+
+/// How accepted records are announced on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// A `RecordIngested` per record (SubmitRecord).
+    EachRecord,
+    /// One `RecordsIngested` per batch (SubmitRecords).
+    OneBatch,
+}
+
+/// One superseded version.
+#[derive(Debug, Clone, FromRow)]
+pub struct VersionRow {
+    pub version: i32,
+    pub change: String,
+    pub changed_by: String,
+    pub changed_at: DateTime<Utc>,
+    pub reason: String,
+    pub snapshot: sqlx::types::Json<RecordRow>,
+}
+
+/// Filters of a record list.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    pub credit_code: String,
+    pub categories: Vec<String>,
+    pub include_expired: bool,
+    pub include_withdrawn: bool,
+    pub include_history: bool,
+    pub decided_from: Option<NaiveDate>,
+    pub decided_to: Option<NaiveDate>,
+    pub today: NaiveDate,
+    /// Keyset: after (decided_on, record_id) in (decided_on desc, record_id) order.
+    pub after: Option<(NaiveDate, Uuid)>,
+    pub limit: i64,
+}
+
+/// Timeliness of one department in one category.
+#[derive(Debug, Clone, FromRow)]
+pub struct TimelinessRow {
+    pub department_id: String,
+    pub category: String,
+    pub on_time: i64,
+    pub late: i64,
+    pub delay_sum: i64,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record `{0}` not found")]
+    NotFound(String),
+    #[error("record `{record_id}` was reported by {owner}; only that department may change it")]
+    NotOwner { record_id: Uuid, owner: String },
+    #[error("record `{0}` is withdrawn; it can no longer change")]
+    Withdrawn(Uuid),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub async fn catalogue(&self) -> Result<HashMap<String, Category>, StoreError> {
+        let categories: Vec<Category> = sqlx::query_as(
+            "SELECT code, title, required_fields, optional_fields, default_nature, deadline_working_days, needs_penalty_kind
+             FROM categories ORDER BY code",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(categories.into_iter().map(|category| (category.code.clone(), category)).collect())
+    }
+
+    /// Store records of one department in one transaction. Outcomes come in the order of `rows`.
+    pub async fn submit_batch(
+        &self,
+        rows: &[&NewRecord],
+        department_id: &str,
+        announce: Announce,
+    ) -> Result<Vec<SubmitOutcome>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let mut transaction = self.pool.begin().await?;
+            let result = match submit_in(&mut transaction, rows, department_id, announce).await {
+                Ok(outcomes) => transaction.commit().await.map(|()| outcomes).map_err(StoreError::from),
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(StoreError::Database(sqlx::Error::Database(error)))
+                    if attempt < 3 && matches!(error.code().as_deref(), Some("40P01" | "40001")) =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn get(&self, record_id: Uuid) -> Result<RecordRow, StoreError> {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM records WHERE record_id = $1"))
+            .bind(record_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(record_id.to_string()))
+    }
+
+    /// Superseded versions, oldest first (the current one is the record itself).
+    pub async fn versions(&self, record_id: Uuid) -> Result<Vec<VersionRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT version, change, changed_by, changed_at, reason, snapshot FROM record_versions
+             WHERE record_id = $1 ORDER BY version",
+        )
+        .bind(record_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Replace a record's content (a correction) or withdraw it, keeping the version it replaces.
+    pub async fn change(
+        &self,
+        record_id: Uuid,
+        department_id: &str,
+        reason: &str,
+        replacement: Option<&NewRecord>,
+    ) -> Result<RecordRow, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let current: RecordRow =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM records WHERE record_id = $1 FOR UPDATE"))
+                .bind(record_id)
+                .fetch_optional(&mut *transaction)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(record_id.to_string()))?;
+        if current.department_id != department_id {
+            return Err(StoreError::NotOwner { record_id, owner: current.department_id });
+        }
+        if current.state == xinyong_proto::ingestion::v1::RecordState::Withdrawn as i16 {
+            return Err(StoreError::Withdrawn(record_id));
+        }
+        sqlx::query(
+            "INSERT INTO record_versions (record_id, version, change, changed_by, changed_at, reason, snapshot)
+             SELECT record_id, version, change, changed_by, updated_at, change_reason, to_jsonb(r) - 'payload_digest'
+             FROM records r WHERE record_id = $1",
+        )
+        .bind(record_id)
+        .execute(&mut *transaction)
+        .await?;
+        let updated: RecordRow = match replacement {
+            Some(new) => {
+                let updated = sqlx::query_as(&format!(
+                    "UPDATE records SET nature = $2, decided_on = $3, document_number = $4, fields = $5, text = $6,
+                         penalty_kind = $7, payload_digest = $8, disclosure_rule = $9, published = $10,
+                         disclosure_until = $11, repair_allowed_from = $12, version = version + 1,
+                         change = 'corrected', changed_by = $13, change_reason = $14, updated_at = now()
+                     WHERE record_id = $1 RETURNING {COLUMNS}"
+                ))
+                .bind(record_id)
+                .bind(new.valid.nature as i16)
+                .bind(new.valid.decided_on)
+                .bind(&new.valid.document_number)
+                .bind(sqlx::types::Json(&new.valid.fields))
+                .bind(&new.valid.text)
+                .bind(new.valid.penalty_kind as i16)
+                .bind(&new.valid.digest)
+                .bind(new.disclosure_rule)
+                .bind(new.published)
+                .bind(new.disclosure_until)
+                .bind(new.repair_allowed_from)
+                .bind(department_id)
+                .bind(reason)
+                .fetch_one(&mut *transaction)
+                .await?;
+                let event = RecordCorrected {
+                    credit_code: current.credit_code.clone(),
+                    record_id: record_id.to_string(),
+                    version: current.version + 1,
+                    reason: reason.to_owned(),
+                };
+                bus::enqueue(&mut transaction, PRODUCER, &event).await?;
+                updated
+            }
+            None => {
+                let updated = sqlx::query_as(&format!(
+                    "UPDATE records SET state = $2, version = version + 1, change = 'withdrawn', changed_by = $3,
+                         change_reason = $4, updated_at = now()
+                     WHERE record_id = $1 RETURNING {COLUMNS}"
+                ))
+                .bind(record_id)
+                .bind(xinyong_proto::ingestion::v1::RecordState::Withdrawn as i16)
+                .bind(department_id)
+                .bind(reason)
+                .fetch_one(&mut *transaction)
+                .await?;
+                let event = RecordWithdrawn {
+                    credit_code: current.credit_code.clone(),
+                    record_id: record_id.to_string(),
+                    reason: reason.to_owned(),
+                };
+                bus::enqueue(&mut transaction, PRODUCER, &event).await?;
+                updated
+            }
+        };
+        transaction.commit().await?;
+        Ok(updated)
+    }
+
+    /// A subject's records, newest decision first.
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<RecordRow>, StoreError> {
+        let (after_date, after_id) = query.after.map_or((None, None), |(date, id)| (Some(date), Some(id)));
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM records
+             WHERE credit_code = $1
+               AND (cardinality($2::text[]) = 0 OR category = ANY($2))
+               -- withdrawn (2) and repaired (3) records only on request
+               AND ($3 OR state = 1)
+               -- a dishonesty record is shown while its window lasts; never-published ones never
+               AND ($4 OR (published AND (disclosure_until IS NULL OR disclosure_until > $5)))
+               -- records without a window (licences, rewards) of past calendar years are history
+               AND ($6 OR disclosure_until IS NOT NULL OR decided_on >= date_trunc('year', $5::date)::date)
+               AND ($7::date IS NULL OR decided_on >= $7)
+               AND ($8::date IS NULL OR decided_on <= $8)
+               AND ($9::date IS NULL OR decided_on < $9 OR (decided_on = $9 AND record_id > $10))
+             ORDER BY decided_on DESC, record_id
+             LIMIT $11"
+        ))
+        .bind(&query.credit_code)
+        .bind(&query.categories)
+        .bind(query.include_withdrawn)
+        .bind(query.include_expired)
+        .bind(query.today)
+        .bind(query.include_history)
+        .bind(query.decided_from)
+        .bind(query.decided_to)
+        .bind(after_date)
+        .bind(after_id)
+        .bind(query.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// On-time and late records per department and category for decisions in a period.
+    pub async fn timeliness(
+        &self,
+        department_id: Option<&str>,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<TimelinessRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT department_id, category,
+                    count(*) FILTER (WHERE (received_at AT TIME ZONE 'Asia/Shanghai')::date <= report_due_on) AS on_time,
+                    count(*) FILTER (WHERE (received_at AT TIME ZONE 'Asia/Shanghai')::date > report_due_on) AS late,
+                    coalesce(sum(reporting_delay_working_days), 0)::bigint AS delay_sum
+             FROM records
+             WHERE ($1::text IS NULL OR department_id = $1)
+               AND ($2::date IS NULL OR decided_on >= $2)
+               AND ($3::date IS NULL OR decided_on <= $3)
+             GROUP BY department_id, category
+             ORDER BY department_id, category",
+        )
+        .bind(department_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+async fn insert_records(
+    transaction: &mut Transaction<'_, Postgres>,
+    rows: &[&NewRecord],
+    department_id: &str,
+    careful: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    macro_rules! column {
+        ($field:expr) => {
+            rows.iter().map($field).collect::<Vec<_>>()
+        };
+    }
+    let fields: Vec<sqlx::types::Json<&BTreeMap<String, String>>> =
+        rows.iter().map(|row| sqlx::types::Json(&row.valid.fields)).collect();
+    let sql = format!(
+        "INSERT INTO records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
+             document_number, fields, text, penalty_kind, payload_digest, disclosure_rule, published, disclosure_until,
+             repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by)
+         SELECT id, $17, source, code, category, nature, decided, document, fields, text, penalty, digest, rule, published,
+             until, repair, due, delay, $17
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::date[], $7::text[], $8::jsonb[],
+             $9::text[], $10::smallint[], $11::bytea[], $12::text[], $13::bool[], $14::date[], $15::date[], $16::date[], $18::int[])
+             AS t(id, source, code, category, nature, decided, document, fields, text, penalty, digest, rule, published,
+                  until, repair, due, delay)
+         {}",
+        if careful { "ON CONFLICT (department_id, source_record_id) DO NOTHING RETURNING source_record_id" } else { "" }
+    );
+    let query = sqlx::query_scalar::<_, String>(&sql)
+        .bind(column!(|row| row.record_id))
+        .bind(column!(|row| row.valid.source_record_id.as_str()))
+        .bind(column!(|row| row.valid.credit_code.as_str()))
+        .bind(column!(|row| row.valid.category.as_str()))
+        .bind(column!(|row| row.valid.nature as i16))
+        .bind(column!(|row| row.valid.decided_on))
+        .bind(column!(|row| row.valid.document_number.as_str()))
+        .bind(fields)
+        .bind(column!(|row| row.valid.text.as_str()))
+        .bind(column!(|row| row.valid.penalty_kind as i16))
+        .bind(column!(|row| row.valid.digest.as_slice()))
+        .bind(column!(|row| row.disclosure_rule))
+        .bind(column!(|row| row.published))
+        .bind(column!(|row| row.disclosure_until))
+        .bind(column!(|row| row.repair_allowed_from))
+        .bind(column!(|row| row.report_due_on))
+        .bind(department_id)
+        .bind(column!(|row| row.reporting_delay_working_days));
+    if careful {
+        query.fetch_all(&mut **transaction).await
+    } else {
+        query.fetch_all(&mut **transaction).await.map(|_| Vec::new())
+    }
+}
+
+async fn submit_in(
+    transaction: &mut Transaction<'_, Postgres>,
+    rows: &[&NewRecord],
+    department_id: &str,
+    announce: Announce,
+) -> Result<Vec<SubmitOutcome>, StoreError> {
+    let sources: Vec<&str> = rows.iter().map(|row| row.valid.source_record_id.as_str()).collect();
+    let existing: Vec<(String, Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT source_record_id, record_id, payload_digest FROM records WHERE department_id = $1 AND source_record_id = ANY($2)",
+    )
+    .bind(department_id)
+    .bind(&sources)
+    .fetch_all(&mut **transaction)
+    .await?;
+    let mut known: HashMap<String, (Uuid, Vec<u8>)> =
+        existing.into_iter().map(|(source, id, digest)| (source, (id, digest))).collect();
+
+    let mut seen = HashSet::new();
+    let fresh: Vec<&NewRecord> = rows
+        .iter()
+        .copied()
+        .filter(|row| {
+            !known.contains_key(&row.valid.source_record_id) && seen.insert(row.valid.source_record_id.as_str())
+        })
+        .collect();
+    // A plain INSERT when every source id is new; the careful one when a racing writer got there first.
+    let inserted: HashSet<String> = if fresh.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query("SAVEPOINT plain_insert").execute(&mut **transaction).await?;
+        match insert_records(transaction, &fresh, department_id, false).await {
+            Ok(_) => {
+                sqlx::query("RELEASE SAVEPOINT plain_insert").execute(&mut **transaction).await?;
+                fresh.iter().map(|row| row.valid.source_record_id.clone()).collect()
+            }
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+                sqlx::query("ROLLBACK TO SAVEPOINT plain_insert").execute(&mut **transaction).await?;
+                let inserted: HashSet<String> =
+                    insert_records(transaction, &fresh, department_id, true).await?.into_iter().collect();
+                // What a racing writer stored is compared like anything stored before.
+                let raced: Vec<&str> = fresh
+                    .iter()
+                    .map(|row| row.valid.source_record_id.as_str())
+                    .filter(|s| !inserted.contains(*s))
+                    .collect();
+                let stored: Vec<(String, Uuid, Vec<u8>)> = sqlx::query_as(
+                    "SELECT source_record_id, record_id, payload_digest FROM records WHERE department_id = $1 AND source_record_id = ANY($2)",
+                )
+                .bind(department_id)
+                .bind(&raced)
+                .fetch_all(&mut **transaction)
+                .await?;
+                known.extend(stored.into_iter().map(|(source, id, digest)| (source, (id, digest))));
+                inserted
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+
+    let accepted: Vec<&NewRecord> =
+        fresh.iter().copied().filter(|row| inserted.contains(&row.valid.source_record_id)).collect();
+    if !accepted.is_empty() {
+        let events: Vec<RecordIngested> = accepted.iter().map(|row| row.ingested_event(department_id)).collect();
+        match announce {
+            Announce::EachRecord => {
+                bus::enqueue_batch(transaction, PRODUCER, &events).await?;
+            }
+            Announce::OneBatch => {
+                bus::enqueue(transaction, PRODUCER, &RecordsIngested { records: events }).await?;
+            }
+        }
+    }
+
+    let mut firsts: HashMap<&str, &NewRecord> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows.iter().copied() {
+        let source = row.valid.source_record_id.as_str();
+        if inserted.contains(source) && !firsts.contains_key(source) {
+            firsts.insert(source, row);
+            outcomes.push(SubmitOutcome::Accepted(row.record_id));
+            continue;
+        }
+        let (record_id, digest) = match (firsts.get(source), known.get(source)) {
+            (Some(first), _) => (first.record_id, first.valid.digest.as_slice()),
+            (None, Some((record_id, digest))) => (*record_id, digest.as_slice()),
+            (None, None) => return Err(StoreError::NotFound(source.to_owned())),
+        };
+        outcomes.push(if digest == row.valid.digest {
+            SubmitOutcome::Duplicate(record_id)
+        } else {
+            SubmitOutcome::Conflict(record_id)
+        });
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,186 @@
+//! `spawn_app`: the registry and ingestion on free ports in one throw-away database (each in its
+//! own schema, as its own role), with clients that call as the gateway would.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use xinyong_ingestion::{IngestionSection, IngestionSettings};
+use xinyong_platform::identity::{Caller, InternalInterceptor};
+use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_proto::common::v1::SubjectKind;
+use xinyong_proto::ingestion::v1::RecordInput;
+use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use xinyong_proto::registry::v1::{Entity, RegisterEntityRequest};
+use xinyong_registry::{RegistrySection, RegistrySettings};
+
+pub type Client = IngestionServiceClient<InterceptedService<Channel, InternalInterceptor>>;
+
+pub const LENOVO: &str = "91110000600037341L";
+pub const HUAWEI: &str = "9144030071526726XG";
+
+pub struct App {
+    /// Market regulation, Haidian: reports penalties.
+    pub market: Client,
+    /// Tax, Haidian: another department.
+    pub tax: Client,
+    pub client_for: Box<dyn Fn(Caller) -> Client + Send + Sync>,
+    pub pool: sqlx::PgPool,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _database: TestDatabase,
+}
+
+impl App {
+    pub async fn stop(mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn connect(address: std::net::SocketAddr, service: &str) -> Channel {
+    use tonic_health::pb::health_client::HealthClient;
+    let endpoint = Endpoint::from_shared(format!("http://{address}")).unwrap();
+    for _ in 0..500 {
+        if let Ok(channel) = endpoint.connect().await {
+            let answer = HealthClient::new(channel.clone())
+                .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+                .await;
+            if answer.is_ok_and(|answer| answer.into_inner().status == 1) {
+                return channel;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{service} did not start at {address}");
+}
+
+pub async fn spawn_app() -> App {
+    let database = TestDatabase::new().await;
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+
+    let registry_settings = RegistrySettings {
+        platform: database.settings("registry", &redis_url()),
+        registry: RegistrySection {
+            personal_data_key: SecretString::from("ab".repeat(32)),
+            ..RegistrySection::default()
+        },
+    };
+    let token = registry_settings.platform.internal.token.clone();
+    let registry_listener = xinyong_platform::server::bind("127.0.0.1:0").await.unwrap();
+    let registry_address = registry_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    stops.push(stop);
+    tasks.push(tokio::spawn(async move {
+        xinyong_registry::run(
+            registry_settings,
+            registry_listener,
+            None,
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        )
+        .await
+        .expect("registry runs");
+    }));
+    let registry_channel = connect(registry_address, "xinyong.registry.v1.RegistryService").await;
+    let mut registry = RegistryServiceClient::with_interceptor(
+        registry_channel,
+        InternalInterceptor::new(&token, Some(Caller::new("samr-110108", vec![]))).unwrap(),
+    );
+    for (code, name) in [(LENOVO, "联想(北京)有限公司"), (HUAWEI, "华为技术有限公司")] {
+        let entity = Entity {
+            credit_code: code.into(),
+            name: name.into(),
+            kind: SubjectKind::Enterprise as i32,
+            region_code: "110108".into(),
+            industry_code: "C3911".into(),
+            established_on: "1992-11-12".into(),
+            ..Default::default()
+        };
+        registry.register_entity(RegisterEntityRequest { entity: Some(entity) }).await.unwrap();
+    }
+
+    let ingestion_settings = IngestionSettings {
+        platform: database.settings("ingestion", &redis_url()),
+        ingestion: IngestionSection {
+            registry_url: format!("http://{registry_address}"),
+            batch: 200,
+            ..IngestionSection::default()
+        },
+    };
+    let listener = xinyong_platform::server::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    stops.push(stop);
+    tasks.push(tokio::spawn(async move {
+        xinyong_ingestion::run(
+            ingestion_settings,
+            listener,
+            None,
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        )
+        .await
+        .expect("ingestion runs");
+    }));
+    let channel = connect(address, "xinyong.ingestion.v1.IngestionService").await;
+    let client_for: Box<dyn Fn(Caller) -> Client + Send + Sync> = Box::new(move |caller: Caller| {
+        IngestionServiceClient::with_interceptor(
+            channel.clone(),
+            InternalInterceptor::new(&token, Some(caller)).unwrap(),
+        )
+    });
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(
+            xinyong_platform::db::connect_options(&xinyong_platform::config::DatabaseSettings {
+                url: SecretString::from(database.provisioned.url_of("ingestion").unwrap().to_owned()),
+                schema: "ingestion".into(),
+                max_connections: 2,
+                connect_timeout_ms: 5000,
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    App {
+        market: client_for(Caller::new("samr-110108", vec![])),
+        tax: client_for(Caller::new("tax-110108", vec![])),
+        client_for,
+        pool,
+        stops,
+        tasks,
+        _database: database,
+    }
+}
+
+/// A fine imposed on Lenovo by Haidian market regulation.
+pub fn fine(source: &str, decided_on: &str) -> RecordInput {
+    RecordInput {
+        credit_code: LENOVO.into(),
+        source_record_id: source.into(),
+        category: "penalty".into(),
+        nature: 0,
+        decided_on: decided_on.into(),
+        document_number: format!("京海市监罚〔2025〕{source}号"),
+        fields: [
+            ("content", "罚款5000元"),
+            ("legal_basis", "《食品安全法》第一百二十六条"),
+            ("authority", "北京市海淀区市场监督管理局"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        text: String::new(),
+        penalty_kind: xinyong_proto::ingestion::v1::PenaltyKind::Fine as i32,
+    }
+}
