@@ -2,6 +2,7 @@
 
 mod support;
 
+mod files;
 mod foundation;
 mod ingestion;
 mod registry;

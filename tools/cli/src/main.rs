@@ -5,6 +5,8 @@
 //!     create the database, a login role and an owned schema per service; prints `service url` lines
 //! xinyong-cli drop --admin-url URL --database NAME
 //!     drop a provisioned database and its roles
+//! xinyong-cli ingest --file records.csv [--gateway URL] [--rejects FILE]   (token in XINYONG_TOKEN)
+//!     stream a CSV or JSON-lines file of credit records through SubmitRecords
 //! ```
 
 use std::process::ExitCode;
@@ -14,7 +16,9 @@ use xinyong_platform::db;
 
 const USAGE: &str = "usage:
   xinyong-cli provision --admin-url URL --database NAME --password SECRET
-  xinyong-cli drop --admin-url URL --database NAME";
+  xinyong-cli drop --admin-url URL --database NAME
+  xinyong-cli ingest --file records.csv|records.jsonl [--gateway http://127.0.0.1:50051] [--rejects FILE]
+      (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
@@ -26,6 +30,9 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    if command == "ingest" {
+        return ingest(&args);
+    }
     let (Some(admin_url), Some(database)) = (flag(&args, "--admin-url"), flag(&args, "--database")) else {
         eprintln!("--admin-url and --database are required\n{USAGE}");
         return ExitCode::from(2);
@@ -60,6 +67,48 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("xinyong-cli {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ingest(args: &[String]) -> ExitCode {
+    let Some(file) = flag(args, "--file") else {
+        eprintln!("--file is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let Ok(token) = std::env::var("XINYONG_TOKEN") else {
+        eprintln!("set XINYONG_TOKEN to the department's credential");
+        return ExitCode::from(2);
+    };
+    let options = xinyong_cli::ingest::Options {
+        file: file.into(),
+        gateway: flag(args, "--gateway").unwrap_or_else(|| "http://127.0.0.1:50051".to_owned()),
+        token,
+        rejects: flag(args, "--rejects").map(Into::into),
+        progress_every: Some(std::time::Duration::from_secs(2)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(xinyong_cli::ingest::run(options)) {
+        Ok(summary) => {
+            println!(
+                "{} rows: {} accepted, {} duplicate, {} rejected (see {})",
+                summary.rows,
+                summary.accepted,
+                summary.duplicate,
+                summary.rejected,
+                summary.rejects_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xinyong-cli ingest: {error}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,3 @@
+//! The commands of `xinyong-cli` as a library, so that tests run exactly what operators run.
+
+pub mod ingest;
