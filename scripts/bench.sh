@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh            every benchmark
 #   scripts/bench.sh import     ImportEntities vs raw COPY (BENCH_SUBJECTS, default 1000000)
+#   scripts/bench.sh ingest     SubmitRecords vs raw COPY (BENCH_RECORDS, default 1000000, over BENCH_SUBJECTS=10000)
 #
 # Each ends with a line `<name>: ratio R (...)` that a script can check.
 set -euo pipefail
@@ -19,6 +20,7 @@ run() { log "benchmark: $1"; RUST_LOG=${RUST_LOG:-warn} "$BENCH" "$1"; }
 
 case ${1:-all} in
   import) run import ;;
-  all) run import ;;
-  *) die "unknown benchmark ${1} (import)" ;;
+  ingest) run ingest ;;
+  all) run import; run ingest ;;
+  *) die "unknown benchmark ${1} (import, ingest)" ;;
 esac

@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod identity;

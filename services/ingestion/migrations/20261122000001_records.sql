@@ -73,7 +73,7 @@ CREATE TABLE records (
 );
 
 CREATE INDEX records_by_subject ON records (credit_code, decided_on DESC);
-CREATE INDEX records_by_department ON records (department_id, decided_on);
+-- Per-department questions (timeliness) use the unique (department_id, source_record_id) index.
 
 -- Superseded versions (有痕迹、可追溯, seed 000 art. 19): the current version lives in `records`;
 -- each correction or withdrawal first copies the version it replaces here.

@@ -94,7 +94,6 @@ pub async fn run(
         InternalInterceptor::new(&settings.platform.internal.token, Some(Caller::new("service-ingestion", vec![])))
             .map_err(|_| IngestionError::InternalToken)?;
     let subjects = subjects::Subjects::new(
-        context.redis.clone(),
         RegistryServiceClient::with_interceptor(channel, interceptor),
         Duration::from_secs(section.known_subject_seconds),
         context.host.metrics.clone(),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 use xinyong_platform::bus;
+use xinyong_platform::copy::CopyRow;
 use xinyong_proto::events::v1::{RecordCorrected, RecordIngested, RecordWithdrawn, RecordsIngested};
 
 use crate::rules::{Category, ValidRecord};
@@ -357,11 +358,55 @@ impl Store {
     }
 }
 
+/// The fresh rows of a batch, by COPY (see `xinyong_platform::copy`).
+async fn copy_records(
+    transaction: &mut Transaction<'_, Postgres>,
+    rows: &[&NewRecord],
+    department_id: &str,
+) -> Result<(), sqlx::Error> {
+    let mut data = String::with_capacity(rows.len() * 512);
+    for row in rows {
+        let fields = serde_json::to_string(&row.valid.fields).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        CopyRow::new(&mut data)
+            .plain(row.record_id)
+            .text(department_id)
+            .text(&row.valid.source_record_id)
+            .text(&row.valid.credit_code)
+            .text(&row.valid.category)
+            .plain(row.valid.nature as i16)
+            .plain(row.valid.decided_on)
+            .text(&row.valid.document_number)
+            .text(&fields)
+            .text(&row.valid.text)
+            .plain(row.valid.penalty_kind as i16)
+            .bytes(&row.valid.digest)
+            .text(row.disclosure_rule)
+            .boolean(row.published)
+            .optional(row.disclosure_until)
+            .optional(row.repair_allowed_from)
+            .plain(row.report_due_on)
+            .plain(row.reporting_delay_working_days)
+            .text(department_id)
+            .end();
+    }
+    let mut copy = transaction
+        .copy_in_raw(
+            "COPY records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
+                 document_number, fields, text, penalty_kind, payload_digest, disclosure_rule, published, disclosure_until,
+                 repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by) FROM STDIN",
+        )
+        .await?;
+    copy.send(data.as_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Insert rows, skipping those whose source id is taken (a racing writer); returns the source ids
+/// inserted.
 async fn insert_records(
     transaction: &mut Transaction<'_, Postgres>,
     rows: &[&NewRecord],
     department_id: &str,
-    careful: bool,
 ) -> Result<Vec<String>, sqlx::Error> {
     macro_rules! column {
         ($field:expr) => {
@@ -370,7 +415,7 @@ async fn insert_records(
     }
     let fields: Vec<sqlx::types::Json<&BTreeMap<String, String>>> =
         rows.iter().map(|row| sqlx::types::Json(&row.valid.fields)).collect();
-    let sql = format!(
+    let query = sqlx::query_scalar::<_, String>(
         "INSERT INTO records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
              document_number, fields, text, penalty_kind, payload_digest, disclosure_rule, published, disclosure_until,
              repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by)
@@ -380,11 +425,9 @@ async fn insert_records(
              $9::text[], $10::smallint[], $11::bytea[], $12::text[], $13::bool[], $14::date[], $15::date[], $16::date[], $18::int[])
              AS t(id, source, code, category, nature, decided, document, fields, text, penalty, digest, rule, published,
                   until, repair, due, delay)
-         {}",
-        if careful { "ON CONFLICT (department_id, source_record_id) DO NOTHING RETURNING source_record_id" } else { "" }
-    );
-    let query = sqlx::query_scalar::<_, String>(&sql)
-        .bind(column!(|row| row.record_id))
+         ON CONFLICT (department_id, source_record_id) DO NOTHING RETURNING source_record_id",
+    )
+    .bind(column!(|row| row.record_id))
         .bind(column!(|row| row.valid.source_record_id.as_str()))
         .bind(column!(|row| row.valid.credit_code.as_str()))
         .bind(column!(|row| row.valid.category.as_str()))
@@ -402,11 +445,7 @@ async fn insert_records(
         .bind(column!(|row| row.report_due_on))
         .bind(department_id)
         .bind(column!(|row| row.reporting_delay_working_days));
-    if careful {
-        query.fetch_all(&mut **transaction).await
-    } else {
-        query.fetch_all(&mut **transaction).await.map(|_| Vec::new())
-    }
+    query.fetch_all(&mut **transaction).await
 }
 
 async fn submit_in(
@@ -434,12 +473,13 @@ async fn submit_in(
             !known.contains_key(&row.valid.source_record_id) && seen.insert(row.valid.source_record_id.as_str())
         })
         .collect();
-    // A plain INSERT when every source id is new; the careful one when a racing writer got there first.
+    // COPY when every source id is new (far cheaper per row than INSERT); the careful INSERT when a
+    // racing writer got there first.
     let inserted: HashSet<String> = if fresh.is_empty() {
         HashSet::new()
     } else {
         sqlx::query("SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-        match insert_records(transaction, &fresh, department_id, false).await {
+        match copy_records(transaction, &fresh, department_id).await {
             Ok(_) => {
                 sqlx::query("RELEASE SAVEPOINT plain_insert").execute(&mut **transaction).await?;
                 fresh.iter().map(|row| row.valid.source_record_id.clone()).collect()
@@ -447,7 +487,7 @@ async fn submit_in(
             Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
                 sqlx::query("ROLLBACK TO SAVEPOINT plain_insert").execute(&mut **transaction).await?;
                 let inserted: HashSet<String> =
-                    insert_records(transaction, &fresh, department_id, true).await?.into_iter().collect();
+                    insert_records(transaction, &fresh, department_id).await?.into_iter().collect();
                 // What a racing writer stored is compared like anything stored before.
                 let raced: Vec<&str> = fresh
                     .iter()

@@ -1,31 +1,31 @@
-//! Does a subject exist? Asked for every submitted record, so answered cheaply: codes seen recently
-//! are remembered in the process; the others are looked up in one `MGET` of the registry's cache
-//! in Redis; what is still unknown is asked of the registry (`GetEntity`), a few at a time.
+//! Does a subject exist? Asked for every submitted record, so answered cheaply: codes confirmed
+//! recently are remembered in the process, and the rest of a batch is asked of the registry in one
+//! `CheckSubjects` call (an indexed lookup there), not one call per code.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::RwLock;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use xinyong_platform::identity::InternalInterceptor;
-use xinyong_platform::metrics::Metrics;
-use xinyong_platform::redis::Redis;
+use xinyong_platform::metrics::{CacheLabels, Metrics};
+use xinyong_proto::registry::v1::CheckSubjectsRequest;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use xinyong_proto::registry::v1::{GetEntityRequest, get_entity_request};
 
 pub type RegistryClient = RegistryServiceClient<InterceptedService<Channel, InternalInterceptor>>;
 
-/// How many codes are remembered before the oldest are forgotten.
-const REMEMBERED: usize = 200_000;
+/// How many codes are remembered before they are all forgotten at once (cheaper than an LRU, and
+/// forgetting only costs one more registry call per batch).
+const REMEMBERED: usize = 500_000;
+/// Codes per `CheckSubjects` call (the registry's limit).
+const PER_CALL: usize = 5000;
 
 #[derive(Clone)]
 pub struct Subjects {
     known: Arc<RwLock<HashMap<String, Instant>>>,
     remember_for: Duration,
-    redis: Redis,
     registry: RegistryClient,
     metrics: Metrics,
 }
@@ -36,13 +36,18 @@ pub struct Subjects {
 pub struct Unavailable(pub tonic::Status);
 
 impl Subjects {
-    pub fn new(redis: Redis, registry: RegistryClient, remember_for: Duration, metrics: Metrics) -> Subjects {
-        Subjects { known: Arc::default(), remember_for, redis, registry, metrics }
+    pub fn new(registry: RegistryClient, remember_for: Duration, metrics: Metrics) -> Subjects {
+        Subjects { known: Arc::default(), remember_for, registry, metrics }
+    }
+
+    fn count(&self, outcome: &str, by: usize) {
+        let labels = CacheLabels { cache: "known_subjects".to_owned(), outcome: outcome.to_owned() };
+        self.metrics.cache.get_or_create(&labels).inc_by(by as u64);
     }
 
     /// The codes among `codes` that no subject has.
     pub async fn unknown(&self, codes: &[&str]) -> Result<HashSet<String>, Unavailable> {
-        let mut pending: Vec<&str> = {
+        let pending: Vec<String> = {
             let known = self.known.read().await;
             let mut unique = HashSet::new();
             codes
@@ -50,76 +55,32 @@ impl Subjects {
                 .copied()
                 .filter(|code| unique.insert(*code))
                 .filter(|code| known.get(*code).is_none_or(|at| at.elapsed() > self.remember_for))
+                .map(str::to_owned)
                 .collect()
         };
+        self.count("hit", codes.len() - pending.len());
+        self.count("miss", pending.len());
         if pending.is_empty() {
             return Ok(HashSet::new());
         }
-        let mut confirmed = Vec::new();
-        if let Some(mut connection) = self.redis.connection().await {
-            let keys: Vec<String> = pending.iter().map(|code| self.redis.registry_entity_key(code)).collect();
-            let cached: Result<Vec<Option<Vec<u8>>>, redis::RedisError> =
-                redis::cmd("MGET").arg(&keys).query_async(&mut connection).await;
-            match cached {
-                Ok(values) => {
-                    let mut still = Vec::new();
-                    for (code, value) in pending.iter().zip(values) {
-                        if value.is_some() {
-                            confirmed.push(code.to_string());
-                        } else {
-                            still.push(*code);
-                        }
-                    }
-                    self.metrics.cache.get_or_create(&lookup("hit")).inc_by(confirmed.len() as u64);
-                    self.metrics.cache.get_or_create(&lookup("miss")).inc_by(still.len() as u64);
-                    pending = still;
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "registry cache unavailable; asking the registry");
-                    self.metrics.cache.get_or_create(&lookup("error")).inc();
-                }
-            }
-        }
-        let mut unknown = HashSet::new();
-        let owned: Vec<String> = pending.into_iter().map(str::to_owned).collect();
-        let lookups = owned.into_iter().map(|code: String| {
+        let mut registered = HashSet::new();
+        for chunk in pending.chunks(PER_CALL) {
             let mut registry = self.registry.clone();
-            async move {
-                let request = GetEntityRequest {
-                    key: Some(get_entity_request::Key::CreditCode(code.clone())),
-                    include_history: false,
-                };
-                let answer = match registry.get_entity(request).await {
-                    Ok(_) => Ok(true),
-                    Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-                    Err(status) => Err(status),
-                };
-                (code, answer)
-            }
-        });
-        let answers: Vec<(String, Result<bool, tonic::Status>)> =
-            futures::stream::iter(lookups).buffer_unordered(8).collect().await;
-        for (code, answer) in answers {
-            match answer {
-                Ok(true) => confirmed.push(code),
-                Ok(false) => {
-                    unknown.insert(code);
-                }
-                Err(status) => return Err(Unavailable(status)),
-            }
+            let answer = registry
+                .check_subjects(CheckSubjectsRequest { credit_codes: chunk.to_vec() })
+                .await
+                .map_err(Unavailable)?;
+            registered.extend(answer.into_inner().registered);
         }
+        let unknown: HashSet<String> = pending.iter().filter(|code| !registered.contains(*code)).cloned().collect();
         let mut known = self.known.write().await;
-        if known.len() + confirmed.len() > REMEMBERED {
+        if known.len() + registered.len() > REMEMBERED {
             known.clear();
         }
         let now = Instant::now();
-        for code in confirmed {
+        for code in registered {
             known.insert(code, now);
         }
         Ok(unknown)
     }
-}
-
-fn lookup(outcome: &str) -> xinyong_platform::metrics::CacheLabels {
-    xinyong_platform::metrics::CacheLabels { cache: "registry_subjects".to_owned(), outcome: outcome.to_owned() }
 }

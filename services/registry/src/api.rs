@@ -380,6 +380,23 @@ impl RegistryService for Registry {
         Ok(Response::new(response))
     }
 
+    async fn check_subjects(
+        &self,
+        request: Request<pb::CheckSubjectsRequest>,
+    ) -> Result<Response<pb::CheckSubjectsResponse>, Status> {
+        Caller::of(&request)?;
+        let codes = request.into_inner().credit_codes;
+        if codes.len() > 5000 {
+            return Err(ApiError::invalid(
+                "credit_codes",
+                format!("at most 5000 codes per call, {} given", codes.len()),
+            )
+            .into());
+        }
+        let registered = self.store.registered(&codes).await.map_err(status)?;
+        Ok(Response::new(pb::CheckSubjectsResponse { registered }))
+    }
+
     type StreamDirectoryStream = BoxStream<pb::StreamDirectoryResponse>;
 
     async fn stream_directory(

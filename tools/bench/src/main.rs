@@ -1,7 +1,9 @@
 //! `xinyong-bench <name>`: one benchmark, measured against a baseline in the same run on the same
 //! machine, ending with a line `<name>: ratio R (...)` that scripts can check.
 
+mod harness;
 mod import;
+mod ingest;
 
 use std::process::ExitCode;
 
@@ -20,8 +22,9 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     match name.as_str() {
         "import" => runtime.block_on(import::run()),
+        "ingest" => runtime.block_on(ingest::run()),
         _ => {
-            eprintln!("usage: xinyong-bench import");
+            eprintln!("usage: xinyong-bench import|ingest");
             return ExitCode::from(2);
         }
     }

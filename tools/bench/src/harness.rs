@@ -1,0 +1,135 @@
+//! What every benchmark needs: services running in-process against a throw-away database, an
+//! administrator's connection to it, and a raw `COPY` baseline on a quiet database.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use sqlx::{Executor, PgPool};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use xinyong_platform::identity::{Caller, InternalInterceptor};
+use xinyong_platform::server::ShutdownSignal;
+use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_registry::{RegistrySection, RegistrySettings};
+
+/// A service running in this process; dropped, it stops.
+pub struct Running {
+    pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Start a service's `run` on a free port.
+pub async fn start<F, Fut, E>(run: F) -> Running
+where
+    F: FnOnce(tokio::net::TcpListener, ShutdownSignal) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let listener = xinyong_platform::server::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let future = run(
+        listener,
+        Box::pin(async move {
+            let _ = stopped.await;
+        }),
+    );
+    let task = tokio::spawn(async move {
+        if let Err(error) = future.await {
+            eprintln!("service failed: {error}");
+        }
+    });
+    Running { address, stop: Some(stop), task: Some(task) }
+}
+
+/// The registry's settings for a benchmark.
+pub fn registry_settings(database: &TestDatabase, import_batch: usize) -> RegistrySettings {
+    let mut platform = database.settings("registry", &redis_url());
+    platform.events.relay_enabled = std::env::var("BENCH_RELAY").map_or(true, |value| value != "off");
+    RegistrySettings {
+        platform,
+        registry: RegistrySection {
+            personal_data_key: SecretString::from("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+            import_batch,
+            ..RegistrySection::default()
+        },
+    }
+}
+
+/// A channel to a service once it answers.
+pub async fn connect(address: SocketAddr) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{address}")).expect("endpoint");
+    loop {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Calls as the gateway would, for department `department`.
+pub fn interceptor(database: &TestDatabase, department: &str) -> InternalInterceptor {
+    let token = database.settings("registry", &redis_url()).internal.token;
+    InternalInterceptor::new(&token, Some(Caller::new(department, vec![]))).expect("token")
+}
+
+pub type Intercepted = InterceptedService<Channel, InternalInterceptor>;
+
+/// An administrator's connection to the benchmark's database.
+pub async fn admin_pool(database: &TestDatabase) -> PgPool {
+    let admin = xinyong_platform::testing::admin_database_url();
+    let server = admin.rsplit_once('/').expect("URL with a database").0;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{server}/{}", database.name))
+        .await
+        .expect("admin connection to the benchmark database")
+}
+
+/// `COPY` `count` text lines into a new table, then checkpoint so the measured run that follows
+/// starts on a quiet database. Returns the rows copied per second.
+pub async fn copy_baseline(
+    pool: &PgPool,
+    create: &str,
+    table: &str,
+    count: u64,
+    mut line: impl FnMut(u64, &mut String),
+) -> f64 {
+    pool.execute(create).await.expect("baseline table");
+    let started = Instant::now();
+    let mut connection = pool.acquire().await.expect("connection");
+    let mut copy = connection.copy_in_raw(&format!("COPY {table} FROM STDIN")).await.expect("COPY starts");
+    let mut chunk = String::with_capacity(4 << 20);
+    for index in 0..count {
+        line(index, &mut chunk);
+        if chunk.len() > (4 << 20) - 8192 {
+            copy.send(chunk.as_bytes()).await.expect("COPY data");
+            chunk.clear();
+        }
+    }
+    copy.send(chunk.as_bytes()).await.expect("COPY data");
+    let copied = copy.finish().await.expect("COPY ends");
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(copied, count);
+    drop(connection);
+    pool.execute("CHECKPOINT").await.expect("checkpoint");
+    count as f64 / seconds
+}
+
+/// `BENCH_<NAME>` from the environment, or a default.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}

@@ -1,0 +1,133 @@
+//! `SubmitRecords` of N generated penalty records (validation against the catalogue, the subject
+//! check, idempotency, disclosure and delay, the insert with its indexes, an outbox event per batch,
+//! answers per row, over gRPC) against a raw `COPY` of the same rows into a table with the same
+//! columns and a primary key, in the same database, taken first.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use xinyong_ingestion::{IngestionSection, IngestionSettings};
+use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use xinyong_proto::ingestion::v1::{PenaltyKind, RecordInput, SubmitOutcome, SubmitRecordsRequest};
+use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
+
+use crate::{harness, import};
+
+/// The i-th generated record: a fine on one of `subjects` subjects, with the 双公示 fields.
+fn record(index: u64, subjects: u64) -> RecordInput {
+    let subject = import::subject(index % subjects);
+    let day = 1 + index % 28;
+    RecordInput {
+        credit_code: subject.credit_code,
+        source_record_id: format!("BENCH-{index:09}"),
+        category: "penalty".to_owned(),
+        nature: 0,
+        decided_on: format!("2025-{:02}-{day:02}", 1 + (index / 28) % 12),
+        document_number: format!("京海市监罚〔2025〕{index}号"),
+        fields: [
+            ("content", format!("罚款{}元", 1000 + index % 9000)),
+            ("legal_basis", "《中华人民共和国食品安全法》第一百二十六条第一款".to_owned()),
+            ("authority", "北京市海淀区市场监督管理局".to_owned()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect(),
+        text: String::new(),
+        penalty_kind: PenaltyKind::Fine as i32,
+    }
+}
+
+fn copy_line(index: u64, subjects: u64, out: &mut String) {
+    use std::fmt::Write;
+    let record = record(index, subjects);
+    let fields = format!(
+        "{{\"content\": \"{}\", \"authority\": \"{}\", \"legal_basis\": \"{}\"}}",
+        record.fields["content"], record.fields["authority"], record.fields["legal_basis"]
+    );
+    let _ = writeln!(
+        out,
+        "{:032x}\tbench\t{}\t{}\tpenalty\t4\t{}\t{}\t{}\t2",
+        u128::from(index),
+        record.source_record_id,
+        record.credit_code,
+        record.decided_on,
+        record.document_number,
+        fields,
+    );
+}
+
+pub async fn run() {
+    let count = harness::setting("BENCH_RECORDS", 1_000_000);
+    let subjects = harness::setting("BENCH_SUBJECTS", 10_000);
+    let database = TestDatabase::new().await;
+    let admin = harness::admin_pool(&database).await;
+    let copy_rate = harness::copy_baseline(
+        &admin,
+        "CREATE TABLE public.bench_copy (record_id UUID PRIMARY KEY, department_id TEXT, source_record_id TEXT,
+         credit_code TEXT, category TEXT, nature SMALLINT, decided_on DATE, document_number TEXT, fields JSONB,
+         penalty_kind SMALLINT)",
+        "public.bench_copy",
+        count,
+        |index, out| copy_line(index, subjects, out),
+    )
+    .await;
+    eprintln!("ingest: raw COPY of {count} rows: {copy_rate:.0} rows/s");
+
+    let settings = harness::registry_settings(&database, 2000);
+    let registry = harness::start(|listener, stop| xinyong_registry::run(settings, listener, None, stop)).await;
+    let mut registry_client = RegistryServiceClient::with_interceptor(
+        harness::connect(registry.address).await,
+        harness::interceptor(&database, "bench"),
+    );
+    let loaded = import::load(&mut registry_client, subjects).await;
+    assert_eq!(loaded, subjects);
+
+    let settings = IngestionSettings {
+        platform: database.settings("ingestion", &redis_url()),
+        ingestion: IngestionSection {
+            registry_url: format!("http://{}", registry.address),
+            batch: harness::setting("BENCH_BATCH", 1000) as usize,
+            ..IngestionSection::default()
+        },
+    };
+    let ingestion = harness::start(|listener, stop| xinyong_ingestion::run(settings, listener, None, stop)).await;
+    let mut client = IngestionServiceClient::with_interceptor(
+        harness::connect(ingestion.address).await,
+        harness::interceptor(&database, "bench"),
+    );
+
+    eprintln!("ingest: streaming {count} generated records over {subjects} subjects through SubmitRecords");
+    let started = Instant::now();
+    let rows = tokio_stream::iter(
+        (0..count).map(move |index| SubmitRecordsRequest { row: index as i64, record: Some(record(index, subjects)) }),
+    );
+    let mut answers = client.submit_records(rows).await.expect("submission starts").into_inner();
+    let (mut accepted, mut other) = (0u64, 0u64);
+    while let Some(answer) = answers.next().await {
+        for result in answer.expect("answer").results {
+            if result.outcome == SubmitOutcome::Accepted as i32 {
+                accepted += 1;
+            } else {
+                other += 1;
+                if other < 5 {
+                    eprintln!("ingest: row {} not accepted: {:?}", result.row, result.violations);
+                }
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(accepted, count, "every generated record is accepted ({other} were not)");
+    let rate = count as f64 / seconds;
+    let peak = crate::peak_rss_mib();
+    eprintln!(
+        "ingest: {count} records in {seconds:.1} s = {rate:.0} records/s; peak RSS {peak:.0} MiB (services and client)"
+    );
+    ingestion.stop().await;
+    registry.stop().await;
+    admin.close().await;
+    println!(
+        "ingest: ratio {:.3} (records/s vs COPY rows/s, peak RSS: {rate:.0} vs {copy_rate:.0}; {count} records; {peak:.0} MiB)",
+        rate / copy_rate
+    );
+}
