@@ -17,7 +17,7 @@ use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServic
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use xinyong_proto::registry::v1::{GetEntityRequest, get_entity_request};
 
-use crate::support::{BACKENDS, Platform, with_token};
+use crate::support::{BACKENDS, Platform, free_port, with_token};
 
 const SERVICE_NAMES: &[&str] = &[
     "xinyong.registry.v1.RegistryService",
@@ -334,10 +334,6 @@ async fn an_event_reaches_another_service_exactly_once_when_the_relay_dies() {
 
     stop.notify_one();
     consumer_task.await.unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn wait_for<F, Fut>(mut condition: F)

@@ -18,17 +18,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use xinyong_platform::config::SERVICES;
 use xinyong_platform::db::{self, Provisioned};
+use xinyong_platform::testing::{TestDatabase, redis_url};
 
 /// The six services behind the gateway.
 pub const BACKENDS: &[&str] = &["registry", "ingestion", "grading", "sanctions", "lottery", "objections"];
-
-pub fn admin_database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
@@ -36,11 +29,21 @@ fn random_hex(bytes: usize) -> String {
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on 127.0.0.1")
+/// A port for a service process. Every end-to-end test runs in this one process, so a shared
+/// counter hands each port out once; it runs below Linux's ephemeral range (32768 and up), where
+/// every bind to port 0 and every outgoing connection lands, so nothing else takes the port between
+/// this choice and the child's bind (binding port 0 and releasing it here would race with that).
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 5_000) as u16, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "ran out of test ports");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One running service process.
@@ -61,7 +64,8 @@ pub struct Platform {
     pub personal_data_key: String,
     pub nodes: HashMap<String, Node>,
     log_dir: PathBuf,
-    admin_url: String,
+    /// Dropped last, after the processes are gone: drops the database, its roles and Redis keys.
+    _test_database: TestDatabase,
 }
 
 impl Platform {
@@ -84,25 +88,20 @@ impl Platform {
 
     /// Only the database and Redis prefix; start nodes with [`Platform::start_node`].
     pub async fn provision() -> Platform {
-        let database = format!("xyt_{}", random_hex(5));
-        let password = random_hex(12);
-        let admin_url = admin_database_url();
-        let services: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
-        let provisioned = db::provision(&admin_url, &database, &services, &password).await.unwrap_or_else(|error| {
-            panic!("cannot provision a test database through DATABASE_URL={admin_url}: {error}")
-        });
+        let test_database = TestDatabase::new().await;
+        let database = test_database.name.clone();
         let log_dir = std::env::temp_dir().join(format!("xinyong-e2e-{database}"));
         std::fs::create_dir_all(&log_dir).expect("log folder");
         Platform {
             redis_prefix: database.clone(),
+            provisioned: test_database.provisioned.clone(),
             database,
-            provisioned,
             internal_token: random_hex(16),
             admin_token: format!("admin-{}", random_hex(16)),
             personal_data_key: random_hex(32),
             nodes: HashMap::new(),
             log_dir,
-            admin_url,
+            _test_database: test_database,
         }
     }
 
@@ -305,32 +304,7 @@ impl Drop for Platform {
         for service in services {
             self.kill(&service);
         }
-        let admin_url = self.admin_url.clone();
-        let database = self.database.clone();
-        let prefix = self.redis_prefix.clone();
-        // Drop cannot await; clean up on a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async {
-                let names: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
-                if let Err(error) = db::drop_provisioned(&admin_url, &database, &names).await {
-                    eprintln!("could not drop test database {database}: {error}");
-                }
-                if let Ok(client) = redis::Client::open(redis_url())
-                    && let Ok(mut connection) = client.get_multiplexed_async_connection().await
-                {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}:*"))
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut connection).await;
-                    }
-                }
-            });
-        });
-        let _ = cleanup.join();
+        // Logs stay for a failed test to read; the database goes with `_test_database`.
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.log_dir);
         }

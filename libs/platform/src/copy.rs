@@ -4,6 +4,13 @@
 
 use std::fmt::Write;
 
+/// Send `data` (rows built with [`CopyRow`]) through `statement` (`COPY table (columns) FROM STDIN`).
+pub async fn copy_in(connection: &mut sqlx::PgConnection, statement: &str, data: &str) -> Result<u64, sqlx::Error> {
+    let mut copy = connection.copy_in_raw(statement).await?;
+    copy.send(data.as_bytes()).await?;
+    copy.finish().await
+}
+
 /// One row of COPY text: call the `push_*` methods in column order, then [`CopyRow::end`].
 pub struct CopyRow<'a> {
     out: &'a mut String,

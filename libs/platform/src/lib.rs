@@ -2,6 +2,7 @@
 //! health and graceful shutdown, Postgres bound to the service's schema, Redis, the event bus,
 //! the caller's identity and one mapping from errors to `tonic::Status`.
 
+pub mod batches;
 pub mod bus;
 pub mod config;
 pub mod copy;

@@ -134,6 +134,26 @@ impl TcpProxy {
     }
 }
 
+/// A channel to a server once it answers SERVING for `service` on its health service.
+pub async fn connect_when_serving(address: SocketAddr, service: &str) -> tonic::transport::Channel {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("an address is a valid URI");
+    for _ in 0..500 {
+        if let Ok(channel) = endpoint.connect().await {
+            let answer =
+                HealthClient::new(channel.clone()).check(HealthCheckRequest { service: service.to_owned() }).await;
+            if answer.is_ok_and(|answer| answer.into_inner().status == ServingStatus::Serving as i32) {
+                return channel;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{service} did not start serving at {address}");
+}
+
 /// The socket address of a `redis://host:port` URL.
 pub fn redis_address(url: &str) -> SocketAddr {
     let rest = url.trim_start_matches("redis://");

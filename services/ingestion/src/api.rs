@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use prost_types::Timestamp;
 use tokio::sync::{Mutex, RwLock, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 use xinyong_domain::calendar::Calendar;
 use xinyong_domain::credit_code::CreditCode;
+use xinyong_platform::batches::Batches;
 use xinyong_platform::identity::PERMISSION_ADMIN;
 use xinyong_platform::{ApiError, Caller, violation};
 use xinyong_proto::common::v1::FieldViolation;
@@ -490,51 +491,26 @@ struct Row {
     record: Result<NewRecord, Vec<FieldViolation>>,
 }
 
-/// Read rows, validate them, and hand them on in batches of up to `batch` rows or whatever
-/// arrived within 20 ms. A broken client stream ends the submission after what was read is stored.
+/// Read rows in batches (up to the configured size, or what arrived within 20 ms), validate them,
+/// and hand them on.
 async fn read_batches(
-    mut inbound: Streaming<pb::SubmitRecordsRequest>,
+    inbound: Streaming<pb::SubmitRecordsRequest>,
     batches: mpsc::Sender<Vec<Row>>,
     service: Ingestion,
     caller: Caller,
 ) {
     let today = today();
-    loop {
-        let mut batch = Vec::with_capacity(service.batch);
-        let mut finished = false;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-        while batch.len() < service.batch {
-            let next = if batch.is_empty() {
-                inbound.next().await
-            } else {
-                match tokio::time::timeout_at(deadline, inbound.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                }
+    let mut inbound = Batches::new(inbound, service.batch, Duration::from_millis(20));
+    while let Some(messages) = inbound.next().await {
+        let mut batch = Vec::with_capacity(messages.len());
+        for message in messages {
+            let record = match &message.record {
+                Some(input) => service.prepare(input, &caller, today).await,
+                None => Err(vec![violation("record", "required")]),
             };
-            match next {
-                Some(Ok(message)) => {
-                    let record = match &message.record {
-                        Some(input) => service.prepare(input, &caller, today).await,
-                        None => Err(vec![violation("record", "required")]),
-                    };
-                    batch.push(Row { row: message.row, record });
-                }
-                Some(Err(error)) => {
-                    tracing::info!(%error, "record stream broken by the client; storing the rows already received");
-                    finished = true;
-                    break;
-                }
-                None => {
-                    finished = true;
-                    break;
-                }
-            }
+            batch.push(Row { row: message.row, record });
         }
-        if !batch.is_empty() && batches.send(batch).await.is_err() {
-            return;
-        }
-        if finished {
+        if batches.send(batch).await.is_err() {
             return;
         }
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 use xinyong_platform::bus;
-use xinyong_platform::copy::CopyRow;
+use xinyong_platform::copy::{CopyRow, copy_in};
 use xinyong_proto::events::v1::{RecordCorrected, RecordIngested, RecordWithdrawn, RecordsIngested};
 
 use crate::rules::{Category, ValidRecord};
@@ -389,15 +389,9 @@ async fn copy_records(
             .text(department_id)
             .end();
     }
-    let mut copy = transaction
-        .copy_in_raw(
-            "COPY records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
+    copy_in(transaction, "COPY records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
                  document_number, fields, text, penalty_kind, payload_digest, disclosure_rule, published, disclosure_until,
-                 repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by) FROM STDIN",
-        )
-        .await?;
-    copy.send(data.as_bytes()).await?;
-    copy.finish().await?;
+                 repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by) FROM STDIN", &data).await?;
     Ok(())
 }
 

@@ -1,14 +1,12 @@
 //! `spawn_app`: the registry and ingestion on free ports in one throw-away database (each in its
 //! own schema, as its own role), with clients that call as the gateway would.
 
-use std::time::Duration;
-
 use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use xinyong_ingestion::{IngestionSection, IngestionSettings};
 use xinyong_platform::identity::{Caller, InternalInterceptor};
-use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_platform::testing::{TestDatabase, connect_when_serving, redis_url};
 use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::ingestion::v1::RecordInput;
 use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -44,23 +42,6 @@ impl App {
     }
 }
 
-async fn connect(address: std::net::SocketAddr, service: &str) -> Channel {
-    use tonic_health::pb::health_client::HealthClient;
-    let endpoint = Endpoint::from_shared(format!("http://{address}")).unwrap();
-    for _ in 0..500 {
-        if let Ok(channel) = endpoint.connect().await {
-            let answer = HealthClient::new(channel.clone())
-                .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
-                .await;
-            if answer.is_ok_and(|answer| answer.into_inner().status == 1) {
-                return channel;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{service} did not start at {address}");
-}
-
 pub async fn spawn_app() -> App {
     let database = TestDatabase::new().await;
     let mut stops = Vec::new();
@@ -90,7 +71,7 @@ pub async fn spawn_app() -> App {
         .await
         .expect("registry runs");
     }));
-    let registry_channel = connect(registry_address, "xinyong.registry.v1.RegistryService").await;
+    let registry_channel = connect_when_serving(registry_address, "xinyong.registry.v1.RegistryService").await;
     let mut registry = RegistryServiceClient::with_interceptor(
         registry_channel,
         InternalInterceptor::new(&token, Some(Caller::new("samr-110108", vec![]))).unwrap(),
@@ -132,7 +113,7 @@ pub async fn spawn_app() -> App {
         .await
         .expect("ingestion runs");
     }));
-    let channel = connect(address, "xinyong.ingestion.v1.IngestionService").await;
+    let channel = connect_when_serving(address, "xinyong.ingestion.v1.IngestionService").await;
     let client_for: Box<dyn Fn(Caller) -> Client + Send + Sync> = Box::new(move |caller: Caller| {
         IngestionServiceClient::with_interceptor(
             channel.clone(),

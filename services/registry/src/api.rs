@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use xinyong_domain::credit_code::{CodeKind, CreditCode};
 use xinyong_domain::registration_number;
+use xinyong_platform::batches::Batches;
 use xinyong_platform::identity::PERMISSION_PERSONAL_DATA;
 use xinyong_platform::{ApiError, Caller, violation};
 use xinyong_proto::common::v1::{EntityStatus, FieldViolation, Person, SubjectKind};
@@ -476,50 +477,26 @@ struct ImportRow {
     prepared: Result<PreparedEntity, Vec<FieldViolation>>,
 }
 
-/// Read rows, validate them, and hand them on in batches of up to `size` rows or whatever arrived
-/// within 20 ms. A broken client stream ends the import after the rows already read are stored.
+/// Read rows in batches (up to `size`, or what arrived within 20 ms), validate them, and hand them on.
 async fn read_batches(
-    mut inbound: Streaming<pb::ImportEntitiesRequest>,
+    inbound: Streaming<pb::ImportEntitiesRequest>,
     batches: mpsc::Sender<Vec<ImportRow>>,
     registry: Registry,
     size: usize,
 ) {
     let today = today();
-    loop {
-        let mut batch = Vec::with_capacity(size);
-        let mut finished = false;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-        while batch.len() < size {
-            let next = if batch.is_empty() {
-                inbound.next().await
-            } else {
-                match tokio::time::timeout_at(deadline, inbound.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                }
-            };
-            match next {
-                Some(Ok(message)) => {
-                    let entity = message.entity.unwrap_or_default();
-                    let credit_code = entity.credit_code.trim().to_ascii_uppercase();
-                    let prepared = rules::validate(&entity, today, true).map(|valid| registry.prepare(valid));
-                    batch.push(ImportRow { row: message.row, credit_code, prepared });
-                }
-                Some(Err(error)) => {
-                    tracing::info!(%error, "import stream broken by the client; storing the rows already received");
-                    finished = true;
-                    break;
-                }
-                None => {
-                    finished = true;
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() && batches.send(batch).await.is_err() {
-            return;
-        }
-        if finished {
+    let mut inbound = Batches::new(inbound, size, Duration::from_millis(20));
+    while let Some(messages) = inbound.next().await {
+        let batch = messages
+            .into_iter()
+            .map(|message| {
+                let entity = message.entity.unwrap_or_default();
+                let credit_code = entity.credit_code.trim().to_ascii_uppercase();
+                let prepared = rules::validate(&entity, today, true).map(|valid| registry.prepare(valid));
+                ImportRow { row: message.row, credit_code, prepared }
+            })
+            .collect();
+        if batches.send(batch).await.is_err() {
             return;
         }
     }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use xinyong_platform::bus;
-use xinyong_platform::copy::CopyRow;
+use xinyong_platform::copy::{CopyRow, copy_in};
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
 use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered, EntityStatusChanged};
 
@@ -413,16 +413,10 @@ async fn copy_entities(
             .text(department_id)
             .end();
     }
-    let mut copy = transaction
-        .copy_in_raw(
-            "COPY entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
+    copy_in(transaction, "COPY entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
                  business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
                  representative_id_sealed, representative_id_digest, status, status_since, registered_status,
-                 registered_status_since, registered_by) FROM STDIN",
-        )
-        .await?;
-    copy.send(data.as_bytes()).await?;
-    copy.finish().await?;
+                 registered_status_since, registered_by) FROM STDIN", &data).await?;
     Ok(())
 }
 

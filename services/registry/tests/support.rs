@@ -1,13 +1,11 @@
 //! `spawn_app`: a registry on a free port, in a throw-away database, with clients that call it as
 //! the gateway would (internal token and a department identity).
 
-use std::time::Duration;
-
 use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
-use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_platform::testing::{TestDatabase, connect_when_serving, redis_url};
 use xinyong_proto::common::v1::{Person, SubjectKind};
 use xinyong_proto::registry::v1::Entity;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
@@ -67,7 +65,7 @@ pub async fn spawn_app_with_redis(redis: &str) -> App {
         .await
         .expect("registry runs");
     });
-    let channel = connect(address).await;
+    let channel = connect_when_serving(address, "xinyong.registry.v1.RegistryService").await;
     let client = |caller: Caller| {
         RegistryServiceClient::with_interceptor(
             channel.clone(),
@@ -96,24 +94,6 @@ pub async fn spawn_app_with_redis(redis: &str) -> App {
         task: Some(task),
         _database: database,
     }
-}
-
-/// Connect once the server answers SERVING on its health service.
-async fn connect(address: std::net::SocketAddr) -> Channel {
-    use tonic_health::pb::health_client::HealthClient;
-    let endpoint = Endpoint::from_shared(format!("http://{address}")).unwrap();
-    for _ in 0..500 {
-        if let Ok(channel) = endpoint.connect().await {
-            let answer = HealthClient::new(channel.clone())
-                .check(tonic_health::pb::HealthCheckRequest { service: "xinyong.registry.v1.RegistryService".into() })
-                .await;
-            if answer.is_ok_and(|answer| answer.into_inner().status == 1) {
-                return channel;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("registry did not start at {address}");
 }
 
 /// Lenovo (Beijing), a real enterprise with a real credit code; the representative's ID number is
