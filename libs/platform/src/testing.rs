@@ -134,6 +134,49 @@ impl TcpProxy {
     }
 }
 
+/// A service running in this process on a free port, stopped by [`Spawned::stop`].
+pub struct Spawned {
+    pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Spawned {
+    /// Start a service's `run(listener, shutdown)` on a free port of 127.0.0.1.
+    pub async fn start<F, Fut, E>(run: F) -> Spawned
+    where
+        F: FnOnce(TcpListener, crate::server::ShutdownSignal) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port on 127.0.0.1");
+        let address = listener.local_addr().expect("the bound address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let future = run(
+            listener,
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        );
+        let task = tokio::spawn(async move {
+            if let Err(error) = future.await {
+                panic!("the service stopped with an error: {error}");
+            }
+        });
+        Spawned { address, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Shut the service down gracefully and wait for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
 /// A channel to a server once it answers SERVING for `service` on its health service.
 pub async fn connect_when_serving(address: SocketAddr, service: &str) -> tonic::transport::Channel {
     use tonic_health::pb::HealthCheckRequest;

@@ -6,7 +6,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 use xinyong_domain::grading::PUBLIC_CREDIT;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
-use xinyong_platform::testing::{TestDatabase, connect_when_serving, redis_url};
+use xinyong_platform::testing::{Spawned, TestDatabase, connect_when_serving, redis_url};
 use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
 use xinyong_proto::grading::v1::{ListRuleSetsRequest, PublishRuleSetRequest};
 
@@ -15,8 +15,7 @@ type Client = GradingServiceClient<InterceptedService<Channel, InternalIntercept
 struct App {
     plain: Client,
     risk_office: Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    service: Spawned,
     _database: TestDatabase,
 }
 
@@ -24,21 +23,8 @@ async fn spawn_app() -> App {
     let database = TestDatabase::new().await;
     let settings = database.settings("grading", &redis_url());
     let token = settings.internal.token.clone();
-    let listener = xinyong_platform::server::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        xinyong_grading::run(
-            settings,
-            listener,
-            None,
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        )
-        .await
-        .expect("grading runs");
-    });
+    let service = Spawned::start(|listener, stop| xinyong_grading::run(settings, listener, None, stop)).await;
+    let address = service.address;
     let channel = connect_when_serving(address, "xinyong.grading.v1.GradingService").await;
     let client = |caller: Caller| {
         GradingServiceClient::with_interceptor(channel.clone(), InternalInterceptor::new(&token, Some(caller)).unwrap())
@@ -46,8 +32,7 @@ async fn spawn_app() -> App {
     App {
         plain: client(Caller::new("credit-office", vec![])),
         risk_office: client(Caller::new("risk-office", vec!["internal_grades".into()])),
-        stop,
-        task,
+        service,
         _database: database,
     }
 }
@@ -94,8 +79,7 @@ async fn the_shipped_schemes_are_published_and_new_versions_never_replace_old_on
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0].document, PUBLIC_CREDIT, "version 1 is kept as published");
     assert_eq!(versions[1].document, changed);
-    let _ = app.stop.send(());
-    app.task.await.unwrap();
+    app.service.stop().await;
 }
 
 #[tokio::test]
@@ -115,8 +99,7 @@ async fn a_malformed_rule_set_is_refused_with_the_place_and_the_reason() {
         .await
         .unwrap_err();
     assert!(wrong_scheme.message().contains("scheme"), "{}", wrong_scheme.message());
-    let _ = app.stop.send(());
-    app.task.await.unwrap();
+    app.service.stop().await;
 }
 
 #[tokio::test]
@@ -154,6 +137,5 @@ async fn an_internal_scheme_is_hidden_without_the_permission() {
         .rule_sets;
     assert_eq!(seen_by_risk.len(), 1);
     assert!(seen_by_risk[0].internal);
-    let _ = app.stop.send(());
-    app.task.await.unwrap();
+    app.service.stop().await;
 }

@@ -118,8 +118,10 @@ impl Ingestion {
         // Categories are data: ones added with an INSERT are picked up within a minute.
         let refresh = ingestion.clone();
         tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            every_minute.tick().await;
             loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
+                every_minute.tick().await;
                 match refresh.store.catalogue().await {
                     Ok(catalogue) => *refresh.catalogue.write().await = catalogue,
                     Err(error) => tracing::warn!(%error, "catalogue refresh failed; keeping the one loaded"),

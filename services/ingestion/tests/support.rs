@@ -6,7 +6,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use xinyong_ingestion::{IngestionSection, IngestionSettings};
 use xinyong_platform::identity::{Caller, InternalInterceptor};
-use xinyong_platform::testing::{TestDatabase, connect_when_serving, redis_url};
+use xinyong_platform::testing::{Spawned, TestDatabase, connect_when_serving, redis_url};
 use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::ingestion::v1::RecordInput;
 use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -26,26 +26,20 @@ pub struct App {
     pub tax: Client,
     pub client_for: Box<dyn Fn(Caller) -> Client + Send + Sync>,
     pub pool: sqlx::PgPool,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    services: Vec<Spawned>,
     _database: TestDatabase,
 }
 
 impl App {
-    pub async fn stop(mut self) {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+    pub async fn stop(self) {
+        for service in self.services {
+            service.stop().await;
         }
     }
 }
 
 pub async fn spawn_app() -> App {
     let database = TestDatabase::new().await;
-    let mut stops = Vec::new();
-    let mut tasks = Vec::new();
 
     let registry_settings = RegistrySettings {
         platform: database.settings("registry", &redis_url()),
@@ -55,22 +49,9 @@ pub async fn spawn_app() -> App {
         },
     };
     let token = registry_settings.platform.internal.token.clone();
-    let registry_listener = xinyong_platform::server::bind("127.0.0.1:0").await.unwrap();
-    let registry_address = registry_listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    stops.push(stop);
-    tasks.push(tokio::spawn(async move {
-        xinyong_registry::run(
-            registry_settings,
-            registry_listener,
-            None,
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        )
-        .await
-        .expect("registry runs");
-    }));
+    let registry_service =
+        Spawned::start(|listener, stop| xinyong_registry::run(registry_settings, listener, None, stop)).await;
+    let registry_address = registry_service.address;
     let registry_channel = connect_when_serving(registry_address, "xinyong.registry.v1.RegistryService").await;
     let mut registry = RegistryServiceClient::with_interceptor(
         registry_channel,
@@ -97,22 +78,9 @@ pub async fn spawn_app() -> App {
             ..IngestionSection::default()
         },
     };
-    let listener = xinyong_platform::server::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    stops.push(stop);
-    tasks.push(tokio::spawn(async move {
-        xinyong_ingestion::run(
-            ingestion_settings,
-            listener,
-            None,
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        )
-        .await
-        .expect("ingestion runs");
-    }));
+    let ingestion =
+        Spawned::start(|listener, stop| xinyong_ingestion::run(ingestion_settings, listener, None, stop)).await;
+    let address = ingestion.address;
     let channel = connect_when_serving(address, "xinyong.ingestion.v1.IngestionService").await;
     let client_for: Box<dyn Fn(Caller) -> Client + Send + Sync> = Box::new(move |caller: Caller| {
         IngestionServiceClient::with_interceptor(
@@ -138,8 +106,7 @@ pub async fn spawn_app() -> App {
         tax: client_for(Caller::new("tax-110108", vec![])),
         client_for,
         pool,
-        stops,
-        tasks,
+        services: vec![ingestion, registry_service],
         _database: database,
     }
 }

@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
-use xinyong_platform::testing::{TestDatabase, connect_when_serving, redis_url};
+use xinyong_platform::testing::{Spawned, TestDatabase, connect_when_serving, redis_url};
 use xinyong_proto::common::v1::{Person, SubjectKind};
 use xinyong_proto::registry::v1::Entity;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
@@ -22,19 +22,13 @@ pub struct App {
     pub officer: Client,
     pub pool: sqlx::PgPool,
     pub redis_prefix: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    service: Spawned,
     _database: TestDatabase,
 }
 
 impl App {
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.service.stop().await;
     }
 }
 
@@ -50,21 +44,8 @@ pub async fn spawn_app_with_redis(redis: &str) -> App {
         platform,
         registry: RegistrySection { personal_data_key: SecretString::from(KEY), ..RegistrySection::default() },
     };
-    let listener = xinyong_platform::server::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        xinyong_registry::run(
-            settings,
-            listener,
-            None,
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        )
-        .await
-        .expect("registry runs");
-    });
+    let service = Spawned::start(|listener, stop| xinyong_registry::run(settings, listener, None, stop)).await;
+    let address = service.address;
     let channel = connect_when_serving(address, "xinyong.registry.v1.RegistryService").await;
     let client = |caller: Caller| {
         RegistryServiceClient::with_interceptor(
@@ -90,8 +71,7 @@ pub async fn spawn_app_with_redis(redis: &str) -> App {
         officer: client(Caller::new("samr-110000", vec!["personal_data".into()])),
         pool,
         redis_prefix: database.name.clone(),
-        stop: Some(stop),
-        task: Some(task),
+        service,
         _database: database,
     }
 }

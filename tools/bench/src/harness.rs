@@ -9,51 +9,10 @@ use sqlx::{Executor, PgPool};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use xinyong_platform::identity::{Caller, InternalInterceptor};
-use xinyong_platform::server::ShutdownSignal;
 use xinyong_platform::testing::{TestDatabase, redis_url};
 use xinyong_registry::{RegistrySection, RegistrySettings};
 
-/// A service running in this process; dropped, it stops.
-pub struct Running {
-    pub address: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Running {
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-/// Start a service's `run` on a free port.
-pub async fn start<F, Fut, E>(run: F) -> Running
-where
-    F: FnOnce(tokio::net::TcpListener, ShutdownSignal) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display,
-{
-    let listener = xinyong_platform::server::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let future = run(
-        listener,
-        Box::pin(async move {
-            let _ = stopped.await;
-        }),
-    );
-    let task = tokio::spawn(async move {
-        if let Err(error) = future.await {
-            eprintln!("service failed: {error}");
-        }
-    });
-    Running { address, stop: Some(stop), task: Some(task) }
-}
+pub use xinyong_platform::testing::Spawned as Running;
 
 /// The registry's settings for a benchmark.
 pub fn registry_settings(database: &TestDatabase, import_batch: usize) -> RegistrySettings {

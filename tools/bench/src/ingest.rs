@@ -75,7 +75,8 @@ pub async fn run() {
     eprintln!("ingest: raw COPY of {count} rows: {copy_rate:.0} rows/s");
 
     let settings = harness::registry_settings(&database, 2000);
-    let registry = harness::start(|listener, stop| xinyong_registry::run(settings, listener, None, stop)).await;
+    let registry =
+        harness::Running::start(|listener, stop| xinyong_registry::run(settings, listener, None, stop)).await;
     let mut registry_client = RegistryServiceClient::with_interceptor(
         harness::connect(registry.address).await,
         harness::interceptor(&database, "bench"),
@@ -91,7 +92,8 @@ pub async fn run() {
             ..IngestionSection::default()
         },
     };
-    let ingestion = harness::start(|listener, stop| xinyong_ingestion::run(settings, listener, None, stop)).await;
+    let ingestion =
+        harness::Running::start(|listener, stop| xinyong_ingestion::run(settings, listener, None, stop)).await;
     let mut client = IngestionServiceClient::with_interceptor(
         harness::connect(ingestion.address).await,
         harness::interceptor(&database, "bench"),
