@@ -17,7 +17,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use xinyong_platform::config::SERVICES;
-use xinyong_platform::db::{self, Provisioned};
+use xinyong_platform::db::Provisioned;
 use xinyong_platform::testing::{TestDatabase, redis_url};
 
 /// The six services behind the gateway.
@@ -268,17 +268,7 @@ impl Platform {
 
     /// A pool that logs in as a service's own role.
     pub async fn pool_of(&self, service: &str) -> sqlx::PgPool {
-        let settings = xinyong_platform::config::DatabaseSettings {
-            url: secrecy::SecretString::from(self.provisioned.url_of(service).expect("service").to_owned()),
-            schema: service.to_owned(),
-            max_connections: 2,
-            connect_timeout_ms: 5_000,
-        };
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(db::connect_options(&settings).expect("options"))
-            .await
-            .expect("connect as the service's role")
+        self._test_database.pool_of(service).await
     }
 
     /// Redis settings with this platform's prefix.

@@ -47,6 +47,24 @@ impl TestDatabase {
         TestDatabase { name, provisioned, admin_url }
     }
 
+    /// A small pool that logs in as a service's own role, bound to its schema (to look at what the
+    /// service stored, with exactly its rights).
+    pub async fn pool_of(&self, service: &str) -> sqlx::PgPool {
+        let settings = crate::config::DatabaseSettings {
+            url: secrecy::SecretString::from(
+                self.provisioned.url_of(service).expect("a provisioned service").to_owned(),
+            ),
+            schema: service.to_owned(),
+            max_connections: 2,
+            connect_timeout_ms: 5_000,
+        };
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(db::connect_options(&settings).expect("connect options"))
+            .await
+            .expect("connect as the service's role")
+    }
+
     /// Settings for a service in this database, with a private Redis prefix and the given Redis URL.
     pub fn settings(&self, service: &str, redis_url: &str) -> crate::PlatformSettings {
         let mut settings: crate::PlatformSettings =

@@ -88,19 +88,7 @@ pub async fn spawn_app() -> App {
             InternalInterceptor::new(&token, Some(caller)).unwrap(),
         )
     });
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(
-            xinyong_platform::db::connect_options(&xinyong_platform::config::DatabaseSettings {
-                url: SecretString::from(database.provisioned.url_of("ingestion").unwrap().to_owned()),
-                schema: "ingestion".into(),
-                max_connections: 2,
-                connect_timeout_ms: 5000,
-            })
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    let pool = database.pool_of("ingestion").await;
     App {
         market: client_for(Caller::new("samr-110108", vec![])),
         tax: client_for(Caller::new("tax-110108", vec![])),

@@ -53,19 +53,7 @@ pub async fn spawn_app_with_redis(redis: &str) -> App {
             InternalInterceptor::new(&token, Some(caller)).unwrap(),
         )
     };
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(
-            xinyong_platform::db::connect_options(&xinyong_platform::config::DatabaseSettings {
-                url: SecretString::from(database.provisioned.url_of("registry").unwrap().to_owned()),
-                schema: "registry".into(),
-                max_connections: 2,
-                connect_timeout_ms: 5000,
-            })
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    let pool = database.pool_of("registry").await;
     App {
         clerk: client(Caller::new("samr-110108", vec![])),
         officer: client(Caller::new("samr-110000", vec!["personal_data".into()])),
