@@ -1,3 +1,4 @@
 //! The server start every binary shares, exercised over real sockets.
 
+mod bus;
 mod server;

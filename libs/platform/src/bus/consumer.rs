@@ -95,12 +95,18 @@ impl<H: EventHandler> Consumer<H> {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         let mut groups_ready = false;
+        // Entries left pending (a handler failed, or an instance died) are taken over once they
+        // have been idle for `claim_idle`, so look for them that often.
+        let mut last_claim: Option<tokio::time::Instant> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             let round = async {
                 if !groups_ready {
                     self.create_groups().await?;
                     groups_ready = true;
+                }
+                if last_claim.is_none_or(|at| at.elapsed() >= self.claim_idle) {
+                    last_claim = Some(tokio::time::Instant::now());
                     self.claim_stale().await?;
                 }
                 self.read_new().await

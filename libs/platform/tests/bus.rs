@@ -1,0 +1,81 @@
+//! The event bus over real Postgres and Redis: a failed handler is retried, and handled once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use xinyong_platform::bus::{self, Consumer, EventHandler, HandlerError, Relay};
+use xinyong_platform::config::EventSettings;
+use xinyong_platform::db::PLATFORM_MIGRATOR;
+use xinyong_platform::metrics::Metrics;
+use xinyong_platform::redis::Redis;
+use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_proto::events::v1::{EntityStatusChanged, Envelope};
+
+/// Fails the first delivery, then counts.
+struct FailsOnce {
+    calls: Arc<AtomicUsize>,
+}
+
+impl EventHandler for FailsOnce {
+    async fn handle(&self, _: &mut sqlx::PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        if bus::outbox::decode::<EntityStatusChanged>(envelope).is_none() {
+            return Ok(());
+        }
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(HandlerError::Other("a transient failure".into()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_handler_gets_the_event_again_without_a_restart() {
+    let database = TestDatabase::new().await;
+    let producer = database.pool_of("registry").await;
+    let consumer_pool = database.pool_of("grading").await;
+    PLATFORM_MIGRATOR.run(&producer).await.unwrap();
+    PLATFORM_MIGRATOR.run(&consumer_pool).await.unwrap();
+    let redis_settings = database.settings("registry", &redis_url()).redis;
+    let redis = Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap();
+
+    let mut transaction = producer.begin().await.unwrap();
+    let event = EntityStatusChanged { credit_code: "91110000600037341L".into(), ..Default::default() };
+    let event_id = bus::enqueue(&mut transaction, "registry", &event).await.unwrap();
+    transaction.commit().await.unwrap();
+    let relay =
+        Relay::new(producer.clone(), redis.clone(), "registry", EventSettings::default(), Metrics::new("registry"));
+    assert_eq!(relay.publish_batch().await.unwrap(), 1);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut consumer = Consumer::new(
+        consumer_pool.clone(),
+        redis,
+        "grading",
+        &["registry"],
+        FailsOnce { calls: calls.clone() },
+        Metrics::new("grading"),
+    );
+    consumer.claim_idle = Duration::from_millis(200);
+    consumer.block = Duration::from_millis(50);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let task = tokio::spawn(consumer.run(async move { stopped.notified().await }));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let handled: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&consumer_pool)
+            .await
+            .unwrap();
+        if handled == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the failed event was never retried");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "failed once, then handled once");
+    stop.notify_one();
+    task.await.unwrap();
+}
