@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -22,14 +23,27 @@ use crate::store::{Store, StoreError};
 /// The department id the bootstrap administrator acts as.
 pub const ADMIN_DEPARTMENT: &str = "platform-admin";
 
-/// An authenticated caller.
+/// An authenticated caller, with the header values the gateway passes on built once (when the
+/// credential is verified), not on every forwarded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub department_id: String,
     pub permissions: Vec<String>,
+    pub department_header: HeaderValue,
+    pub permissions_header: HeaderValue,
 }
 
 impl Identity {
+    pub fn new(department_id: String, permissions: Vec<String>) -> Result<Identity, tonic::Status> {
+        let unusable = |_| tonic::Status::internal("the department's identity cannot be passed on in a header");
+        Ok(Identity {
+            department_header: HeaderValue::from_str(&department_id).map_err(unusable)?,
+            permissions_header: HeaderValue::from_str(&permissions.join(",")).map_err(unusable)?,
+            department_id,
+            permissions,
+        })
+    }
+
     pub fn has(&self, permission: &str) -> bool {
         self.permissions.iter().any(|held| held == permission)
     }
@@ -123,14 +137,14 @@ impl Authenticator {
         if let Some(admin) = &self.admin_token
             && secrets_equal(token.as_bytes(), admin.expose_secret().as_bytes())
         {
-            return Ok(Identity {
-                department_id: ADMIN_DEPARTMENT.to_owned(),
-                permissions: vec![
+            return Identity::new(
+                ADMIN_DEPARTMENT.to_owned(),
+                vec![
                     PERMISSION_ADMIN.to_owned(),
                     PERMISSION_PERSONAL_DATA.to_owned(),
                     PERMISSION_INTERNAL_GRADES.to_owned(),
                 ],
-            });
+            );
         }
         let invalid = || tonic::Status::unauthenticated("the credential is not valid");
         let (credential_id, secret) = token.split_once('.').ok_or_else(invalid)?;
@@ -165,7 +179,7 @@ impl Authenticator {
             self.cache.write().await.remove(credential_id);
             return Err(tonic::Status::unauthenticated("the credential has been revoked"));
         }
-        let identity = Identity { department_id: lookup.department_id, permissions: lookup.permissions };
+        let identity = Identity::new(lookup.department_id, lookup.permissions)?;
         self.cache.write().await.insert(
             credential_id.to_owned(),
             Cached { secret_sha256: lookup.secret_sha256, identity: identity.clone(), at: Instant::now() },
@@ -189,7 +203,7 @@ mod tests {
     use super::*;
 
     fn identity(permissions: &[&str]) -> Identity {
-        Identity { department_id: "d".into(), permissions: permissions.iter().map(|p| p.to_string()).collect() }
+        Identity::new("d".into(), permissions.iter().map(|p| p.to_string()).collect()).unwrap()
     }
 
     #[test]

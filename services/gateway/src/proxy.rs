@@ -98,18 +98,8 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
             }
             headers.remove(http::header::AUTHORIZATION);
             headers.insert(INTERNAL_TOKEN_HEADER, internal_token);
-            match (
-                HeaderValue::from_str(&identity.department_id),
-                HeaderValue::from_str(&identity.permissions.join(",")),
-            ) {
-                (Ok(department), Ok(permissions)) => {
-                    headers.insert(DEPARTMENT_HEADER, department);
-                    headers.insert(PERMISSIONS_HEADER, permissions);
-                }
-                _ => {
-                    return Ok(tonic::Status::internal("the department's identity cannot be passed on").into_http());
-                }
-            }
+            headers.insert(DEPARTMENT_HEADER, identity.department_header);
+            headers.insert(PERMISSIONS_HEADER, identity.permissions_header);
             match channel.oneshot(request).await {
                 Ok(response) => Ok(response),
                 Err(error) => {

@@ -158,8 +158,9 @@ impl Ingestion {
     ) -> Result<NewRecord, Vec<FieldViolation>> {
         let catalogue = self.catalogue.read().await;
         let valid = rules::validate(input, &catalogue, &caller.permissions, today)?;
-        let category = catalogue.get(&valid.category).cloned().ok_or_else(|| vec![violation("category", "unknown")])?;
-        Ok(self.derive(valid, &category, today))
+        // Borrowed from the catalogue, not cloned: this runs for every submitted row.
+        let category = catalogue.get(&valid.category).ok_or_else(|| vec![violation("category", "unknown")])?;
+        Ok(self.derive(valid, category, today))
     }
 }
 
