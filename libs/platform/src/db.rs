@@ -96,6 +96,38 @@ pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Whether Postgres aborted a transaction to resolve a deadlock (40P01) or a serialization
+/// conflict (40001): running it again is the remedy.
+pub fn is_retryable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error) if matches!(error.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// Before a statement that fails whole on a unique violation (a COPY of rows believed new):
+/// a savepoint to fall back to. Settle it with [`settle_attempt`].
+pub async fn begin_attempt(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SAVEPOINT unique_attempt").execute(connection).await.map(|_| ())
+}
+
+/// After the statement: `Ok(true)` when it went through; `Ok(false)` when a unique index refused
+/// it (a concurrent writer got there first) and it was rolled back, so the caller takes its careful
+/// path in the same transaction. Other errors are returned.
+pub async fn settle_attempt(
+    connection: &mut sqlx::PgConnection,
+    outcome: Result<(), sqlx::Error>,
+) -> Result<bool, sqlx::Error> {
+    match outcome {
+        Ok(()) => {
+            sqlx::query("RELEASE SAVEPOINT unique_attempt").execute(connection).await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+            sqlx::query("ROLLBACK TO SAVEPOINT unique_attempt").execute(connection).await?;
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Roles and URLs created by [`provision`].
 #[derive(Debug, Clone)]
 pub struct Provisioned {

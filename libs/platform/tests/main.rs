@@ -1,4 +1,5 @@
 //! The server start every binary shares, exercised over real sockets.
 
 mod bus;
+mod db;
 mod server;

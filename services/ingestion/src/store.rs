@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
-use sqlx::{FromRow, PgPool, Postgres, Transaction};
+use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
-use xinyong_platform::bus;
 use xinyong_platform::copy::{CopyRow, copy_in};
+use xinyong_platform::{bus, db};
 use xinyong_proto::events::v1::{RecordCorrected, RecordIngested, RecordWithdrawn, RecordsIngested};
 
 use crate::rules::{Category, ValidRecord};
@@ -166,6 +166,7 @@ impl Store {
     }
 
     /// Store records of one department in one transaction. Outcomes come in the order of `rows`.
+    /// Two batches racing on the same source ids can deadlock; the loser runs again.
     pub async fn submit_batch(
         &self,
         rows: &[&NewRecord],
@@ -180,11 +181,7 @@ impl Store {
                 Err(error) => Err(error),
             };
             match result {
-                Err(StoreError::Database(sqlx::Error::Database(error)))
-                    if attempt < 3 && matches!(error.code().as_deref(), Some("40P01" | "40001")) =>
-                {
-                    attempt += 1;
-                }
+                Err(StoreError::Database(error)) if attempt < 3 && db::is_retryable(&error) => attempt += 1,
                 other => return other,
             }
         }
@@ -360,7 +357,7 @@ impl Store {
 
 /// The fresh rows of a batch, by COPY (see `xinyong_platform::copy`).
 async fn copy_records(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     rows: &[&NewRecord],
     department_id: &str,
 ) -> Result<(), sqlx::Error> {
@@ -389,7 +386,7 @@ async fn copy_records(
             .text(department_id)
             .end();
     }
-    copy_in(transaction, "COPY records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
+    copy_in(connection, "COPY records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
                  document_number, fields, text, penalty_kind, payload_digest, disclosure_rule, published, disclosure_until,
                  repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by) FROM STDIN", &data).await?;
     Ok(())
@@ -398,7 +395,7 @@ async fn copy_records(
 /// Insert rows, skipping those whose source id is taken (a racing writer); returns the source ids
 /// inserted.
 async fn insert_records(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     rows: &[&NewRecord],
     department_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
@@ -439,11 +436,11 @@ async fn insert_records(
         .bind(column!(|row| row.report_due_on))
         .bind(department_id)
         .bind(column!(|row| row.reporting_delay_working_days));
-    query.fetch_all(&mut **transaction).await
+    query.fetch_all(&mut *connection).await
 }
 
 async fn submit_in(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     rows: &[&NewRecord],
     department_id: &str,
     announce: Announce,
@@ -454,7 +451,7 @@ async fn submit_in(
     )
     .bind(department_id)
     .bind(&sources)
-    .fetch_all(&mut **transaction)
+    .fetch_all(&mut *connection)
     .await?;
     let mut known: HashMap<String, (Uuid, Vec<u8>)> =
         existing.into_iter().map(|(source, id, digest)| (source, (id, digest))).collect();
@@ -472,33 +469,28 @@ async fn submit_in(
     let inserted: HashSet<String> = if fresh.is_empty() {
         HashSet::new()
     } else {
-        sqlx::query("SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-        match copy_records(transaction, &fresh, department_id).await {
-            Ok(_) => {
-                sqlx::query("RELEASE SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-                fresh.iter().map(|row| row.valid.source_record_id.clone()).collect()
-            }
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
-                sqlx::query("ROLLBACK TO SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-                let inserted: HashSet<String> =
-                    insert_records(transaction, &fresh, department_id).await?.into_iter().collect();
-                // What a racing writer stored is compared like anything stored before.
-                let raced: Vec<&str> = fresh
-                    .iter()
-                    .map(|row| row.valid.source_record_id.as_str())
-                    .filter(|s| !inserted.contains(*s))
-                    .collect();
-                let stored: Vec<(String, Uuid, Vec<u8>)> = sqlx::query_as(
-                    "SELECT source_record_id, record_id, payload_digest FROM records WHERE department_id = $1 AND source_record_id = ANY($2)",
-                )
-                .bind(department_id)
-                .bind(&raced)
-                .fetch_all(&mut **transaction)
-                .await?;
-                known.extend(stored.into_iter().map(|(source, id, digest)| (source, (id, digest))));
-                inserted
-            }
-            Err(error) => return Err(error.into()),
+        db::begin_attempt(connection).await?;
+        let copied = copy_records(connection, &fresh, department_id).await;
+        if db::settle_attempt(connection, copied).await? {
+            fresh.iter().map(|row| row.valid.source_record_id.clone()).collect()
+        } else {
+            let inserted: HashSet<String> =
+                insert_records(connection, &fresh, department_id).await?.into_iter().collect();
+            // What a racing writer stored is compared like anything stored before.
+            let raced: Vec<&str> = fresh
+                .iter()
+                .map(|row| row.valid.source_record_id.as_str())
+                .filter(|source| !inserted.contains(*source))
+                .collect();
+            let stored: Vec<(String, Uuid, Vec<u8>)> = sqlx::query_as(
+                "SELECT source_record_id, record_id, payload_digest FROM records WHERE department_id = $1 AND source_record_id = ANY($2)",
+            )
+            .bind(department_id)
+            .bind(&raced)
+            .fetch_all(&mut *connection)
+            .await?;
+            known.extend(stored.into_iter().map(|(source, id, digest)| (source, (id, digest))));
+            inserted
         }
     };
 
@@ -508,10 +500,10 @@ async fn submit_in(
         let events: Vec<RecordIngested> = accepted.iter().map(|row| row.ingested_event(department_id)).collect();
         match announce {
             Announce::EachRecord => {
-                bus::enqueue_batch(transaction, PRODUCER, &events).await?;
+                bus::enqueue_batch(connection, PRODUCER, &events).await?;
             }
             Announce::OneBatch => {
-                bus::enqueue(transaction, PRODUCER, &RecordsIngested { records: events }).await?;
+                bus::enqueue(connection, PRODUCER, &RecordsIngested { records: events }).await?;
             }
         }
     }

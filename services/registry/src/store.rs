@@ -3,9 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{FromRow, PgPool, Postgres, Transaction};
-use xinyong_platform::bus;
+use sqlx::{FromRow, PgConnection, PgPool};
 use xinyong_platform::copy::{CopyRow, copy_in};
+use xinyong_platform::{bus, db};
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
 use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered, EntityStatusChanged};
 
@@ -242,18 +242,12 @@ impl Store {
         let mut attempt = 0;
         loop {
             let mut transaction = self.pool.begin().await?;
-            let result = register_in(&mut transaction, rows, department_id, announce).await;
-            let result = match result {
+            let result = match register_in(&mut transaction, rows, department_id, announce).await {
                 Ok(outcomes) => transaction.commit().await.map(|()| outcomes).map_err(StoreError::from),
                 Err(error) => Err(error),
             };
             match result {
-                Err(StoreError::Database(sqlx::Error::Database(error)))
-                    if attempt < 3 && matches!(error.code().as_deref(), Some("40P01" | "40001")) =>
-                {
-                    attempt += 1;
-                    tracing::debug!(attempt, "registration batch lost a deadlock; retrying");
-                }
+                Err(StoreError::Database(error)) if attempt < 3 && db::is_retryable(&error) => attempt += 1,
                 other => return other,
             }
         }
@@ -376,7 +370,7 @@ pub const DIRECTORY_SQL: &str = "SELECT credit_code, name, region_code, industry
 
 /// New subjects by COPY (see `xinyong_platform::copy`): a clash with a unique key fails it whole.
 async fn copy_entities(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     rows: &[&PreparedEntity],
     department_id: &str,
 ) -> Result<(), sqlx::Error> {
@@ -413,7 +407,7 @@ async fn copy_entities(
             .text(department_id)
             .end();
     }
-    copy_in(transaction, "COPY entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
+    copy_in(connection, "COPY entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
                  business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
                  representative_id_sealed, representative_id_digest, status, status_since, registered_status,
                  registered_status_since, registered_by) FROM STDIN", &data).await?;
@@ -422,7 +416,7 @@ async fn copy_entities(
 
 /// Insert subjects, skipping those that clash with a unique key; returns the codes inserted.
 async fn insert_entities(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     rows: &[&PreparedEntity],
     department_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
@@ -462,11 +456,11 @@ async fn insert_entities(
         .bind(column!(|row| row.entity.status as i16))
         .bind(column!(|row| row.entity.status_since))
         .bind(department_id);
-    query.fetch_all(&mut **transaction).await
+    query.fetch_all(&mut *connection).await
 }
 
 async fn register_in(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     rows: &[&PreparedEntity],
     department_id: &str,
     announce: Announce,
@@ -478,7 +472,7 @@ async fn register_in(
     let existing: HashSet<String> =
         sqlx::query_scalar::<_, String>("SELECT credit_code FROM entities WHERE credit_code = ANY($1)")
             .bind(&codes)
-            .fetch_all(&mut **transaction)
+            .fetch_all(&mut *connection)
             .await?
             .into_iter()
             .collect();
@@ -491,17 +485,12 @@ async fn register_in(
     let created: Vec<String> = if fresh.is_empty() {
         Vec::new()
     } else {
-        sqlx::query("SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-        match copy_entities(transaction, &fresh, department_id).await {
-            Ok(_) => {
-                sqlx::query("RELEASE SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-                fresh.iter().map(|row| row.entity.credit_code.clone()).collect()
-            }
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
-                sqlx::query("ROLLBACK TO SAVEPOINT plain_insert").execute(&mut **transaction).await?;
-                insert_entities(transaction, &fresh, department_id).await?
-            }
-            Err(error) => return Err(error.into()),
+        db::begin_attempt(connection).await?;
+        let copied = copy_entities(connection, &fresh, department_id).await;
+        if db::settle_attempt(connection, copied).await? {
+            fresh.iter().map(|row| row.entity.credit_code.clone()).collect()
+        } else {
+            insert_entities(connection, &fresh, department_id).await?
         }
     };
     let created: HashSet<String> = created.into_iter().collect();
@@ -520,10 +509,10 @@ async fn register_in(
         let registered: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
         match announce {
             Announce::EachSubject => {
-                bus::enqueue_batch(transaction, PRODUCER, &registered).await?;
+                bus::enqueue_batch(connection, PRODUCER, &registered).await?;
             }
             Announce::OneBatch => {
-                bus::enqueue(transaction, PRODUCER, &EntitiesRegistered { entities: registered }).await?;
+                bus::enqueue(connection, PRODUCER, &EntitiesRegistered { entities: registered }).await?;
             }
         }
     }
@@ -536,7 +525,7 @@ async fn register_in(
     } else {
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = ANY($1)"))
             .bind(&codes)
-            .fetch_all(&mut **transaction)
+            .fetch_all(&mut *connection)
             .await?
     };
     let stored: HashMap<&str, &EntityRow> = stored.iter().map(|row| (row.credit_code.as_str(), row)).collect();
