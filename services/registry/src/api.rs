@@ -262,14 +262,18 @@ impl RegistryService for Registry {
         let caller = Caller::of(&request)?;
         let unmask = caller.has(PERMISSION_PERSONAL_DATA);
         let request = request.into_inner();
+        // Only the masked summary is cached; reads that need more go to Postgres and leave the
+        // cache alone, and a cache miss fills it.
+        let cacheable = !unmask && !request.include_history;
+        let mut missed_cache = false;
         let row = match request.key {
             Some(pb::get_entity_request::Key::CreditCode(text)) => {
                 let code = credit_code("credit_code", &text)?;
-                if !unmask
-                    && !request.include_history
-                    && let Some(entity) = self.cache.get(code.as_str()).await
-                {
-                    return Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history: Vec::new() }));
+                if cacheable {
+                    if let Some(entity) = self.cache.get(code.as_str()).await {
+                        return Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history: Vec::new() }));
+                    }
+                    missed_cache = true;
                 }
                 self.store.get(code.as_str()).await.map_err(status)?.ok_or_else(|| {
                     Status::from(ApiError::NotFound { what: "subject", key: code.as_str().to_owned() })
@@ -284,9 +288,10 @@ impl RegistryService for Registry {
             }
             None => return Err(ApiError::invalid("credit_code", "give credit_code or registration_number").into()),
         };
-        let masked = self.to_proto(&row, false);
-        self.cache.put(&masked).await;
-        let entity = if unmask { self.to_proto(&row, true) } else { masked };
+        let entity = self.to_proto(&row, unmask);
+        if missed_cache {
+            self.cache.put(&entity).await;
+        }
         let history = if request.include_history { self.history(&row.credit_code).await? } else { Vec::new() };
         Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history }))
     }
