@@ -9,7 +9,6 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::StreamExt;
 use http::HeaderValue;
 use tonic::body::Body;
 use tonic::server::NamedService;
@@ -182,6 +181,6 @@ impl Health for GatewayHealth {
         };
         let mut client = client.clone();
         let stream = client.watch(HealthCheckRequest { service: request.into_inner().service }).await?.into_inner();
-        Ok(tonic::Response::new(Box::pin(stream.map(|item| item))))
+        Ok(tonic::Response::new(Box::pin(stream)))
     }
 }
