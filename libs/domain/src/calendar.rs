@@ -10,6 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 
+/// Today in China Standard Time (UTC+8, no daylight saving), the calendar decisions are dated in.
+pub fn today() -> NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+}
+
+/// A `YYYY-MM-DD` day, as the contracts and events write them (surrounding spaces allowed).
+pub fn parse_day(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+}
+
 /// The years shipped with the platform.
 const OFFICIAL: &[&str] = &[include_str!("../data/calendar/2025.txt"), include_str!("../data/calendar/2026.txt")];
 

@@ -17,10 +17,11 @@
 //! window, and — for `records` conditions — decided inside the scheme's window. A disputed record
 //! still counts and is named among the reason's disputed records (seed 000 art. 18).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use chrono::{Months, NaiveDate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The shipped schemes: the county public-credit evaluation (seed 001) and the district
 /// supervision levels (seed 000).
@@ -28,7 +29,7 @@ pub const PUBLIC_CREDIT: &str = include_str!("../data/schemes/public_credit.json
 pub const DISTRICT_SUPERVISION: &str = include_str!("../data/schemes/district_supervision.json");
 
 /// A grade letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Grade {
     A,
     B,
@@ -41,10 +42,11 @@ pub enum Grade {
 pub struct RecordFact {
     pub record_id: String,
     pub category: String,
-    /// `POSITIVE`, `NEUTRAL`, `MINOR`, `GENERAL_DISHONESTY`, `SERIOUS_DISHONESTY`.
-    pub nature: String,
+    /// `POSITIVE`, `NEUTRAL`, `MINOR`, `GENERAL_DISHONESTY`, `SERIOUS_DISHONESTY` (borrowed when
+    /// it comes from a fixed table, as it does for millions of records in a recompute).
+    pub nature: Cow<'static, str>,
     /// `FINE`, `LICENCE_REVOCATION`, … or empty.
-    pub penalty_kind: String,
+    pub penalty_kind: Cow<'static, str>,
     pub decided_on: NaiveDate,
     /// Withdrawn or repaired records never count.
     pub active: bool,
@@ -65,7 +67,7 @@ pub struct Subject<'a> {
 }
 
 /// Why a subject has its grade.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
     pub code: String,
     pub text: String,
@@ -302,6 +304,56 @@ impl RuleSet {
     }
 }
 
+impl RuleSet {
+    /// The text of the rule (or the default) with this code: stored grades keep only the codes,
+    /// and the text comes from the version that produced them.
+    pub fn reason_text(&self, code: &str) -> Option<&str> {
+        if self.default.code == code {
+            return Some(&self.default.text);
+        }
+        self.rules.iter().find(|rule| rule.code == code).map(|rule| rule.text.as_str())
+    }
+
+    /// The first day after `subject.as_of` on which time alone may change the evaluation: a record
+    /// leaves the window or its disclosure period, a listing is removed or reaches a duration a rule
+    /// asks for. `None` when nothing will change by itself. Regrading on that day (or later, after
+    /// downtime) is what the daily sweep does; an early regrade is harmless, a late one is not.
+    pub fn next_review(&self, subject: &Subject<'_>) -> Option<NaiveDate> {
+        let mut durations = Vec::new();
+        for rule in &self.rules {
+            listing_durations(&rule.when, &mut durations);
+        }
+        let window = Months::new(self.window_months);
+        let mut next: Option<NaiveDate> = None;
+        let mut consider = |day: Option<NaiveDate>| {
+            if let Some(day) = day
+                && day > subject.as_of
+            {
+                next = Some(next.map_or(day, |current| current.min(day)));
+            }
+        };
+        for record in subject.records.iter().filter(|record| record.active) {
+            consider(record.decided_on.checked_add_months(window));
+            consider(record.disclosure_until);
+            consider(record.removed_on);
+            for months in &durations {
+                consider(record.decided_on.checked_add_months(Months::new(*months)));
+            }
+        }
+        next
+    }
+}
+
+fn listing_durations(condition: &Condition, durations: &mut Vec<u32>) {
+    match condition {
+        Condition::Listed(filter) if filter.for_months_at_least > 0 => durations.push(filter.for_months_at_least),
+        Condition::Any(conditions) | Condition::All(conditions) => {
+            conditions.iter().for_each(|inner| listing_durations(inner, durations))
+        }
+        _ => {}
+    }
+}
+
 /// The records that make `condition` hold (empty for a status condition), or `None` when it does not.
 fn matches<'a>(
     condition: &Condition,
@@ -373,7 +425,7 @@ mod tests {
         RecordFact {
             record_id: id.into(),
             category: "penalty".into(),
-            nature: nature.into(),
+            nature: nature.to_owned().into(),
             penalty_kind: "FINE".into(),
             decided_on: day(decided_on),
             active: true,
@@ -494,6 +546,41 @@ mod tests {
         abnormal.category = "abnormal_operation_list".into();
         let warned = rule_set.evaluate(&Subject { status: "OPERATING", records: &[abnormal], as_of: day(AS_OF) });
         assert_eq!(warned.grade, Grade::B);
+    }
+
+    #[test]
+    fn the_next_review_is_the_first_day_time_changes_something() {
+        let rule_set = RuleSet::parse(PUBLIC_CREDIT).unwrap();
+        let mut serious = record("s", "SERIOUS_DISHONESTY", "2026-05-01");
+        serious.disclosure_until = Some(day("2027-05-01"));
+        let subject =
+            |records: &[RecordFact]| rule_set.next_review(&Subject { status: "OPERATING", records, as_of: day(AS_OF) });
+        assert_eq!(subject(std::slice::from_ref(&serious)), Some(day("2027-05-01")), "leaves the 12-month window");
+        serious.disclosure_until = Some(day("2026-08-01"));
+        assert_eq!(subject(std::slice::from_ref(&serious)), Some(day("2026-08-01")), "disclosure ends first");
+        let mut listed = record("l", "SERIOUS_DISHONESTY", "2020-01-01");
+        listed.category = "serious_dishonesty_list".into();
+        listed.removed_on = Some(day("2026-07-15"));
+        assert_eq!(subject(&[serious.clone(), listed]), Some(day("2026-07-15")), "the listing ends");
+        serious.active = false;
+        assert_eq!(subject(&[serious]), None, "a withdrawn record never changes anything again");
+        assert_eq!(subject(&[]), None);
+        let evaluated_then_reviewed = {
+            let mut old = record("o", "SERIOUS_DISHONESTY", "2025-07-10");
+            old.disclosure_until = None;
+            let records = [old];
+            let review = rule_set.next_review(&Subject { status: "OPERATING", records: &records, as_of: day(AS_OF) });
+            let before = rule_set.evaluate(&Subject { status: "OPERATING", records: &records, as_of: day(AS_OF) });
+            let after = rule_set.evaluate(&Subject { status: "OPERATING", records: &records, as_of: review.unwrap() });
+            (review, before.grade, after.grade)
+        };
+        assert_eq!(evaluated_then_reviewed, (Some(day("2026-07-10")), Grade::C, Grade::A));
+        let district = RuleSet::parse(DISTRICT_SUPERVISION).unwrap();
+        let mut recent = record("r", "SERIOUS_DISHONESTY", "2026-01-01");
+        recent.category = "serious_dishonesty_list".into();
+        recent.disclosure_until = Some(day("2029-01-01"));
+        let review = district.next_review(&Subject { status: "OPERATING", records: &[recent], as_of: day(AS_OF) });
+        assert_eq!(review, Some(day("2027-01-01")), "listed for a year: D from that day");
     }
 
     #[test]

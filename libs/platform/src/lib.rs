@@ -32,3 +32,8 @@ pub fn runtime(settings: &config::RuntimeSettings) -> std::io::Result<tokio::run
     }
     builder.build()
 }
+
+/// A time as the contracts carry it (`google.protobuf.Timestamp`).
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}

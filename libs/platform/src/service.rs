@@ -83,6 +83,42 @@ impl Context {
     }
 }
 
+/// Stops a service's background tasks (consumers, sweeps, listeners) once its server has drained.
+/// A watch rather than a `Notify`: a task that has not polled its stop future yet still sees it.
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Background { stop: tokio::sync::watch::channel(false).0, tasks: Vec::new() }
+    }
+}
+
+impl Background {
+    /// Run `task(stopped)` until `stopped` resolves.
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut stopped = self.stop.subscribe();
+        let signal = Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        self.tasks.push(tokio::spawn(task(signal)));
+    }
+
+    /// Tell every task to stop and wait for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// Bind the gRPC and admin listeners named in the settings.
 pub async fn bind_listeners(settings: &PlatformSettings) -> Result<(TcpListener, Option<TcpListener>), ServeError> {
     let listener = crate::server::bind(&settings.server.listen).await?;

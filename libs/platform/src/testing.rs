@@ -226,3 +226,32 @@ pub fn redis_address(url: &str) -> SocketAddr {
     };
     host_port.parse().expect("redis URL with an IP address and port")
 }
+
+/// Put an event on a producer's stream the way its relay would (fields `id`, `type`, `payload`),
+/// for a consumer under test that should not need the producing service running.
+pub async fn publish_event<E: crate::bus::outbox::Event>(
+    settings: &crate::PlatformSettings,
+    producer: &str,
+    event: &E,
+) -> uuid::Uuid {
+    use prost::Message;
+    use secrecy::ExposeSecret;
+    let event_id = uuid::Uuid::now_v7();
+    let envelope = crate::bus::outbox::envelope(event_id, producer, event, "");
+    let client = redis::Client::open(settings.redis.url.expose_secret()).expect("a Redis URL");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("Redis is reachable");
+    let key = format!("{}:events:{producer}", settings.redis.key_prefix);
+    let _: String = redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg("id")
+        .arg(event_id.to_string())
+        .arg("type")
+        .arg(E::TYPE)
+        .arg("payload")
+        .arg(envelope.encode_to_vec())
+        .query_async(&mut connection)
+        .await
+        .expect("XADD");
+    event_id
+}

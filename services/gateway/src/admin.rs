@@ -1,9 +1,9 @@
 //! `gateway.v1.GatewayAdminService`: departments, credentials, permissions. Only the platform
 //! administrator may call it.
 
-use prost_types::Timestamp;
 use xinyong_platform::ApiError;
 use xinyong_platform::identity::PERMISSION_ADMIN;
+use xinyong_platform::timestamp;
 use xinyong_proto::gateway::v1 as pb;
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 
@@ -50,10 +50,6 @@ impl From<StoreError> for ApiError {
 
 fn status(error: StoreError) -> tonic::Status {
     ApiError::from(error).into()
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
-    Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }
 
 fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Department {

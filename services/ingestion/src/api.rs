@@ -5,9 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use futures::Stream;
-use prost_types::Timestamp;
 use tokio::sync::{Mutex, RwLock, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -16,6 +15,7 @@ use xinyong_domain::calendar::Calendar;
 use xinyong_domain::credit_code::CreditCode;
 use xinyong_platform::batches::Batches;
 use xinyong_platform::identity::PERMISSION_ADMIN;
+use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller, violation};
 use xinyong_proto::common::v1::FieldViolation;
 use xinyong_proto::ingestion::v1 as pb;
@@ -25,14 +25,7 @@ use crate::rules::{self, Category, ValidRecord};
 use crate::store::{Announce, ListQuery, NewRecord, RecordRow, Store, StoreError, SubmitOutcome};
 use crate::subjects::Subjects;
 
-/// Today in China Standard Time, the calendar decisions are dated in.
-pub fn today() -> NaiveDate {
-    (Utc::now() + chrono::Duration::hours(8)).date_naive()
-}
-
-fn timestamp(at: chrono::DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
-}
+pub use xinyong_domain::calendar::today;
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {

@@ -2,6 +2,7 @@
 //! reporting deadline and delay, and its disclosure window.
 
 use std::collections::{BTreeMap, HashMap};
+use xinyong_domain::calendar::parse_day;
 
 use chrono::{Datelike, Months, NaiveDate};
 use sha2::{Digest, Sha256};
@@ -53,10 +54,6 @@ pub fn may_report(permissions: &[String], category: &str) -> bool {
         }
     }
     !restricted
-}
-
-fn parse_date(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
 }
 
 /// The canonical form of a record for the idempotency digest: fields in a fixed order, the
@@ -143,7 +140,7 @@ pub fn validate(
             None
         }
     };
-    let decided_on = match parse_date(&input.decided_on) {
+    let decided_on = match parse_day(&input.decided_on) {
         Some(date) if date > today => {
             problems.push(violation("decided_on", "is in the future"));
             None
@@ -194,10 +191,13 @@ pub fn validate(
                 ));
             }
         }
-        if let Some(valid_until) = fields.get("valid_until")
-            && parse_date(valid_until).is_none()
-        {
-            problems.push(violation("fields.valid_until", "must be YYYY-MM-DD"));
+        // Dates other services read (grading reads `removed_on` to know a listing has ended).
+        for name in ["valid_until", "removed_on"] {
+            if let Some(value) = fields.get(name)
+                && parse_day(value).is_none()
+            {
+                problems.push(violation(format!("fields.{name}"), "must be YYYY-MM-DD"));
+            }
         }
     }
     let penalty_kind = PenaltyKind::try_from(input.penalty_kind).unwrap_or(PenaltyKind::Unspecified);

@@ -8,7 +8,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 use xinyong_platform::copy::{CopyRow, copy_in};
 use xinyong_platform::{bus, db};
-use xinyong_proto::events::v1::{RecordCorrected, RecordIngested, RecordWithdrawn, RecordsIngested};
+use xinyong_proto::events::v1::{RecordCorrected, RecordFacts, RecordIngested, RecordWithdrawn, RecordsIngested};
 
 use crate::rules::{Category, ValidRecord};
 
@@ -72,6 +72,21 @@ impl NewRecord {
             category: self.valid.category.clone(),
             nature: self.valid.nature as i32,
             decided_on: self.valid.decided_on.to_string(),
+            facts: Some(self.facts(1)),
+        }
+    }
+
+    /// What grading needs of this record as version `version`.
+    fn facts(&self, version: i32) -> RecordFacts {
+        RecordFacts {
+            category: self.valid.category.clone(),
+            nature: self.valid.nature as i32,
+            decided_on: self.valid.decided_on.to_string(),
+            penalty_kind: self.valid.penalty_kind as i32,
+            published: self.published,
+            disclosure_until: self.disclosure_until.map(|day| day.to_string()).unwrap_or_default(),
+            removed_on: self.valid.fields.get("removed_on").cloned().unwrap_or_default(),
+            version,
         }
     }
 }
@@ -265,6 +280,7 @@ impl Store {
                     record_id: record_id.to_string(),
                     version: current.version + 1,
                     reason: reason.to_owned(),
+                    facts: Some(new.facts(current.version + 1)),
                 };
                 bus::enqueue(&mut transaction, PRODUCER, &event).await?;
                 updated
@@ -285,6 +301,7 @@ impl Store {
                     credit_code: current.credit_code.clone(),
                     record_id: record_id.to_string(),
                     reason: reason.to_owned(),
+                    version: current.version + 1,
                 };
                 bus::enqueue(&mut transaction, PRODUCER, &event).await?;
                 updated

@@ -3,9 +3,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use chrono::{NaiveDate, Utc};
 use futures::{Stream, StreamExt};
-use prost_types::Timestamp;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -13,6 +11,7 @@ use xinyong_domain::credit_code::{CodeKind, CreditCode};
 use xinyong_domain::registration_number;
 use xinyong_platform::batches::Batches;
 use xinyong_platform::identity::PERMISSION_PERSONAL_DATA;
+use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller, violation};
 use xinyong_proto::common::v1::{EntityStatus, FieldViolation, Person, SubjectKind};
 use xinyong_proto::registry::v1 as pb;
@@ -34,14 +33,7 @@ pub struct Registry {
     import_batch: usize,
 }
 
-/// Today in China Standard Time, the calendar decisions are dated in.
-pub fn today() -> NaiveDate {
-    (Utc::now() + chrono::Duration::hours(8)).date_naive()
-}
-
-fn timestamp(at: chrono::DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
-}
+pub use xinyong_domain::calendar::today;
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {

@@ -29,33 +29,7 @@ impl EntityCache {
     }
 
     pub async fn get(&self, credit_code: &str) -> Option<Entity> {
-        let Some(mut connection) = self.redis.connection().await else {
-            self.metrics.cache_lookup(CACHE, "error");
-            return None;
-        };
-        let result: Result<Option<Vec<u8>>, redis::RedisError> =
-            redis::cmd("GET").arg(self.key(credit_code)).query_async(&mut connection).await;
-        match result {
-            Ok(Some(bytes)) => match Entity::decode(bytes.as_slice()) {
-                Ok(entity) => {
-                    self.metrics.cache_lookup(CACHE, "hit");
-                    Some(entity)
-                }
-                Err(_) => {
-                    self.metrics.cache_lookup(CACHE, "error");
-                    None
-                }
-            },
-            Ok(None) => {
-                self.metrics.cache_lookup(CACHE, "miss");
-                None
-            }
-            Err(error) => {
-                tracing::debug!(%error, "entity cache unavailable");
-                self.metrics.cache_lookup(CACHE, "error");
-                None
-            }
-        }
+        self.redis.lookup(&self.key(credit_code), CACHE, &self.metrics, |bytes| Entity::decode(bytes).ok()).await
     }
 
     /// Store a masked entity.
@@ -66,29 +40,11 @@ impl EntityCache {
                 .as_ref()
                 .is_none_or(|person| person.id_number_masked || person.id_number.is_empty())
         );
-        let Some(mut connection) = self.redis.connection().await else { return };
-        let result: Result<(), redis::RedisError> = redis::cmd("SET")
-            .arg(self.key(&entity.credit_code))
-            .arg(entity.encode_to_vec())
-            .arg("EX")
-            .arg(self.ttl.as_secs().max(1))
-            .query_async(&mut connection)
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "entity cache not updated");
-        }
+        self.redis.store(&self.key(&entity.credit_code), entity.encode_to_vec(), self.ttl).await;
     }
 
     /// Forget changed subjects. A failed delete is logged: the entry then lives until its TTL.
     pub async fn invalidate(&self, credit_codes: &[&str]) {
-        if credit_codes.is_empty() {
-            return;
-        }
-        let Some(mut connection) = self.redis.connection().await else { return };
-        let keys: Vec<String> = credit_codes.iter().map(|code| self.key(code)).collect();
-        let result: Result<(), redis::RedisError> = redis::cmd("DEL").arg(keys).query_async(&mut connection).await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "entity cache invalidation failed; entries expire with their TTL");
-        }
+        self.redis.forget(credit_codes.iter().map(|code| self.key(code)).collect()).await;
     }
 }

@@ -91,6 +91,7 @@ impl PreparedEntity {
             industry_code: self.entity.industry_code.clone(),
             business_scope: self.entity.business_scope.clone(),
             established_on: self.entity.established_on.to_string(),
+            status: self.entity.status as i32,
         }
     }
 }

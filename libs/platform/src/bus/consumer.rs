@@ -39,6 +39,14 @@ pub trait EventHandler: Send + Sync + 'static {
         connection: &mut PgConnection,
         envelope: &Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once the transaction `handle` wrote into has committed, for effects outside
+    /// Postgres that must never run ahead of the database (refreshing a cache). Not called when
+    /// the event had been handled before.
+    fn committed(&self, envelope: &Envelope) -> impl Future<Output = ()> + Send {
+        let _ = envelope;
+        std::future::ready(())
+    }
 }
 
 /// A consumer group reading the streams of some producers into one service.
@@ -78,16 +86,19 @@ impl<H: EventHandler> Consumer<H> {
         metrics: Metrics,
     ) -> Consumer<H> {
         let streams = producers.iter().map(|producer| redis.stream_key(producer)).collect();
+        let block = Duration::from_millis(1000);
         Consumer {
             pool,
-            redis,
+            // Its own connection: a blocking read on the shared one would stall the service's
+            // cache reads behind it.
+            redis: redis.dedicated(block + Duration::from_secs(2)),
             group: group.to_owned(),
             instance: format!("{group}-{}", uuid::Uuid::new_v4().simple()),
             streams,
             handler: Arc::new(handler),
             metrics,
             claim_idle: Duration::from_secs(30),
-            block: Duration::from_millis(1000),
+            block,
         }
     }
 
@@ -265,6 +276,9 @@ impl<H: EventHandler> Consumer<H> {
             self.handler.handle(&mut transaction, &envelope).await.map_err(HandleFailure::Retry)?;
         }
         transaction.commit().await.map_err(|error| HandleFailure::Retry(error.into()))?;
+        if first_time {
+            self.handler.committed(&envelope).await;
+        }
         Ok(())
     }
 }

@@ -46,6 +46,14 @@ impl Event for events::RecordsIngested {
     }
 }
 
+impl Event for events::GradesChanged {
+    const TYPE: &'static str = "xinyong.events.v1.GradesChanged";
+    /// A batch is about many subjects, so it names none.
+    fn credit_code(&self) -> &str {
+        ""
+    }
+}
+
 impl Event for events::EntitiesRegistered {
     const TYPE: &'static str = "xinyong.events.v1.EntitiesRegistered";
     /// A batch is about many subjects, so it names none.
@@ -72,7 +80,12 @@ fn current_traceparent() -> String {
     format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8())
 }
 
-fn envelope<E: Event>(event_id: uuid::Uuid, producer: &str, event: &E, traceparent: &str) -> events::Envelope {
+pub(crate) fn envelope<E: Event>(
+    event_id: uuid::Uuid,
+    producer: &str,
+    event: &E,
+    traceparent: &str,
+) -> events::Envelope {
     events::Envelope {
         event_id: event_id.to_string(),
         event_type: E::TYPE.to_owned(),
