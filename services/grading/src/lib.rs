@@ -2,19 +2,61 @@
 //! pure function in `xinyong_domain::grading`.
 
 pub mod api;
+pub mod cache;
+pub mod grades;
+pub mod jobs;
+pub mod projection;
 pub mod store;
 
+use std::time::Duration;
+
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use xinyong_domain::grading::{DISTRICT_SUPERVISION, PUBLIC_CREDIT, RuleSet};
 use xinyong_platform::PlatformSettings;
+use xinyong_platform::bus::Consumer;
 use xinyong_platform::server::ShutdownSignal;
-use xinyong_platform::service::{Context, StartError};
+use xinyong_platform::service::{Background, Context, StartError};
 use xinyong_proto::grading::v1::grading_service_server::GradingServiceServer;
 
 /// The service's own schema, migrated at start after the platform's event-bus tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Grading's settings: the platform's plus the `grading` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GradingSettings {
+    #[serde(flatten)]
+    pub platform: PlatformSettings,
+    #[serde(default)]
+    pub grading: GradingSection,
+}
+
+impl AsRef<PlatformSettings> for GradingSettings {
+    fn as_ref(&self) -> &PlatformSettings {
+        &self.platform
+    }
+}
+
+/// `grading.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GradingSection {
+    /// How often the service looks whether today's sweep is due (and picks up rule sets another
+    /// replica published), in seconds. `XINYONG__GRADING__SWEEP_INTERVAL_SECONDS`.
+    pub sweep_interval_seconds: u64,
+    /// How long a grade stays in Redis without a refresh, in seconds.
+    pub cache_ttl_seconds: u64,
+    /// Subjects per transaction in `Recompute`.
+    pub recompute_chunk: i64,
+}
+
+impl Default for GradingSection {
+    fn default() -> Self {
+        GradingSection { sweep_interval_seconds: 300, cache_ttl_seconds: 3600, recompute_chunk: 2000 }
+    }
+}
 
 /// Who publishes the shipped schemes.
 const PLATFORM: &str = "platform";
@@ -47,15 +89,46 @@ pub async fn publish_shipped(store: &store::Store) -> Result<(), GradingError> {
 
 /// Run the service on `listener` until `shutdown` resolves.
 pub async fn run(
-    settings: PlatformSettings,
+    settings: GradingSettings,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     shutdown: ShutdownSignal,
 ) -> Result<(), GradingError> {
-    let context = Context::start(settings, &MIGRATOR).await?;
+    let section = settings.grading.clone();
+    let context = Context::start(settings.platform, &MIGRATOR).await?;
     let store = store::Store::new(context.pool.clone());
     publish_shipped(&store).await?;
-    let routes = Routes::new(GradingServiceServer::new(api::Grading::new(store)));
-    context.serve(listener, admin_listener, routes, &[GradingServiceServer::<api::Grading>::NAME], shutdown).await?;
+    let schemes = grades::Schemes::default();
+    schemes.refresh(&store).await.map_err(|error| GradingError::Seed(error.to_string()))?;
+    let grader = grades::Grader::new(schemes.clone());
+    let cache = cache::GradeCache::new(
+        context.redis.clone(),
+        context.host.metrics.clone(),
+        Duration::from_secs(section.cache_ttl_seconds),
+        schemes,
+    );
+    let today = xinyong_domain::calendar::today;
+
+    let mut background = Background::default();
+    let consumer = Consumer::new(
+        context.pool.clone(),
+        context.redis.clone(),
+        projection::GROUP,
+        projection::PRODUCERS,
+        projection::Projection::new(grader.clone(), cache.clone(), today),
+        context.host.metrics.clone(),
+    );
+    background.spawn(|stop| consumer.run(stop));
+    let (pool, sweep_store, sweep_grader, sweep_cache) =
+        (context.pool.clone(), store.clone(), grader.clone(), cache.clone());
+    let interval = Duration::from_secs(section.sweep_interval_seconds.max(1));
+    background.spawn(move |stop| jobs::run_sweeps(pool, sweep_store, sweep_grader, sweep_cache, interval, today, stop));
+
+    let api = api::Grading::new(store, context.pool.clone(), grader, cache, section.recompute_chunk.max(1), today);
+    let routes = Routes::new(GradingServiceServer::new(api));
+    let served =
+        context.serve(listener, admin_listener, routes, &[GradingServiceServer::<api::Grading>::NAME], shutdown).await;
+    background.stop().await;
+    served?;
     Ok(())
 }

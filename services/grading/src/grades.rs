@@ -1,0 +1,494 @@
+//! Regrading: load what a subject's grade is computed from (its status and record facts, from
+//! grading's own projection), evaluate every scheme's current rule set, and store what changed —
+//! the grade, a history row and a `GradeChanged` — in the caller's transaction.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection, PgPool};
+use xinyong_domain::grading::{Grade, Reason, RecordFact, RuleSet, Subject};
+use xinyong_platform::bus;
+use xinyong_proto::events::v1::{GradeChanged, GradeReason, GradesChanged};
+
+use crate::store::Store;
+
+const PRODUCER: &str = "grading";
+
+/// The current version of one scheme's rule set.
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    pub name: String,
+    pub version: i32,
+    pub internal: bool,
+    pub rules: RuleSet,
+}
+
+/// The current rule set of every scheme, shared by the handlers, the sweep and `Recompute`.
+/// Refreshed when this process publishes and periodically (another replica may have published).
+#[derive(Clone, Default)]
+pub struct Schemes(Arc<RwLock<Loaded>>);
+
+#[derive(Default)]
+struct Loaded {
+    latest: Arc<Vec<Scheme>>,
+    /// Every version, for the texts of stored reasons.
+    versions: HashMap<(String, i32), Arc<RuleSet>>,
+}
+
+impl Schemes {
+    pub fn current(&self) -> Arc<Vec<Scheme>> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).latest.clone()
+    }
+
+    /// The text of reason `code` under a scheme's version (empty if the version is unknown).
+    pub fn reason_text(&self, scheme: &str, version: i32, code: &str) -> String {
+        let loaded = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loaded
+            .versions
+            .get(&(scheme.to_owned(), version))
+            .and_then(|rules| rules.reason_text(code))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Scheme> {
+        self.current().iter().find(|scheme| scheme.name == name).cloned()
+    }
+
+    /// Load the latest version of every scheme.
+    pub async fn refresh(&self, store: &Store) -> Result<(), sqlx::Error> {
+        let mut latest: Vec<Scheme> = Vec::new();
+        let mut versions = HashMap::new();
+        for row in store.list(None).await? {
+            // Stored documents were validated when published; one that no longer parses (an
+            // older engine's format) keeps the scheme at its last version that does.
+            let Ok(rules) = RuleSet::parse(&row.document) else {
+                tracing::error!(scheme = %row.scheme, version = row.version, "a stored rule set does not parse");
+                continue;
+            };
+            versions.insert((row.scheme.clone(), row.version), Arc::new(rules.clone()));
+            let scheme = Scheme { name: row.scheme, version: row.version, internal: row.internal, rules };
+            match latest.iter_mut().find(|known| known.name == scheme.name) {
+                Some(known) if known.version < scheme.version => *known = scheme,
+                Some(_) => {}
+                None => latest.push(scheme),
+            }
+        }
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Loaded { latest: Arc::new(latest), versions };
+        Ok(())
+    }
+}
+
+/// The grade letter as stored and sent (`common.v1.Grade`).
+pub fn grade_number(grade: Grade) -> i16 {
+    match grade {
+        Grade::A => 1,
+        Grade::B => 2,
+        Grade::C => 3,
+        Grade::D => 4,
+    }
+}
+
+fn status_name(status: i16) -> &'static str {
+    match status {
+        2 => "LICENCE_REVOKED",
+        3 => "DEREGISTERED",
+        4 => "MOVED_OUT",
+        _ => "OPERATING",
+    }
+}
+
+fn nature_name(nature: i16) -> &'static str {
+    match nature {
+        1 => "POSITIVE",
+        2 => "NEUTRAL",
+        3 => "MINOR",
+        4 => "GENERAL_DISHONESTY",
+        5 => "SERIOUS_DISHONESTY",
+        _ => "",
+    }
+}
+
+fn penalty_kind_name(kind: i16) -> &'static str {
+    match kind {
+        1 => "WARNING",
+        2 => "FINE",
+        3 => "CONFISCATION",
+        4 => "LICENCE_SUSPENSION",
+        5 => "QUALIFICATION_DOWNGRADE",
+        6 => "LICENCE_REVOCATION",
+        7 => "BUSINESS_LICENCE_REVOCATION",
+        8 => "BUSINESS_RESTRICTION",
+        9 => "ORDER_TO_STOP",
+        10 => "ORDER_TO_CLOSE",
+        11 => "PRACTICE_RESTRICTION",
+        _ => "",
+    }
+}
+
+#[derive(Debug, FromRow)]
+struct FactRow {
+    credit_code: String,
+    /// As text from Postgres: formatting a million UUIDs is cheaper there than here.
+    record_id: String,
+    category: String,
+    nature: i16,
+    penalty_kind: i16,
+    decided_on: NaiveDate,
+    active: bool,
+    disputed: bool,
+    published: bool,
+    disclosure_until: Option<NaiveDate>,
+    removed_on: Option<NaiveDate>,
+}
+
+impl FactRow {
+    fn into_fact(self) -> RecordFact {
+        RecordFact {
+            record_id: self.record_id,
+            category: self.category,
+            nature: Cow::Borrowed(nature_name(self.nature)),
+            penalty_kind: Cow::Borrowed(penalty_kind_name(self.penalty_kind)),
+            decided_on: self.decided_on,
+            active: self.active,
+            disputed: self.disputed,
+            // A record that is never published has no public window, and so no weight (its
+            // weight ends with publication, seed 000 art. 18(3)).
+            disclosure_until: if self.published { self.disclosure_until } else { Some(self.decided_on) },
+            removed_on: self.removed_on,
+        }
+    }
+}
+
+/// A reason as stored: its code and records. The text belongs to the rule set version, so it is
+/// not repeated in a million rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredReason {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disputed_record_ids: Vec<String>,
+}
+
+impl From<&Reason> for StoredReason {
+    fn from(reason: &Reason) -> StoredReason {
+        StoredReason {
+            code: reason.code.clone(),
+            record_ids: reason.record_ids.clone(),
+            disputed_record_ids: reason.disputed_record_ids.clone(),
+        }
+    }
+}
+
+/// A stored grade.
+#[derive(Debug, Clone, FromRow)]
+pub struct GradeRow {
+    pub credit_code: String,
+    pub scheme: String,
+    pub grade: i16,
+    pub rule_set_version: i32,
+    pub reasons: Json<Vec<StoredReason>>,
+    pub as_of: NaiveDate,
+    pub graded_at: DateTime<Utc>,
+    pub review_on: Option<NaiveDate>,
+}
+
+pub const GRADE_COLUMNS: &str = "credit_code, scheme, grade, rule_set_version, reasons, as_of, graded_at, review_on";
+
+/// What a regrade needs of the current grade to tell whether anything changed.
+#[derive(Debug, FromRow)]
+struct CurrentGrade {
+    credit_code: String,
+    scheme: String,
+    grade: i16,
+    digest: i64,
+    review_on: Option<NaiveDate>,
+}
+
+/// A stable digest of a grade, its version and its reasons (stable across releases, unlike the
+/// standard library's hasher: it is stored).
+fn digest(grade: i16, version: i32, reasons: &[Reason]) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(grade.to_le_bytes());
+    hasher.update(version.to_le_bytes());
+    for reason in reasons {
+        hasher.update(reason.code.as_bytes());
+        for id in &reason.record_ids {
+            hasher.update([1]);
+            hasher.update(id.as_bytes());
+        }
+        for id in &reason.disputed_record_ids {
+            hasher.update([2]);
+            hasher.update(id.as_bytes());
+        }
+        hasher.update([3]);
+    }
+    let bytes: [u8; 32] = hasher.finalize().into();
+    i64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// How the changes of one regrade are announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// A `GradeChanged` per change (a single subject's event).
+    EachChange,
+    /// One `GradesChanged` for the whole regrade (bulk registrations, sweep, recompute).
+    OneBatch,
+}
+
+/// What a regrade did.
+#[derive(Debug, Default)]
+pub struct Regraded {
+    pub subjects: usize,
+    /// The grades that changed, as now stored (to refresh the read model after commit).
+    pub changed: Vec<GradeRow>,
+}
+
+#[derive(Clone)]
+pub struct Grader {
+    pub schemes: Schemes,
+}
+
+impl Grader {
+    pub fn new(schemes: Schemes) -> Grader {
+        Grader { schemes }
+    }
+
+    /// Regrade `codes` as of `as_of` under every scheme (or only `only_scheme`), inside the
+    /// caller's transaction. Subject rows are locked first, in code order, so two regrades of one
+    /// subject (an event and the sweep) never interleave.
+    pub async fn regrade(
+        &self,
+        connection: &mut PgConnection,
+        codes: &[String],
+        as_of: NaiveDate,
+        cause: &str,
+        announce: Announce,
+        only_scheme: Option<&str>,
+    ) -> Result<Regraded, sqlx::Error> {
+        let schemes = self.schemes.current();
+        let schemes: Vec<&Scheme> =
+            schemes.iter().filter(|scheme| only_scheme.is_none_or(|only| only == scheme.name)).collect();
+        if codes.is_empty() || schemes.is_empty() {
+            return Ok(Regraded::default());
+        }
+        let mut sorted = codes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        // The bounds let Postgres read a chunk of a recompute as one range of the index rather
+        // than a probe per code; for a handful of codes they change nothing.
+        let (first, last) = (&sorted[0], &sorted[sorted.len() - 1]);
+        let statuses: Vec<(String, i16)> = sqlx::query_as(
+            "SELECT credit_code, status FROM subjects WHERE credit_code = ANY($1) ORDER BY credit_code FOR UPDATE",
+        )
+        .bind(&sorted)
+        .fetch_all(&mut *connection)
+        .await?;
+        let facts: Vec<FactRow> = sqlx::query_as(
+            "SELECT credit_code, record_id::text, category, nature, penalty_kind, decided_on, active, disputed, published,
+                    disclosure_until, removed_on
+             FROM record_facts WHERE credit_code = ANY($1) AND credit_code BETWEEN $2 AND $3",
+        )
+        .bind(&sorted)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *connection)
+        .await?;
+        let current: Vec<CurrentGrade> = sqlx::query_as(
+            "SELECT credit_code, scheme, grade, digest, review_on FROM grades
+             WHERE credit_code = ANY($1) AND credit_code BETWEEN $2 AND $3",
+        )
+        .bind(&sorted)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *connection)
+        .await?;
+        let mut records: HashMap<String, Vec<RecordFact>> = HashMap::with_capacity(sorted.len());
+        for row in facts {
+            records.entry(row.credit_code.clone()).or_default().push(row.into_fact());
+        }
+        let status: HashMap<String, i16> = statuses.into_iter().collect();
+        let mut current: HashMap<(String, String), CurrentGrade> =
+            current.into_iter().map(|row| ((row.credit_code.clone(), row.scheme.clone()), row)).collect();
+        let mut changes = Changes::default();
+        for code in &sorted {
+            let subject_records = records.remove(code).unwrap_or_default();
+            let subject = Subject {
+                status: status_name(status.get(code).copied().unwrap_or(1)),
+                records: &subject_records,
+                as_of,
+            };
+            for scheme in &schemes {
+                let evaluation = scheme.rules.evaluate(&subject);
+                let review_on = scheme.rules.next_review(&subject);
+                let grade = grade_number(evaluation.grade);
+                let digest = digest(grade, scheme.version, &evaluation.reasons);
+                let previous = current.remove(&(code.clone(), scheme.name.clone()));
+                let same = previous.as_ref().is_some_and(|previous| previous.digest == digest);
+                if same {
+                    if previous.as_ref().is_some_and(|previous| previous.review_on != review_on) {
+                        changes.reviews.push((code.clone(), scheme.name.clone(), review_on));
+                    }
+                    continue;
+                }
+                let stored = evaluation.reasons.iter().map(StoredReason::from).collect();
+                changes.changed.push(Change {
+                    old_grade: previous.map(|previous| previous.grade),
+                    internal: scheme.internal,
+                    digest,
+                    reasons: evaluation.reasons,
+                    row: GradeRow {
+                        credit_code: code.clone(),
+                        scheme: scheme.name.clone(),
+                        grade,
+                        rule_set_version: scheme.version,
+                        reasons: Json(stored),
+                        as_of,
+                        graded_at: Utc::now(),
+                        review_on,
+                    },
+                });
+            }
+        }
+        changes.write(connection, cause, announce).await?;
+        Ok(Regraded { subjects: sorted.len(), changed: changes.changed.into_iter().map(|change| change.row).collect() })
+    }
+}
+
+struct Change {
+    old_grade: Option<i16>,
+    internal: bool,
+    digest: i64,
+    /// With their texts, for the event.
+    reasons: Vec<Reason>,
+    row: GradeRow,
+}
+
+#[derive(Default)]
+struct Changes {
+    changed: Vec<Change>,
+    /// Unchanged grades whose next review day moved.
+    reviews: Vec<(String, String, Option<NaiveDate>)>,
+}
+
+impl Changes {
+    async fn write(&self, connection: &mut PgConnection, cause: &str, announce: Announce) -> Result<(), sqlx::Error> {
+        if !self.reviews.is_empty() {
+            let mut codes = Vec::with_capacity(self.reviews.len());
+            let mut schemes = Vec::with_capacity(self.reviews.len());
+            let mut days = Vec::with_capacity(self.reviews.len());
+            for (code, scheme, day) in &self.reviews {
+                codes.push(code.as_str());
+                schemes.push(scheme.as_str());
+                days.push(*day);
+            }
+            sqlx::query(
+                "UPDATE grades g SET review_on = u.review_on
+                 FROM UNNEST($1::text[], $2::text[], $3::date[]) AS u (credit_code, scheme, review_on)
+                 WHERE g.credit_code = u.credit_code AND g.scheme = u.scheme",
+            )
+            .bind(codes)
+            .bind(schemes)
+            .bind(days)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if self.changed.is_empty() {
+            return Ok(());
+        }
+        let rows = self.changed.iter().map(|change| &change.row);
+        let codes: Vec<&str> = rows.clone().map(|row| row.credit_code.as_str()).collect();
+        let schemes: Vec<&str> = rows.clone().map(|row| row.scheme.as_str()).collect();
+        let grades: Vec<i16> = rows.clone().map(|row| row.grade).collect();
+        let versions: Vec<i32> = rows.clone().map(|row| row.rule_set_version).collect();
+        let reasons: Vec<Json<&Vec<StoredReason>>> = rows.clone().map(|row| Json(&row.reasons.0)).collect();
+        let as_of: Vec<NaiveDate> = rows.clone().map(|row| row.as_of).collect();
+        let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
+        let old_grades: Vec<Option<i16>> = self.changed.iter().map(|change| change.old_grade).collect();
+        let digests: Vec<i64> = self.changed.iter().map(|change| change.digest).collect();
+        sqlx::query(
+            "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[], $7::date[],
+                 $8::int8[])
+             ON CONFLICT (credit_code, scheme) DO UPDATE SET grade = excluded.grade,
+                 rule_set_version = excluded.rule_set_version, reasons = excluded.reasons, as_of = excluded.as_of,
+                 review_on = excluded.review_on, digest = excluded.digest, graded_at = now()",
+        )
+        .bind(&codes)
+        .bind(&schemes)
+        .bind(&grades)
+        .bind(&versions)
+        .bind(&reasons)
+        .bind(&as_of)
+        .bind(&reviews)
+        .bind(&digests)
+        .execute(&mut *connection)
+        .await?;
+        sqlx::query(
+            "INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
+             SELECT u.*, $8 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int2[], $5::int4[], $6::jsonb[],
+                 $7::date[]) AS u",
+        )
+        .bind(&codes)
+        .bind(&schemes)
+        .bind(&old_grades)
+        .bind(&grades)
+        .bind(&versions)
+        .bind(&reasons)
+        .bind(&as_of)
+        .bind(cause)
+        .execute(&mut *connection)
+        .await?;
+        let events: Vec<GradeChanged> = self.changed.iter().map(Change::event).collect();
+        match announce {
+            Announce::EachChange => {
+                for event in &events {
+                    bus::enqueue(&mut *connection, PRODUCER, event).await?;
+                }
+            }
+            Announce::OneBatch => {
+                bus::enqueue(&mut *connection, PRODUCER, &GradesChanged { grades: events }).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Change {
+    fn event(&self) -> GradeChanged {
+        GradeChanged {
+            credit_code: self.row.credit_code.clone(),
+            scheme: self.row.scheme.clone(),
+            old_grade: self.old_grade.map_or(0, i32::from),
+            new_grade: i32::from(self.row.grade),
+            rule_set_version: self.row.rule_set_version,
+            reasons: self
+                .reasons
+                .iter()
+                .map(|reason| GradeReason {
+                    code: reason.code.clone(),
+                    text: reason.text.clone(),
+                    record_ids: reason.record_ids.clone(),
+                    disputed_record_ids: reason.disputed_record_ids.clone(),
+                })
+                .collect(),
+            internal: self.internal,
+        }
+    }
+}
+
+/// Read one stored grade.
+pub async fn stored_grade(pool: &PgPool, credit_code: &str, scheme: &str) -> Result<Option<GradeRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {GRADE_COLUMNS} FROM grades WHERE credit_code = $1 AND scheme = $2"))
+        .bind(credit_code)
+        .bind(scheme)
+        .fetch_optional(pool)
+        .await
+}

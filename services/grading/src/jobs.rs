@@ -1,0 +1,196 @@
+//! Work over many subjects: the daily sweep (time moves grades too) and `Recompute`.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use sqlx::PgPool;
+
+use crate::cache::GradeCache;
+use crate::grades::{Announce, Grader};
+use crate::store::Store;
+
+/// What one sweep or recompute chunk did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub subjects: u64,
+    pub changed: u64,
+}
+
+/// Subjects per transaction in the sweep.
+const SWEEP_CHUNK: i64 = 1000;
+
+/// Regrade, as of `day`, every subject with a grade whose review day has come. Idempotent: a
+/// second run on the same day finds nothing due (each regrade moves `review_on` past `day`), and
+/// a run after downtime catches up on every day missed, since it takes everything due by `day`.
+/// One sweeper at a time across replicas: `None` when another holds the sweep.
+pub async fn sweep(
+    pool: &PgPool,
+    grader: &Grader,
+    cache: &GradeCache,
+    day: NaiveDate,
+) -> Result<Option<Progress>, sqlx::Error> {
+    let mut lock = pool.acquire().await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('grading:sweep'))").fetch_one(&mut *lock).await?;
+    if !locked {
+        return Ok(None);
+    }
+    let result = sweep_locked(pool, grader, cache, day).await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('grading:sweep'))").execute(&mut *lock).await?;
+    result.map(Some)
+}
+
+async fn sweep_locked(
+    pool: &PgPool,
+    grader: &Grader,
+    cache: &GradeCache,
+    day: NaiveDate,
+) -> Result<Progress, sqlx::Error> {
+    let mut progress = Progress::default();
+    // Keyset over the codes, so a subject whose review day somehow stays due cannot hold the
+    // sweep in a loop.
+    let mut after = String::new();
+    loop {
+        let codes: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT credit_code FROM grades WHERE review_on <= $1 AND credit_code > $2
+             ORDER BY credit_code LIMIT $3",
+        )
+        .bind(day)
+        .bind(&after)
+        .bind(SWEEP_CHUNK)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = codes.last() else { break };
+        after = last.clone();
+        let mut transaction = pool.begin().await?;
+        let regraded = grader.regrade(&mut transaction, &codes, day, "sweep", Announce::OneBatch, None).await?;
+        transaction.commit().await?;
+        cache.put_all(&regraded.changed).await;
+        progress.subjects += regraded.subjects as u64;
+        progress.changed += regraded.changed.len() as u64;
+    }
+    sqlx::query(
+        "INSERT INTO sweeps (day, regraded, changed) VALUES ($1, $2, $3)
+         ON CONFLICT (day) DO UPDATE SET regraded = sweeps.regraded + excluded.regraded,
+             changed = sweeps.changed + excluded.changed, finished_at = now()",
+    )
+    .bind(day)
+    .bind(progress.subjects as i64)
+    .bind(progress.changed as i64)
+    .execute(pool)
+    .await?;
+    if progress.subjects > 0 {
+        tracing::info!(%day, regraded = progress.subjects, changed = progress.changed, "daily sweep done");
+    }
+    Ok(progress)
+}
+
+/// Whether the sweep of `day` has completed.
+pub async fn swept(pool: &PgPool, day: NaiveDate) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sweeps WHERE day = $1)").bind(day).fetch_one(pool).await
+}
+
+/// The background loop: every `interval`, pick up rule sets another replica published and sweep
+/// today when that has not been done.
+pub async fn run_sweeps(
+    pool: PgPool,
+    store: Store,
+    grader: Grader,
+    cache: GradeCache,
+    interval: Duration,
+    today: fn() -> NaiveDate,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(error) = grader.schemes.refresh(&store).await {
+            tracing::warn!(%error, "rule sets not refreshed");
+        }
+        let day = today();
+        match swept(&pool, day).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(error) = sweep(&pool, &grader, &cache, day).await {
+                    tracing::warn!(%error, %day, "daily sweep failed; it runs again at the next tick");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot tell whether today was swept"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// A recompute's scope.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// One scheme, or every scheme.
+    pub scheme: Option<String>,
+    pub region_prefix: String,
+    /// Continue after this code.
+    pub resume_after: String,
+}
+
+/// Regrade every subject in scope, `chunk` subjects per transaction, in code order, two chunks
+/// at a time (one evaluating while the other writes). Memory is two chunks. After each committed
+/// chunk, in order, `report` gets the progress so far and the last code of that chunk (a restart
+/// passes it as `resume_after`: every subject up to it is done); when `report` returns false the
+/// recompute stops there.
+pub async fn recompute(
+    pool: &PgPool,
+    grader: &Grader,
+    cache: &GradeCache,
+    scope: &Scope,
+    as_of: NaiveDate,
+    chunk: i64,
+    mut report: impl FnMut(Progress, &str) -> bool,
+) -> Result<Progress, sqlx::Error> {
+    let pattern = format!("{}%", scope.region_prefix);
+    // The next chunk's codes, by keyset; `None` at the end.
+    // The closures hand owned handles to their futures: futures that borrow from a closure's
+    // captures are not `Send` for every lifetime, which a spawned task needs.
+    let chunks = futures::stream::try_unfold(scope.resume_after.clone(), |after| {
+        let pattern = pattern.clone();
+        let pool = pool.clone();
+        async move {
+            let codes: Vec<String> = sqlx::query_scalar(
+                "SELECT credit_code FROM subjects WHERE credit_code > $1 AND region_code LIKE $2
+                 ORDER BY credit_code LIMIT $3",
+            )
+            .bind(&after)
+            .bind(&pattern)
+            .bind(chunk)
+            .fetch_all(&pool)
+            .await?;
+            Ok::<_, sqlx::Error>(codes.last().cloned().map(|last| (codes, last)))
+        }
+    });
+    let regraded = chunks
+        .map_ok(|codes| {
+            let (pool, grader, cache, scheme) = (pool.clone(), grader.clone(), cache.clone(), scope.scheme.clone());
+            async move {
+                let mut transaction = pool.begin().await?;
+                let regraded = grader
+                    .regrade(&mut transaction, &codes, as_of, "recompute", Announce::OneBatch, scheme.as_deref())
+                    .await?;
+                transaction.commit().await?;
+                cache.forget_all(&regraded.changed).await;
+                let last = codes.last().cloned().unwrap_or_default();
+                Ok::<_, sqlx::Error>((regraded.subjects, regraded.changed.len(), last))
+            }
+        })
+        .try_buffered(2);
+    futures::pin_mut!(regraded);
+    let mut progress = Progress::default();
+    while let Some((subjects, changed, last)) = regraded.try_next().await? {
+        progress.subjects += subjects as u64;
+        progress.changed += changed as u64;
+        if !report(progress, &last) {
+            break;
+        }
+    }
+    Ok(progress)
+}

@@ -1,0 +1,435 @@
+//! Grades that follow the events, the sweep, the read model, recompute and statistics.
+
+use std::time::Duration;
+
+use chrono::{Months, NaiveDate};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_types::StatusExt;
+use xinyong_grading::cache::GradeCache;
+use xinyong_grading::grades::{Grader, Schemes};
+use xinyong_grading::jobs;
+use xinyong_grading::store::Store;
+use xinyong_platform::metrics::Metrics;
+use xinyong_platform::redis::Redis;
+use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
+use xinyong_proto::common::v1::{DateRange, EntityStatus, Grade, Nature};
+use xinyong_proto::events::v1::{
+    EntitiesRegistered, EntityStatusChanged, RecordCorrected, RecordDisputeChanged, RecordFacts, RecordWithdrawn,
+    RecordsIngested,
+};
+use xinyong_proto::grading::v1::{
+    GetGradeHistoryRequest, GetGradeRequest, GetStatisticsRequest, PublishRuleSetRequest, RecomputeRequest,
+};
+
+use crate::support::{App, code, days_ago, industry_risk, record, registered, spawn_app, spawn_app_with};
+
+const RECORD: &str = "0190f3a2-7c1e-7000-8000-000000000001";
+const OTHER_RECORD: &str = "0190f3a2-7c1e-7000-8000-000000000002";
+
+async fn history(app: &App, credit_code: &str, page_size: i32, page_token: &str) -> (Vec<i32>, String) {
+    let page = app
+        .plain
+        .clone()
+        .get_grade_history(GetGradeHistoryRequest {
+            credit_code: credit_code.into(),
+            scheme: String::new(),
+            page_size,
+            page_token: page_token.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (page.grades.iter().map(|grade| grade.grade).collect(), page.next_page_token)
+}
+
+#[tokio::test]
+async fn a_record_moves_the_grade_with_its_reasons_and_a_correction_or_withdrawal_moves_it_back() {
+    let app = spawn_app().await;
+    let subject = code("110108", 1);
+    app.register(&subject, "110108").await;
+    let first = app.grade_becomes(&subject, Grade::A).await;
+    assert_eq!((first.scheme.as_str(), first.rule_set_version), ("public_credit", 1));
+    assert_eq!(first.reasons[0].code, "no_dishonesty");
+
+    let serious = record(&subject, RECORD, Nature::SeriousDishonesty, &days_ago(10));
+    app.publish("ingestion", &serious).await;
+    let graded = app.grade_becomes(&subject, Grade::C).await;
+    assert_eq!(graded.reasons[0].code, "serious_dishonesty");
+    assert_eq!(graded.reasons[0].text, "存在严重失信行为记录", "the text of the version's rule");
+    assert_eq!(graded.reasons[0].record_ids, [RECORD], "the record behind the grade");
+    // The same record announced again changes nothing.
+    app.publish("ingestion", &serious).await;
+
+    // The provider corrects it to general dishonesty: B.
+    let corrected = RecordCorrected {
+        credit_code: subject.clone(),
+        record_id: RECORD.into(),
+        version: 2,
+        reason: "定性有误".into(),
+        facts: Some(RecordFacts {
+            nature: Nature::GeneralDishonesty as i32,
+            version: 2,
+            ..serious.facts.clone().unwrap()
+        }),
+    };
+    app.publish("ingestion", &corrected).await;
+    let corrected_grade = app.grade_becomes(&subject, Grade::B).await;
+    assert_eq!(corrected_grade.reasons[0].code, "general_dishonesty_up_to_5");
+
+    // An objection is filed: the record still counts, and is marked.
+    let disputed = RecordDisputeChanged {
+        credit_code: subject.clone(),
+        record_id: RECORD.into(),
+        objection_id: "obj-1".into(),
+        disputed: true,
+    };
+    app.publish("objections", &disputed).await;
+    let marked = app
+        .grade_when(&subject, "", |info| info.reasons.first().is_some_and(|r| !r.disputed_record_ids.is_empty()))
+        .await;
+    let marked = marked.unwrap();
+    assert_eq!(
+        (marked.grade, marked.reasons[0].disputed_record_ids.clone()),
+        (Grade::B as i32, vec![RECORD.to_owned()])
+    );
+
+    // Withdrawn: back to A.
+    let withdrawn =
+        RecordWithdrawn { credit_code: subject.clone(), record_id: RECORD.into(), reason: "撤销".into(), version: 3 };
+    app.publish("ingestion", &withdrawn).await;
+    app.grade_becomes(&subject, Grade::A).await;
+
+    // Every change is in the history, newest first, in pages.
+    let (first_page, token) = history(&app, &subject, 3, "").await;
+    assert_eq!(first_page, [Grade::A as i32, Grade::B as i32, Grade::B as i32]);
+    let (second_page, end) = history(&app, &subject, 3, &token).await;
+    assert_eq!(second_page, [Grade::C as i32, Grade::A as i32], "one C: the repeated record was no change");
+    assert!(end.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_business_licence_is_d_even_when_a_record_arrives_before_the_registration() {
+    let app = spawn_app().await;
+    let subject = code("110108", 2);
+    // Streams are read independently: ingestion's event may come first.
+    app.publish("ingestion", &record(&subject, RECORD, Nature::GeneralDishonesty, &days_ago(3))).await;
+    app.grade_becomes(&subject, Grade::B).await;
+    app.register(&subject, "110108").await;
+    let changed = EntityStatusChanged {
+        credit_code: subject.clone(),
+        old_status: EntityStatus::Operating as i32,
+        new_status: EntityStatus::LicenceRevoked as i32,
+        effective_on: days_ago(0),
+        reason: "吊销营业执照".into(),
+    };
+    app.publish("registry", &changed).await;
+    let revoked = app.grade_becomes(&subject, Grade::D).await;
+    assert_eq!(revoked.reasons[0].code, "business_licence_revoked");
+    assert!(revoked.reasons[0].record_ids.is_empty(), "the registry's status, not a record");
+    // The registration arriving late did not undo anything: the region is known now.
+    let region: String = sqlx::query_scalar("SELECT region_code FROM subjects WHERE credit_code = $1")
+        .bind(&subject)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(region, "110108");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sweep_moves_a_grade_when_a_record_ages_out_and_running_it_twice_changes_nothing() {
+    let app = spawn_app().await;
+    let subject = code("110108", 3);
+    app.register(&subject, "110108").await;
+    let decided = days_ago(20);
+    app.publish("ingestion", &record(&subject, RECORD, Nature::SeriousDishonesty, &decided)).await;
+    app.grade_becomes(&subject, Grade::C).await;
+
+    let store = Store::new(app.pool.clone());
+    let schemes = Schemes::default();
+    schemes.refresh(&store).await.unwrap();
+    let grader = Grader::new(schemes.clone());
+    let redis = Redis::connect_and_wait(&app.settings.redis, Duration::from_secs(2)).await.unwrap();
+    let cache = GradeCache::new(redis, Metrics::new("grading-test"), Duration::from_secs(60), schemes);
+    let leaves = NaiveDate::parse_from_str(&decided, "%Y-%m-%d").unwrap() + Months::new(12);
+
+    let early = jobs::sweep(&app.pool, &grader, &cache, leaves.pred_opt().unwrap()).await.unwrap().unwrap();
+    assert_eq!(early, jobs::Progress::default(), "nothing is due the day before");
+    let swept = jobs::sweep(&app.pool, &grader, &cache, leaves).await.unwrap().unwrap();
+    // Both schemes were due that day; public_credit goes back to A (district_supervision too).
+    assert_eq!((swept.subjects, swept.changed), (1, 2));
+    let aged = app.grade_becomes(&subject, Grade::A).await;
+    assert_eq!(aged.as_of, leaves.to_string());
+    let again = jobs::sweep(&app.pool, &grader, &cache, leaves).await.unwrap().unwrap();
+    assert_eq!(again, jobs::Progress::default(), "a second run finds nothing due");
+    assert!(jobs::swept(&app.pool, leaves).await.unwrap());
+    let causes: Vec<String> = sqlx::query_scalar(
+        "SELECT cause FROM grade_history WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
+    )
+    .bind(&subject)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(causes, ["EntityRegistered", "RecordIngested", "sweep"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn grades_are_answered_from_postgres_when_redis_is_down() {
+    let proxy = TcpProxy::start(redis_address(&redis_url())).await;
+    let proxied = format!("redis://{}", proxy.address);
+    let app = spawn_app_with(|settings| {
+        settings.platform.redis.url = secrecy::SecretString::from(proxied.clone());
+    })
+    .await;
+    let subject = code("110108", 4);
+    app.register(&subject, "110108").await;
+    app.publish("ingestion", &record(&subject, RECORD, Nature::GeneralDishonesty, &days_ago(1))).await;
+    app.grade_becomes(&subject, Grade::B).await;
+    let key = format!("{}:grading:grade:public_credit:{subject}", app.settings.redis.key_prefix);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let cached: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut connection).await.unwrap();
+    assert!(cached, "the read model holds the grade");
+
+    proxy.cut().await;
+    let answer = tokio::time::timeout(
+        // Redis being gone costs a failed command, not a series of reconnect attempts.
+        Duration::from_secs(2),
+        app.plain.clone().get_grade(GetGradeRequest { credit_code: subject.clone(), scheme: String::new() }),
+    )
+    .await
+    .expect("an answer without Redis")
+    .unwrap()
+    .into_inner()
+    .grade
+    .unwrap();
+    assert_eq!((answer.grade, answer.reasons[0].record_ids.clone()), (Grade::B as i32, vec![RECORD.to_owned()]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_internal_schemes_grades_need_the_permission() {
+    let app = spawn_app().await;
+    app.risk_office
+        .clone()
+        .publish_rule_set(PublishRuleSetRequest { scheme: String::new(), document: industry_risk() })
+        .await
+        .unwrap();
+    let subject = code("110108", 5);
+    app.register(&subject, "110108").await;
+    let graded =
+        app.grade_when(&subject, "food_industry_risk", |_| true).await.expect("graded under the internal scheme");
+    assert_eq!(graded.grade, Grade::A as i32);
+    let refused = app
+        .plain
+        .clone()
+        .get_grade(GetGradeRequest { credit_code: subject.clone(), scheme: "food_industry_risk".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().contains("internal_grades"), "{}", refused.message());
+    let history = app
+        .plain
+        .clone()
+        .get_grade_history(GetGradeHistoryRequest {
+            credit_code: subject.clone(),
+            scheme: "food_industry_risk".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(history.code(), Code::PermissionDenied);
+    let statistics = app
+        .plain
+        .clone()
+        .get_statistics(GetStatisticsRequest { scheme: "food_industry_risk".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(statistics.code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_unknown_things_are_not_found() {
+    let app = spawn_app().await;
+    let mut client = app.plain.clone();
+    let bad = client
+        .get_grade(GetGradeRequest { credit_code: "91110108MA01ABCD2".into(), scheme: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(bad.get_error_details().bad_request().unwrap().field_violations[0].field, "credit_code");
+    let unknown_scheme = client
+        .get_grade(GetGradeRequest { credit_code: code("110108", 6), scheme: "no_such_scheme".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_scheme.code(), Code::NotFound);
+    assert!(unknown_scheme.message().contains("no_such_scheme"));
+    let ungraded =
+        client.get_grade(GetGradeRequest { credit_code: code("110108", 6), scheme: String::new() }).await.unwrap_err();
+    assert_eq!(ungraded.code(), Code::NotFound);
+    assert!(ungraded.message().contains(&code("110108", 6)));
+    let bad_period = client
+        .get_statistics(GetStatisticsRequest {
+            period: Some(DateRange { from: "2026-13-01".into(), to: String::new() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_period.get_error_details().bad_request().unwrap().field_violations[0].field, "period.from");
+    let bad_region = client
+        .recompute(RecomputeRequest {
+            region_prefix: "11%".into(),
+            scheme: "public_credit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_region.get_error_details().bad_request().unwrap().field_violations[0].field, "region_prefix");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
+    let app = spawn_app_with(|settings| settings.grading.recompute_chunk = 2).await;
+    let subjects: Vec<String> = (10..15).map(|n| code("110108", n)).collect();
+    let outside = code("310115", 99);
+    let mut entities: Vec<_> = subjects.iter().map(|subject| registered(subject, "110108")).collect();
+    entities.push(registered(&outside, "310115"));
+    app.publish("registry", &EntitiesRegistered { entities }).await;
+    // One general record each: B under version 1.
+    let records = subjects
+        .iter()
+        .enumerate()
+        .map(|(index, subject)| {
+            record(
+                subject,
+                &format!("0190f3a2-7c1e-7000-8000-0000000001{index:02}"),
+                Nature::GeneralDishonesty,
+                &days_ago(5),
+            )
+        })
+        .collect();
+    app.publish("ingestion", &RecordsIngested { records }).await;
+    for subject in &subjects {
+        app.grade_becomes(subject, Grade::B).await;
+    }
+
+    // Version 2: a single general record is C. Past grades stay as they were until recomputed.
+    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 1");
+    app.plain
+        .clone()
+        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
+        .await
+        .unwrap();
+    let still = app.grade_when(&subjects[0], "", |_| true).await.unwrap();
+    assert_eq!(still.rule_set_version, 1);
+
+    // Interrupted after the first chunk: the client goes away.
+    let mut stream = app
+        .plain
+        .clone()
+        .recompute(RecomputeRequest {
+            scheme: "public_credit".into(),
+            region_prefix: "110108".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!((first.subjects_done, first.finished), (2, false));
+    let resume_after = first.last_credit_code.clone();
+    assert_eq!(resume_after, subjects[1]);
+    drop(stream);
+
+    // Resumed: the rest, in region 110108 only.
+    let mut stream = app
+        .plain
+        .clone()
+        .recompute(RecomputeRequest {
+            scheme: "public_credit".into(),
+            region_prefix: "110108".into(),
+            resume_after: resume_after.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut messages = Vec::new();
+    while let Some(message) = stream.next().await {
+        messages.push(message.unwrap());
+    }
+    let last = messages.last().unwrap();
+    assert!(last.finished);
+    assert_eq!(last.subjects_done, 3, "the three after {resume_after}");
+    assert_eq!(messages.iter().filter(|message| !message.finished).count(), 2, "progress per chunk of 2");
+    for subject in &subjects {
+        let grade = app.grade_when(subject, "", |info| info.rule_set_version == 2).await.unwrap();
+        assert_eq!((grade.grade, grade.rule_set_version), (Grade::C as i32, 2), "{subject}");
+    }
+    let outside_grade = app.grade_when(&outside, "", |_| true).await.unwrap();
+    assert_eq!(outside_grade.rule_set_version, 1, "outside the region: untouched");
+    // Version 1's grades are history, not rewritten.
+    let versions: Vec<i32> = sqlx::query_scalar(
+        "SELECT rule_set_version FROM grade_history WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
+    )
+    .bind(&subjects[0])
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, [1, 1, 2]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn statistics_count_subjects_per_grade_changes_and_records() {
+    let app = spawn_app().await;
+    let clean = code("110108", 20);
+    let fined = code("110108", 21);
+    let elsewhere = code("310115", 22);
+    for (subject, region) in [(&clean, "110108"), (&fined, "110108"), (&elsewhere, "310115")] {
+        app.register(subject, region).await;
+    }
+    app.grade_becomes(&fined, Grade::A).await;
+    app.publish("ingestion", &record(&fined, OTHER_RECORD, Nature::GeneralDishonesty, &days_ago(2))).await;
+    app.grade_becomes(&fined, Grade::B).await;
+    app.grade_becomes(&elsewhere, Grade::A).await;
+    let statistics = app
+        .plain
+        .clone()
+        .get_statistics(GetStatisticsRequest {
+            scheme: String::new(),
+            region_prefix: "1101".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grades: Vec<(i32, &str, i64)> =
+        statistics.grades.iter().map(|count| (count.grade, count.region_code.as_str(), count.subjects)).collect();
+    assert_eq!(grades, [(Grade::A as i32, "110108", 1), (Grade::B as i32, "110108", 1)]);
+    let changes: Vec<(i32, i32, i64)> =
+        statistics.changes.iter().map(|change| (change.from_grade, change.to_grade, change.changes)).collect();
+    assert_eq!(changes, [(0, Grade::A as i32, 2), (Grade::A as i32, Grade::B as i32, 1)]);
+    let records: Vec<(&str, &str, i64)> = statistics
+        .records
+        .iter()
+        .map(|count| (count.category.as_str(), count.department_id.as_str(), count.records))
+        .collect();
+    assert_eq!(records, [("penalty", "samr-110108", 1)]);
+    let before = app
+        .plain
+        .clone()
+        .get_statistics(GetStatisticsRequest {
+            period: Some(DateRange { from: String::new(), to: "2020-01-01".into() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.changes.is_empty() && before.records.is_empty(), "nothing in that period");
+    app.stop().await;
+}
