@@ -1,0 +1,212 @@
+//! All SQL of sanctions.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+/// A measure as stored (enums as their proto numbers).
+#[derive(Debug, Clone, FromRow)]
+pub struct MeasureRow {
+    pub code: String,
+    pub title: String,
+    pub legal_basis: String,
+    pub source: String,
+    pub executing_departments: Vec<String>,
+    pub grades: Vec<i16>,
+    pub lists: Vec<i16>,
+    pub scheme: String,
+    pub target: i16,
+    pub matter_types: Vec<i16>,
+    pub incentive: bool,
+}
+
+const MEASURE_COLUMNS: &str =
+    "code, title, legal_basis, source, executing_departments, grades, lists, scheme, target, matter_types, incentive";
+
+/// A subject's grade under one scheme, as sanctions knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromRow)]
+pub struct GradeRow {
+    pub scheme: String,
+    pub grade: i16,
+    pub rule_set_version: i32,
+    pub internal: bool,
+    pub disputed_record_ids: Vec<String>,
+}
+
+/// What sanctions knows of a subject: its grades and the lists it stands on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub grades: Vec<GradeRow>,
+    /// common.v1.ListKind of the standing listings.
+    pub lists: Vec<i16>,
+}
+
+/// What a check answered, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub grades: Vec<GradeRow>,
+    #[serde(default)]
+    pub lists: Vec<i16>,
+    pub measures: Vec<String>,
+    pub disputed_record_ids: Vec<String>,
+}
+
+/// A stored check.
+#[derive(Debug, Clone, FromRow)]
+pub struct CheckRow {
+    pub check_id: Uuid,
+    pub credit_code: String,
+    pub department_id: String,
+    pub matter_type: i16,
+    pub answer: Json<Answer>,
+    pub checked_at: DateTime<Utc>,
+    pub report_due_on: Option<NaiveDate>,
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// One reported handling.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct HandlingRow {
+    pub measure_code: String,
+    pub applied: bool,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub async fn measures(&self) -> Result<Vec<MeasureRow>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {MEASURE_COLUMNS} FROM measures ORDER BY code")).fetch_all(&self.pool).await
+    }
+
+    /// Create or replace a measure; `true` when it was created.
+    pub async fn upsert_measure(&self, measure: &MeasureRow, by: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO measures (code, title, legal_basis, source, executing_departments, grades, lists, scheme,
+                 target, matter_types, incentive, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (code) DO UPDATE SET title = excluded.title, legal_basis = excluded.legal_basis,
+                 source = excluded.source, executing_departments = excluded.executing_departments,
+                 grades = excluded.grades, lists = excluded.lists, scheme = excluded.scheme, target = excluded.target,
+                 matter_types = excluded.matter_types, incentive = excluded.incentive,
+                 updated_by = excluded.updated_by, updated_at = now()
+             RETURNING xmax = 0",
+        )
+        .bind(&measure.code)
+        .bind(&measure.title)
+        .bind(&measure.legal_basis)
+        .bind(&measure.source)
+        .bind(&measure.executing_departments)
+        .bind(&measure.grades)
+        .bind(&measure.lists)
+        .bind(&measure.scheme)
+        .bind(measure.target)
+        .bind(&measure.matter_types)
+        .bind(measure.incentive)
+        .bind(by)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// A subject's grades and standing lists, from Postgres (the read model's fallback).
+    pub async fn subject(&self, credit_code: &str) -> Result<Subject, sqlx::Error> {
+        let grades = sqlx::query_as(
+            "SELECT scheme, grade, rule_set_version, internal, disputed_record_ids FROM subject_grades
+             WHERE credit_code = $1 ORDER BY scheme",
+        )
+        .bind(credit_code)
+        .fetch_all(&self.pool)
+        .await?;
+        let lists = sqlx::query_scalar(
+            "SELECT DISTINCT list FROM listings WHERE credit_code = $1 AND until IS NULL ORDER BY list",
+        )
+        .bind(credit_code)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Subject { grades, lists })
+    }
+
+    /// Store many checks in one statement (the group commit of `CheckWriter`).
+    pub async fn insert_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
+        let ids: Vec<Uuid> = checks.iter().map(|check| check.check_id).collect();
+        let codes: Vec<&str> = checks.iter().map(|check| check.credit_code.as_str()).collect();
+        let departments: Vec<&str> = checks.iter().map(|check| check.department_id.as_str()).collect();
+        let matters: Vec<i16> = checks.iter().map(|check| check.matter_type).collect();
+        let answers: Vec<&Json<Answer>> = checks.iter().map(|check| &check.answer).collect();
+        let at: Vec<DateTime<Utc>> = checks.iter().map(|check| check.checked_at).collect();
+        let due: Vec<Option<NaiveDate>> = checks.iter().map(|check| check.report_due_on).collect();
+        sqlx::query(
+            "INSERT INTO checks (check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::jsonb[], $6::timestamptz[],
+                 $7::date[])",
+        )
+        .bind(ids)
+        .bind(codes)
+        .bind(departments)
+        .bind(matters)
+        .bind(answers)
+        .bind(at)
+        .bind(due)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn check(&self, check_id: Uuid) -> Result<Option<(CheckRow, Vec<HandlingRow>)>, sqlx::Error> {
+        let check: Option<CheckRow> = sqlx::query_as(
+            "SELECT check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on, reported_at
+             FROM checks WHERE check_id = $1",
+        )
+        .bind(check_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(check) = check else { return Ok(None) };
+        let handlings = sqlx::query_as(
+            "SELECT measure_code, applied, reason FROM handlings WHERE check_id = $1 ORDER BY measure_code",
+        )
+        .bind(check_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((check, handlings)))
+    }
+
+    /// Record the handlings of a check once; `false` when it had been reported already (by a
+    /// concurrent call).
+    pub async fn report(&self, check_id: Uuid, handlings: &[HandlingRow], by: &str) -> Result<bool, sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        let claimed = sqlx::query("UPDATE checks SET reported_at = now() WHERE check_id = $1 AND reported_at IS NULL")
+            .bind(check_id)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected()
+            == 1;
+        if !claimed {
+            return Ok(false);
+        }
+        let codes: Vec<&str> = handlings.iter().map(|handling| handling.measure_code.as_str()).collect();
+        let applied: Vec<bool> = handlings.iter().map(|handling| handling.applied).collect();
+        let reasons: Vec<&str> = handlings.iter().map(|handling| handling.reason.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO handlings (check_id, measure_code, applied, reason, reported_by)
+             SELECT $1, * , $5 FROM UNNEST($2::text[], $3::bool[], $4::text[])",
+        )
+        .bind(check_id)
+        .bind(codes)
+        .bind(applied)
+        .bind(reasons)
+        .bind(by)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+}

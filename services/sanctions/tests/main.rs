@@ -1,0 +1,699 @@
+//! Sanctions over real gRPC against real Postgres and Redis: the catalogue and check on every
+//! handling (逢办必查), fed by grade events put on the bus as grading's relay would.
+
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+use xinyong_domain::calendar::Calendar;
+use xinyong_platform::PlatformSettings;
+use xinyong_platform::identity::{Caller, InternalInterceptor};
+use xinyong_platform::testing::{
+    Spawned, TcpProxy, TestDatabase, connect_when_serving, publish_event, redis_address, redis_url,
+};
+use xinyong_proto::common::v1::{Grade, ListKind};
+use xinyong_proto::events::v1::{
+    EntitiesRegistered, EntityRegistered, GradeChanged, GradeReason, GradesChanged, RecordIngested, RecordRepaired,
+};
+use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
+use xinyong_proto::sanctions::v1::{
+    CheckEntityRequest, CheckEntityResponse, ClaimTaskRequest, CompleteTaskRequest, GetOverdueRequest,
+    ListMeasuresRequest, ListTasksRequest, MatterType, Measure, MeasureHandling, MeasureTarget, PushLeadRequest,
+    ReportHandlingRequest, ReturnTaskRequest, ServeNoticeRequest, Task, TaskKind, TaskStatus, UpsertMeasureRequest,
+};
+use xinyong_sanctions::{SanctionsSection, SanctionsSettings};
+
+type Client = SanctionsServiceClient<InterceptedService<Channel, InternalInterceptor>>;
+
+const SUBJECT: &str = "91110000600037341L";
+const RECORD: &str = "0190f3a2-7c1e-7000-8000-000000000001";
+
+struct App {
+    client_for: Box<dyn Fn(Caller) -> Client + Send + Sync>,
+    market: Client,
+    finance: Client,
+    risk_office: Client,
+    settings: PlatformSettings,
+    pool: sqlx::PgPool,
+    service: Spawned,
+    _database: TestDatabase,
+}
+
+async fn spawn_app(adjust: impl FnOnce(&mut SanctionsSettings)) -> App {
+    let database = TestDatabase::new().await;
+    let mut settings = SanctionsSettings {
+        platform: database.settings("sanctions", &redis_url()),
+        sanctions: SanctionsSection::default(),
+    };
+    adjust(&mut settings);
+    let platform = settings.platform.clone();
+    let token = platform.internal.token.clone();
+    let service = Spawned::start(|listener, stop| xinyong_sanctions::run(settings, listener, None, stop)).await;
+    let channel = connect_when_serving(service.address, "xinyong.sanctions.v1.SanctionsService").await;
+    let client_for: Box<dyn Fn(Caller) -> Client + Send + Sync> = Box::new(move |caller: Caller| {
+        SanctionsServiceClient::with_interceptor(
+            channel.clone(),
+            InternalInterceptor::new(&token, Some(caller)).unwrap(),
+        )
+    });
+    let client = |caller: Caller| client_for(caller);
+    App {
+        market: client(Caller::new("samr-110108", vec![])),
+        finance: client(Caller::new("finance-110108", vec![])),
+        risk_office: client(Caller::new("risk-office", vec!["internal_grades".into()])),
+        pool: database.pool_of("sanctions").await,
+        settings: platform,
+        service,
+        client_for,
+        _database: database,
+    }
+}
+
+fn graded(scheme: &str, grade: Grade, disputed: &[&str]) -> GradeChanged {
+    GradeChanged {
+        credit_code: SUBJECT.into(),
+        scheme: scheme.into(),
+        old_grade: 0,
+        new_grade: grade as i32,
+        rule_set_version: 1,
+        reasons: vec![GradeReason {
+            code: "serious_dishonesty".into(),
+            text: "存在严重失信行为记录".into(),
+            record_ids: vec![RECORD.into()],
+            disputed_record_ids: disputed.iter().map(|id| id.to_string()).collect(),
+        }],
+        internal: scheme != "public_credit" && scheme != "district_supervision",
+    }
+}
+
+async fn check(client: &Client, matter: MatterType) -> CheckEntityResponse {
+    client
+        .clone()
+        .check_entity(CheckEntityRequest { credit_code: SUBJECT.into(), matter_type: matter as i32 })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Check until the answer shows `grade` under `public_credit` (the event travels through Redis).
+async fn check_when(client: &Client, matter: MatterType, grade: Grade) -> CheckEntityResponse {
+    let mut last = None;
+    for _ in 0..200 {
+        let answer = check(client, matter).await;
+        if answer.grades.iter().any(|g| g.scheme == "public_credit" && g.grade == grade as i32) {
+            return answer;
+        }
+        last = Some(answer);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never checked {grade:?}: {last:?}");
+}
+
+/// Check until the answer satisfies `done`: a task written in the event's transaction can be seen
+/// a moment before the read model is refreshed after that transaction's commit.
+async fn check_until(
+    client: &Client,
+    matter: MatterType,
+    done: impl Fn(&CheckEntityResponse) -> bool,
+) -> CheckEntityResponse {
+    let mut last = None;
+    for _ in 0..200 {
+        let answer = check(client, matter).await;
+        if done(&answer) {
+            return answer;
+        }
+        last = Some(answer);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the check never came to what the test waits for: {last:?}");
+}
+
+fn codes(answer: &CheckEntityResponse) -> Vec<&str> {
+    answer.measures.iter().map(|measure| measure.code.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_subject_graded_c_gets_the_measures_for_the_asking_department_and_matter_and_loses_them_at_once() {
+    let app = spawn_app(|_| {}).await;
+    // Before any grade: nothing to apply, and the check is still recorded.
+    let unknown = check(&app.market, MatterType::Procurement).await;
+    assert!(unknown.grades.is_empty() && unknown.measures.is_empty());
+
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    let procurement = check_when(&app.market, MatterType::Procurement, Grade::C).await;
+    assert_eq!(codes(&procurement), ["c-procurement-restrict"]);
+    assert_eq!(procurement.measures[0].source, "000 art. 11(3)");
+    assert_eq!(codes(&check(&app.market, MatterType::Licensing).await), ["c-licensing-restrict"]);
+    assert_eq!(codes(&check(&app.market, MatterType::Honours).await), ["c-honours-restrict"]);
+
+    // A measure only market regulation executes.
+    let own = Measure {
+        code: "c-food-licence-review".into(),
+        title: "食品经营许可从严审查".into(),
+        legal_basis: "《食品经营许可管理办法》".into(),
+        source: "deployment".into(),
+        executing_departments: vec!["samr-110108".into()],
+        grades: vec![Grade::C as i32, Grade::D as i32],
+        target: MeasureTarget::Organisation as i32,
+        matter_types: vec![MatterType::Licensing as i32],
+        ..Default::default()
+    };
+    let saved = app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(own) }).await.unwrap();
+    assert!(saved.into_inner().created);
+    assert_eq!(
+        codes(&check(&app.market, MatterType::Licensing).await),
+        ["c-food-licence-review", "c-licensing-restrict"]
+    );
+    assert_eq!(codes(&check(&app.finance, MatterType::Licensing).await), ["c-licensing-restrict"]);
+
+    // The grade improves: the restrictions stop applying in the next check.
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::A, &[])).await;
+    let priority = check_when(&app.market, MatterType::Procurement, Grade::A).await;
+    assert_eq!(codes(&priority), ["a-procurement-priority"]);
+    assert!(priority.measures[0].incentive);
+    assert!(codes(&check(&app.market, MatterType::Licensing).await).is_empty());
+
+    // Every check was stored with who asked and what was answered.
+    let stored: Vec<(String, i16)> =
+        sqlx::query_as("SELECT department_id, matter_type FROM checks WHERE credit_code = $1 ORDER BY checked_at")
+            .bind(SUBJECT)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert!(stored.len() >= 7, "{stored:?}");
+    assert!(stored.iter().any(|(department, _)| department == "finance-110108"));
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn not_applied_needs_a_reason_every_measure_is_reported_and_a_report_is_final() {
+    let app = spawn_app(|_| {}).await;
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::D, &[])).await;
+    let answer = check_when(&app.market, MatterType::Bidding, Grade::D).await;
+    assert_eq!(codes(&answer), ["bl-public-resources-restrict", "c-procurement-restrict"]);
+    let report =
+        |handlings: Vec<MeasureHandling>| ReportHandlingRequest { check_id: answer.check_id.clone(), handlings };
+    let applied = |code: &str| MeasureHandling { measure_code: code.into(), applied: true, reason: String::new() };
+
+    let no_reason = vec![
+        applied("bl-public-resources-restrict"),
+        MeasureHandling { measure_code: "c-procurement-restrict".into(), applied: false, reason: " ".into() },
+    ];
+    let refused = app.market.clone().report_handling(report(no_reason)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let fields: Vec<String> =
+        refused.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    assert_eq!(fields, ["handlings[1].reason"]);
+
+    let partial =
+        app.market.clone().report_handling(report(vec![applied("c-procurement-restrict")])).await.unwrap_err();
+    assert!(partial.message().contains("missing: bl-public-resources-restrict"), "{}", partial.message());
+    let stranger = app.market.clone().report_handling(report(vec![applied("c-honours-restrict")])).await.unwrap_err();
+    assert!(stranger.message().contains("not among the check's measures"), "{}", stranger.message());
+    let other_department =
+        app.finance.clone().report_handling(report(vec![applied("c-procurement-restrict")])).await.unwrap_err();
+    assert_eq!(other_department.code(), Code::PermissionDenied);
+
+    let full = vec![
+        applied("bl-public-resources-restrict"),
+        MeasureHandling {
+            measure_code: "c-procurement-restrict".into(),
+            applied: false,
+            reason: "已由上级采购中心处理".into(),
+        },
+    ];
+    assert!(app.market.clone().report_handling(report(full.clone())).await.unwrap().into_inner().recorded);
+    assert!(app.market.clone().report_handling(report(full)).await.unwrap().into_inner().recorded, "a retry");
+    let changed = vec![applied("bl-public-resources-restrict"), applied("c-procurement-restrict")];
+    let final_report = app.market.clone().report_handling(report(changed)).await.unwrap_err();
+    assert_eq!(final_report.code(), Code::FailedPrecondition);
+    let stored: Vec<(String, bool, String)> =
+        sqlx::query_as("SELECT measure_code, applied, reason FROM handlings ORDER BY measure_code")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored[1], ("c-procurement-restrict".to_owned(), false, "已由上级采购中心处理".to_owned()));
+    let due: Option<chrono::NaiveDate> =
+        sqlx::query_scalar("SELECT report_due_on FROM checks WHERE check_id = $1::uuid")
+            .bind(&answer.check_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(due.is_some(), "a check with measures owes a report by a working day");
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn internal_grades_are_hidden_and_disputed_records_are_marked() {
+    let app = spawn_app(|_| {}).await;
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[RECORD])).await;
+    publish_event(&app.settings, "grading", &graded("food_industry_risk", Grade::D, &[])).await;
+    let plain = check_when(&app.market, MatterType::Filing, Grade::C).await;
+    assert_eq!(plain.disputed_record_ids, [RECORD], "a disputed record still counts and is marked");
+    let mut seen = None;
+    for _ in 0..200 {
+        let answer = check(&app.risk_office, MatterType::Filing).await;
+        if answer.grades.len() == 2 {
+            seen = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen.is_some(), "the risk office sees the internal scheme");
+    let plain = check(&app.market, MatterType::Filing).await;
+    assert_eq!(plain.grades.iter().map(|g| g.scheme.as_str()).collect::<Vec<_>>(), ["public_credit"]);
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn check_entity_keeps_answering_with_redis_stopped() {
+    let proxy = TcpProxy::start(redis_address(&redis_url())).await;
+    let proxied = format!("redis://{}", proxy.address);
+    let app = spawn_app(|settings| {
+        settings.platform.redis.url = secrecy::SecretString::from(proxied.clone());
+        // No in-process copy: every check goes to Redis, then Postgres.
+        settings.sanctions.local_cache_ms = 0;
+    })
+    .await;
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    check_when(&app.market, MatterType::Procurement, Grade::C).await;
+    proxy.cut().await;
+    let answer = tokio::time::timeout(Duration::from_secs(2), check(&app.market, MatterType::Procurement))
+        .await
+        .expect("an answer without Redis");
+    assert_eq!(codes(&answer), ["c-procurement-restrict"]);
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field() {
+    let app = spawn_app(|_| {}).await;
+    let bad = app
+        .market
+        .clone()
+        .check_entity(CheckEntityRequest { credit_code: "9111000060003734".into(), matter_type: 0 })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> =
+        bad.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    assert_eq!(fields, ["credit_code", "matter_type"]);
+    let measure = Measure { code: "Bad Code".into(), target: 0, ..Default::default() };
+    let refused = app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(measure) }).await.unwrap_err();
+    let fields: Vec<String> =
+        refused.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    assert_eq!(
+        fields,
+        ["measure.code", "measure.title", "measure.legal_basis", "measure.source", "measure.grades", "measure.target"]
+    );
+    let catalogue = app
+        .market
+        .clone()
+        .list_measures(ListMeasuresRequest { grade: Grade::D as i32, matter_type: MatterType::Practice as i32 })
+        .await
+        .unwrap()
+        .into_inner()
+        .measures;
+    let codes: Vec<&str> = catalogue.iter().map(|m| m.code.as_str()).collect();
+    assert_eq!(codes, ["bl-rep-practice-suspend", "d-business-prohibit"]);
+    assert_eq!(catalogue[0].target, MeasureTarget::LegalRepresentative as i32, "seed 004 lists both kinds");
+    app.service.stop().await;
+}
+
+async fn tasks_of(client: &Client, kinds: &[TaskKind]) -> Vec<Task> {
+    client
+        .clone()
+        .list_tasks(ListTasksRequest { kinds: kinds.iter().map(|kind| *kind as i32).collect(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+}
+
+async fn tasks_when(client: &Client, kinds: &[TaskKind], count: usize) -> Vec<Task> {
+    for _ in 0..200 {
+        let tasks = tasks_of(client, kinds).await;
+        if tasks.len() >= count {
+            return tasks;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never {count} tasks of {kinds:?}: {:?}", tasks_of(client, kinds).await);
+}
+
+fn joint_procurement_ban() -> Measure {
+    Measure {
+        code: "c-joint-procurement-ban".into(),
+        title: "限制参加政府采购".into(),
+        legal_basis: "《政府采购法》第二十二条".into(),
+        source: "000 art. 11(3)".into(),
+        executing_departments: vec!["samr-110108".into(), "finance-110108".into()],
+        grades: vec![Grade::C as i32, Grade::D as i32],
+        target: MeasureTarget::Organisation as i32,
+        matter_types: vec![MatterType::Procurement as i32],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_c_grade_pushes_each_executing_department_once_and_an_improvement_lifts_every_push() {
+    let app = spawn_app(|_| {}).await;
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(joint_procurement_ban()) }).await.unwrap();
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    let pushed = tasks_when(&app.market, &[TaskKind::Sanction], 1).await;
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(
+        (pushed[0].measure_code.as_str(), pushed[0].status),
+        ("c-joint-procurement-ban", TaskStatus::Open as i32)
+    );
+    let due = chrono::NaiveDate::parse_from_str(&pushed[0].due_on, "%Y-%m-%d").unwrap();
+    let expected = Calendar::official().add_working_days(xinyong_domain::calendar::today(), 15);
+    assert_eq!(due, expected, "15 working days (seed 002 art. 9)");
+    assert_eq!(tasks_when(&app.finance, &[TaskKind::Sanction], 1).await.len(), 1);
+
+    // The same grade again, then D (the measure still applies): nothing new.
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    publish_event(&app.settings, "grading", &GradesChanged { grades: vec![graded("public_credit", Grade::D, &[])] })
+        .await;
+    check_when(&app.market, MatterType::Procurement, Grade::D).await;
+    assert_eq!(tasks_of(&app.market, &[TaskKind::Sanction]).await.len(), 1, "pushed once");
+
+    // Feedback on execution: only by the department, with words, once.
+    let task_id = pushed[0].task_id.clone();
+    let (mut market, mut finance) = (app.market.clone(), app.finance.clone());
+    let empty = market.complete_task(CompleteTaskRequest { task_id: task_id.clone(), feedback: " ".into() }).await;
+    assert_eq!(empty.unwrap_err().get_error_details().bad_request().unwrap().field_violations[0].field, "feedback");
+    let stranger =
+        finance.complete_task(CompleteTaskRequest { task_id: task_id.clone(), feedback: "已执行".into() }).await;
+    assert_eq!(stranger.unwrap_err().code(), Code::PermissionDenied);
+    let done = app
+        .market
+        .clone()
+        .complete_task(CompleteTaskRequest { task_id: task_id.clone(), feedback: "已限制其投标资格".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Completed as i32);
+    let late_return =
+        market.return_task(ReturnTaskRequest { task_id: task_id.clone(), reason: "非本部门职责".into() });
+    assert_eq!(late_return.await.unwrap_err().code(), Code::FailedPrecondition);
+
+    // The grade improves: every department that was pushed the measure is told to stop.
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::A, &[])).await;
+    let lifts = tasks_when(&app.market, &[TaskKind::Lift], 1).await;
+    assert_eq!(lifts[0].measure_code, "c-joint-procurement-ban");
+    assert_eq!(tasks_when(&app.finance, &[TaskKind::Lift], 1).await.len(), 1);
+    check_until(&app.market, MatterType::Procurement, |answer| !codes(answer).contains(&"c-joint-procurement-ban"))
+        .await;
+
+    // Falling again is a new episode: a new push.
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    assert_eq!(tasks_when(&app.market, &[TaskKind::Sanction], 2).await.len(), 2);
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn a_lead_reaches_each_department_about_each_subject_once() {
+    let app = spawn_app(|_| {}).await;
+    let other = "91440300MA5FXXXX0X";
+    let lead = |source: &str| PushLeadRequest {
+        credit_codes: vec![SUBJECT.into()],
+        to_departments: vec!["finance-110108".into(), "tax-110108".into()],
+        risk_level: 3,
+        urgency: 2,
+        summary: "检查发现虚开发票线索".into(),
+        source_lead_id: source.into(),
+    };
+    let pushed = app.market.clone().push_lead(lead("L-1")).await.unwrap().into_inner().tasks;
+    assert_eq!(pushed.len(), 2);
+    assert!(pushed.iter().all(|task| task.kind == TaskKind::Lead as i32 && task.risk_level == 3));
+    let again = app.market.clone().push_lead(lead("L-1")).await.unwrap().into_inner().tasks;
+    let ids = |tasks: &[Task]| tasks.iter().map(|task| task.task_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&pushed), "a retry creates nothing new");
+    assert_eq!(tasks_of(&app.finance, &[TaskKind::Lead]).await.len(), 1);
+
+    let bad = PushLeadRequest {
+        credit_codes: vec![other.into()],
+        to_departments: vec!["samr-110108".into()],
+        risk_level: 0,
+        urgency: 4,
+        summary: String::new(),
+        source_lead_id: String::new(),
+    };
+    let refused = app.market.clone().push_lead(bad).await.unwrap_err();
+    let fields: Vec<String> =
+        refused.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    assert_eq!(fields, ["credit_codes[0]", "to_departments", "risk_level", "urgency", "summary", "source_lead_id"]);
+
+    // Completed by the receiver with its feedback.
+    let mine = tasks_of(&app.finance, &[TaskKind::Lead]).await;
+    let done = app
+        .finance
+        .clone()
+        .complete_task(CompleteTaskRequest { task_id: mine[0].task_id.clone(), feedback: "已立案调查".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!((done.status, done.feedback.as_str()), (TaskStatus::Completed as i32, "已立案调查"));
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
+    let app = spawn_app(|_| {}).await;
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(joint_procurement_ban()) }).await.unwrap();
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    tasks_when(&app.market, &[TaskKind::Sanction], 1).await;
+    tasks_when(&app.finance, &[TaskKind::Sanction], 1).await;
+    let checked = check_when(&app.market, MatterType::Procurement, Grade::C).await;
+    assert!(!checked.measures.is_empty());
+    assert!(tasks_of(&app.market, &[]).await.iter().all(|task| !task.overdue), "nothing is late yet");
+
+    // Time passes: the deadlines are behind us.
+    sqlx::query("UPDATE tasks SET due_on = current_date - 1").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE checks SET report_due_on = current_date - 1 WHERE report_due_on IS NOT NULL")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let late = app
+        .market
+        .clone()
+        .list_tasks(ListTasksRequest { overdue_only: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(late.len(), 1);
+    assert!(late[0].overdue);
+    let overdue = app.market.clone().get_overdue(GetOverdueRequest::default()).await.unwrap().into_inner().departments;
+    let summary: Vec<(&str, i64, bool)> =
+        overdue.iter().map(|d| (d.department_id.as_str(), d.overdue_tasks, d.unreported_checks > 0)).collect();
+    assert_eq!(summary, [("finance-110108", 1, false), ("samr-110108", 1, true)]);
+    let one = app
+        .market
+        .clone()
+        .get_overdue(GetOverdueRequest { department_id: "finance-110108".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .departments;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].tasks.len(), 1);
+    app.service.stop().await;
+}
+
+fn registration(credit_code: &str, scope: &str) -> EntityRegistered {
+    EntityRegistered {
+        credit_code: credit_code.into(),
+        name: "测试有限公司".into(),
+        kind: 1,
+        region_code: "110108".into(),
+        industry_code: "F5211".into(),
+        business_scope: scope.into(),
+        established_on: "2026-11-01".into(),
+        status: 1,
+    }
+}
+
+#[tokio::test]
+async fn registrations_are_pushed_to_approving_departments_returned_to_the_authority_or_claimed_from_the_pool() {
+    let app = spawn_app(|_| {}).await;
+    let client = |department: &str| (app.client_for)(Caller::new(department, vec![]));
+    let (market, medical, culture, housing) = (
+        client("market-regulation"),
+        client("medical-products"),
+        client("culture-tourism"),
+        client("housing-construction"),
+    );
+
+    let food_and_devices = registration(SUBJECT, "食品经营（销售预包装食品）；第二类医疗器械销售；技术开发");
+    publish_event(&app.settings, "registry", &food_and_devices).await;
+    let pushed = tasks_when(&market, &[TaskKind::Registration], 1).await;
+    assert!(pushed[0].summary.contains("食品经营许可"), "{}", pushed[0].summary);
+    let device = tasks_when(&medical, &[TaskKind::Registration], 1).await;
+    assert!(device[0].summary.contains("医疗器械"));
+    // The same registration announced again pushes nothing new.
+    publish_event(&app.settings, "registry", &EntitiesRegistered { entities: vec![food_and_devices] }).await;
+
+    // Medical products says it is not theirs: back to the registration authority with the reason.
+    let returned = medical
+        .clone()
+        .return_task(ReturnTaskRequest {
+            task_id: device[0].task_id.clone(), reason: "仅销售第二类，已备案".into()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(returned.status, TaskStatus::Returned as i32);
+    let at_authority = tasks_when(&market, &[TaskKind::Registration], 2).await;
+    assert!(at_authority[1].summary.contains("仅销售第二类，已备案"), "{}", at_authority[1].summary);
+    assert_eq!(tasks_of(&medical, &[TaskKind::Registration]).await.len(), 1, "pushed once despite the repeat");
+    // The authority confirms by hand and pushes again, to the department it found responsible.
+    let repush = PushLeadRequest {
+        credit_codes: vec![SUBJECT.into()],
+        to_departments: vec!["health".into()],
+        risk_level: 1,
+        urgency: 1,
+        summary: "经人工确认：经营范围涉及医疗器械第三类，请办理审批告知".into(),
+        source_lead_id: format!("registration-return:{}", device[0].task_id),
+    };
+    market.clone().push_lead(repush).await.unwrap();
+    let health = client("health");
+    assert_eq!(tasks_of(&health, &[TaskKind::Lead]).await.len(), 1, "pushed again to the confirmed department");
+
+    // A scope that names no approval item goes to the pool.
+    let plain = "91110108MA01B2C3XQ";
+    publish_event(&app.settings, "registry", &registration(plain, "技术开发、技术咨询、技术服务")).await;
+    let mut pooled = Vec::new();
+    for _ in 0..200 {
+        pooled = housing
+            .clone()
+            .list_tasks(ListTasksRequest { pool: true, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .tasks;
+        if !pooled.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(pooled.len(), 1);
+    assert_eq!((pooled[0].status, pooled[0].credit_code.as_str()), (TaskStatus::Pooled as i32, plain));
+    let claim = ClaimTaskRequest { task_id: pooled[0].task_id.clone() };
+    let claimed = culture.clone().claim_task(claim.clone()).await.unwrap().into_inner().task.unwrap();
+    assert_eq!((claimed.status, claimed.department_id.as_str()), (TaskStatus::Open as i32, "culture-tourism"));
+    assert!(culture.clone().claim_task(claim.clone()).await.is_ok(), "a retry");
+    let late = housing.clone().claim_task(claim).await.unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let empty_pool =
+        housing.clone().list_tasks(ListTasksRequest { pool: true, ..Default::default() }).await.unwrap().into_inner();
+    assert!(empty_pool.tasks.is_empty());
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn a_listing_takes_effect_only_once_its_notice_is_served_and_ends_with_the_repair() {
+    let app = spawn_app(|_| {}).await;
+    let subsidy_ban = Measure {
+        code: "bl-subsidy-ban".into(),
+        title: "限制申请财政资金补贴".into(),
+        legal_basis: "国办发〔2020〕49号".into(),
+        source: "004 二(五)3".into(),
+        executing_departments: vec!["finance-110108".into()],
+        lists: vec![ListKind::SeriousDishonesty as i32],
+        target: MeasureTarget::Organisation as i32,
+        matter_types: vec![MatterType::Subsidies as i32],
+        ..Default::default()
+    };
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(subsidy_ban) }).await.unwrap();
+    let listing = RecordIngested {
+        credit_code: SUBJECT.into(),
+        record_id: RECORD.into(),
+        department_id: "samr-110108".into(),
+        category: "serious_dishonesty_list".into(),
+        nature: 5,
+        decided_on: "2026-11-02".into(),
+        facts: None,
+    };
+    publish_event(&app.settings, "ingestion", &listing).await;
+    let notice_task = tasks_when(&app.market, &[TaskKind::Notice], 1).await.remove(0);
+    assert!(!notice_task.notice_id.is_empty());
+    let before = check(&app.finance, MatterType::Subsidies).await;
+    assert!(before.lists.is_empty() && before.measures.is_empty(), "not listed before the notice is served");
+
+    let serve = |served_on: &str| ServeNoticeRequest {
+        notice_id: notice_task.notice_id.clone(),
+        served_on: served_on.into(),
+        method: "direct".into(),
+    };
+    let future = app.market.clone().serve_notice(serve("2999-01-01")).await.unwrap_err();
+    assert_eq!(future.get_error_details().bad_request().unwrap().field_violations[0].field, "served_on");
+    let today = xinyong_domain::calendar::today().to_string();
+    let notice = app.market.clone().serve_notice(serve(&today)).await.unwrap().into_inner().notice.unwrap();
+    assert!(notice.objection_rights.contains("异议") && notice.repair_guidance.contains("信用修复"));
+    assert!(notice.measure_codes.contains(&"bl-subsidy-ban".to_owned()));
+    assert_eq!(notice.served_on, today);
+    assert!(app.market.clone().serve_notice(serve(&today)).await.is_ok(), "a retry");
+    let other_day = app.market.clone().serve_notice(serve("2026-11-20")).await.unwrap_err();
+    assert_eq!(other_day.code(), Code::FailedPrecondition);
+
+    let listed = check(&app.finance, MatterType::Subsidies).await;
+    assert_eq!(listed.lists, [ListKind::SeriousDishonesty as i32]);
+    assert!(codes(&listed).contains(&"bl-subsidy-ban"));
+    assert_eq!(tasks_when(&app.finance, &[TaskKind::Sanction], 1).await[0].measure_code, "bl-subsidy-ban");
+    let served_task = tasks_of(&app.market, &[TaskKind::Notice]).await.remove(0);
+    assert_eq!(served_task.status, TaskStatus::Completed as i32);
+
+    // The record is repaired: the listing ends, the measure stops, the pushed department is told.
+    let repaired = RecordRepaired { credit_code: SUBJECT.into(), record_id: RECORD.into(), repair_id: "R-1".into() };
+    publish_event(&app.settings, "objections", &repaired).await;
+    assert_eq!(tasks_when(&app.finance, &[TaskKind::Lift], 1).await[0].measure_code, "bl-subsidy-ban");
+    let after = check_until(&app.finance, MatterType::Subsidies, |answer| answer.lists.is_empty()).await;
+    assert!(!codes(&after).contains(&"bl-subsidy-ban"));
+    let announced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE event_type = 'xinyong.events.v1.ListingChanged' AND credit_code = $1",
+    )
+    .bind(SUBJECT)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(announced, 2, "listed, then taken off");
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn every_replica_stops_answering_a_changed_grade_once_one_of_them_handles_the_change() {
+    let app = spawn_app(|_| {}).await;
+    let second = Spawned::start({
+        let settings = SanctionsSettings { platform: app.settings.clone(), sanctions: SanctionsSection::default() };
+        |listener, stop| xinyong_sanctions::run(settings, listener, None, stop)
+    })
+    .await;
+    let channel = connect_when_serving(second.address, "xinyong.sanctions.v1.SanctionsService").await;
+    let other: Client = SanctionsServiceClient::with_interceptor(
+        channel,
+        InternalInterceptor::new(&app.settings.internal.token, Some(Caller::new("samr-110108", vec![]))).unwrap(),
+    );
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    // Both replicas hold the C in their own copies.
+    check_when(&app.market, MatterType::Procurement, Grade::C).await;
+    check_when(&other, MatterType::Procurement, Grade::C).await;
+    check_when(&other, MatterType::Procurement, Grade::C).await;
+
+    // One of them consumes the change; both answer it within a second.
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::A, &[])).await;
+    let started = std::time::Instant::now();
+    check_when(&app.market, MatterType::Procurement, Grade::A).await;
+    check_when(&other, MatterType::Procurement, Grade::A).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    second.stop().await;
+    app.service.stop().await;
+}
