@@ -14,7 +14,7 @@ use xinyong_proto::registry::v1::{Entity, RegisterEntityRequest};
 
 use crate::support::{Platform, with_token};
 
-async fn department(platform: &Platform, id: &str, permissions: &[&str]) -> String {
+pub async fn department(platform: &Platform, id: &str, permissions: &[&str]) -> String {
     let mut client = GatewayAdminServiceClient::new(platform.gateway().await);
     let request = admin::CreateDepartmentRequest {
         department_id: id.into(),

@@ -4,5 +4,7 @@ mod support;
 
 mod files;
 mod foundation;
+mod grading;
 mod ingestion;
 mod registry;
+mod sanctions;
