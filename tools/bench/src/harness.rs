@@ -65,12 +65,21 @@ pub async fn copy_baseline(
     create: &str,
     table: &str,
     count: u64,
-    mut line: impl FnMut(u64, &mut String),
+    line: impl FnMut(u64, &mut String),
 ) -> f64 {
     pool.execute(create).await.expect("baseline table");
     let started = Instant::now();
+    let copied = copy_lines(pool, &format!("COPY {table} FROM STDIN"), count, line).await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(copied, count);
+    pool.execute("CHECKPOINT").await.expect("checkpoint");
+    count as f64 / seconds
+}
+
+/// `COPY` `count` text lines made by `line` with `statement`; returns the rows copied.
+pub async fn copy_lines(pool: &PgPool, statement: &str, count: u64, mut line: impl FnMut(u64, &mut String)) -> u64 {
     let mut connection = pool.acquire().await.expect("connection");
-    let mut copy = connection.copy_in_raw(&format!("COPY {table} FROM STDIN")).await.expect("COPY starts");
+    let mut copy = connection.copy_in_raw(statement).await.expect("COPY starts");
     let mut chunk = String::with_capacity(4 << 20);
     for index in 0..count {
         line(index, &mut chunk);
@@ -80,12 +89,7 @@ pub async fn copy_baseline(
         }
     }
     copy.send(chunk.as_bytes()).await.expect("COPY data");
-    let copied = copy.finish().await.expect("COPY ends");
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(copied, count);
-    drop(connection);
-    pool.execute("CHECKPOINT").await.expect("checkpoint");
-    count as f64 / seconds
+    copy.finish().await.expect("COPY ends")
 }
 
 /// `BENCH_<NAME>` from the environment, or a default.

@@ -15,7 +15,7 @@ use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use crate::{harness, import};
 
 /// The i-th generated record: a fine on one of `subjects` subjects, with the 双公示 fields.
-fn record(index: u64, subjects: u64) -> RecordInput {
+pub fn record(index: u64, subjects: u64) -> RecordInput {
     let subject = import::subject(index % subjects);
     let day = 1 + index % 28;
     RecordInput {

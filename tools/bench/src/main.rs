@@ -1,9 +1,12 @@
 //! `xinyong-bench <name>`: one benchmark, measured against a baseline in the same run on the same
 //! machine, ending with a line `<name>: ratio R (...)` that scripts can check.
 
+mod check;
 mod harness;
 mod import;
 mod ingest;
+mod latency;
+mod recompute;
 
 use std::process::ExitCode;
 
@@ -23,8 +26,12 @@ fn main() -> ExitCode {
     match name.as_str() {
         "import" => runtime.block_on(import::run()),
         "ingest" => runtime.block_on(ingest::run()),
+        "recompute" => runtime.block_on(recompute::run()),
+        "grade-latency" => runtime.block_on(latency::run()),
+        "check" => runtime.block_on(check::run()),
+        "check-load" => runtime.block_on(check::load_child()),
         _ => {
-            eprintln!("usage: xinyong-bench import|ingest");
+            eprintln!("usage: xinyong-bench import|ingest|recompute|grade-latency|check");
             return ExitCode::from(2);
         }
     }

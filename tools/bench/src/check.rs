@@ -1,0 +1,437 @@
+//! `CheckEntity` against the cheapest possible answers, in the same run:
+//!
+//! - an echo: the same gRPC method answering a constant ~200-byte reply, no I/O;
+//! - a bare pass-through proxy (tonic, no authentication) in front of that echo;
+//! - sanctions answering `CheckEntity` called directly, as in-cluster services call it: the
+//!   subject from the in-process cache, the check stored in Postgres by group commit;
+//! - the gateway in front of sanctions: a department's bearer credential, its permissions, the
+//!   forward.
+//!
+//! The servers run in this process (pinned to core 0 by `scripts/bench.sh` when `taskset` exists);
+//! the load runs in a child process of this binary (`check-load`, pinned to core 1): N calls in
+//! flight for a fixed time, then the same at half the measured rate for the latency.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::Command;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tower::ServiceExt;
+use xinyong_gateway::{GatewaySection, GatewaySettings};
+use xinyong_platform::testing::{TestDatabase, connect_when_serving, publish_event, redis_url};
+use xinyong_proto::common::v1::Grade;
+use xinyong_proto::events::v1::{GradeChanged, GradeReason};
+use xinyong_proto::gateway::v1 as admin;
+use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
+use xinyong_proto::sanctions::v1 as pb;
+use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
+use xinyong_sanctions::{SanctionsSection, SanctionsSettings};
+
+use crate::{harness, import};
+
+/// The echo: every call to the sanctions service path answered, as a tonic unary method, with a
+/// constant `CheckEntityResponse` of about 200 bytes (the benchmark calls `CheckEntity` only).
+#[derive(Clone)]
+struct Echo(pb::CheckEntityResponse);
+
+impl Echo {
+    fn new() -> Echo {
+        Echo(pb::CheckEntityResponse {
+            check_id: "0190f3a2-7c1e-7000-8000-000000000001".into(),
+            credit_code: "91110000600037341L".into(),
+            grades: vec![pb::SchemeGrade { scheme: "public_credit".into(), grade: 3, rule_set_version: 1 }],
+            lists: Vec::new(),
+            measures: vec![pb::Measure {
+                code: "c-procurement-restrict".into(),
+                title: "依法限制参加政府采购、政府投资项目招标".into(),
+                legal_basis: "第十一条第（三）项".into(),
+                ..Default::default()
+            }],
+            disputed_record_ids: Vec::new(),
+            checked_at: None,
+        })
+    }
+}
+
+impl NamedService for Echo {
+    const NAME: &'static str = "xinyong.sanctions.v1.SanctionsService";
+}
+
+impl tonic::server::UnaryService<pb::CheckEntityRequest> for Echo {
+    type Response = pb::CheckEntityResponse;
+    type Future = std::future::Ready<Result<Response<pb::CheckEntityResponse>, Status>>;
+
+    fn call(&mut self, _: Request<pb::CheckEntityRequest>) -> Self::Future {
+        std::future::ready(Ok(Response::new(self.0.clone())))
+    }
+}
+
+impl tower::Service<http::Request<Body>> for Echo {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let echo = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(echo, request).await)
+        })
+    }
+}
+
+/// The bare proxy: every sanctions call forwarded as it is.
+#[derive(Clone)]
+struct Proxy(Channel);
+
+impl NamedService for Proxy {
+    const NAME: &'static str = "xinyong.sanctions.v1.SanctionsService";
+}
+
+impl tower::Service<http::Request<Body>> for Proxy {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let channel = self.0.clone();
+        Box::pin(async move {
+            Ok(channel
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|error| Status::unavailable(error.to_string()).into_http()))
+        })
+    }
+}
+
+async fn serve(routes: Routes) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+            .await
+            .expect("serves");
+    });
+    address
+}
+
+/// One load run's result, as the child prints it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Run the load in a child process, on core 1 when `taskset` is there.
+fn load(address: SocketAddr, token: &str, seconds: u64, rate: f64, headers: &str) -> Load {
+    let exe = std::env::current_exe().expect("this binary");
+    let in_flight = harness::setting("BENCH_IN_FLIGHT", 64).to_string();
+    let mut arguments: Vec<String> = vec![
+        "check-load".into(),
+        address.to_string(),
+        in_flight,
+        seconds.to_string(),
+        format!("{rate:.0}"),
+        token.to_owned(),
+        headers.to_owned(),
+    ];
+    let pinned = Command::new("taskset").arg("-V").output().is_ok_and(|output| output.status.success());
+    let mut command = if pinned {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg("1").arg(exe);
+        command
+    } else {
+        Command::new(exe)
+    };
+    command.args(arguments.drain(..));
+    let output = command.output().expect("the load runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let values: Vec<f64> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+    assert!(
+        values.len() == 3 && output.status.success(),
+        "load failed: {text} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Load { rps: values[0], p50_ms: values[1], p99_ms: values[2] }
+}
+
+/// Full load, then half of it for the latency.
+fn measure(name: &str, address: SocketAddr, token: &str, headers: &str) -> (Load, Load) {
+    let seconds = harness::setting("BENCH_SECONDS", 10);
+    let full = load(address, token, seconds, 0.0, headers);
+    let half = load(address, token, seconds, full.rps / 2.0, headers);
+    eprintln!(
+        "check: {name}: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); at {:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
+        full.rps,
+        full.p50_ms,
+        full.p99_ms,
+        full.rps / 2.0,
+        half.p50_ms,
+        half.p99_ms
+    );
+    (full, half)
+}
+
+pub async fn run() {
+    let subjects = harness::setting("BENCH_SUBJECTS", 10_000);
+    // The echo and the bare proxy in front of it.
+    let echo = serve(Routes::new(Echo::new())).await;
+    let echo_channel = Endpoint::from_shared(format!("http://{echo}")).expect("endpoint").connect_lazy();
+    let proxy = serve(Routes::new(Proxy(echo_channel))).await;
+
+    // Sanctions with graded subjects, and the gateway in front of it.
+    let database = TestDatabase::new().await;
+    let admin_pool = harness::admin_pool(&database).await;
+    let mut settings = SanctionsSettings {
+        platform: database.settings("sanctions", &redis_url()),
+        sanctions: SanctionsSection::default(),
+    };
+    settings.platform.events.relay_interval_ms = 50;
+    let platform = settings.platform.clone();
+    let internal_token = platform.internal.token.clone();
+    let sanctions =
+        harness::Running::start(|listener, stop| xinyong_sanctions::run(settings, listener, None, stop)).await;
+    let _ = connect_when_serving(sanctions.address, "xinyong.sanctions.v1.SanctionsService").await;
+    // The same echo behind the platform's server (metrics, load shedding, the internal-token
+    // check, the timeout, health): what the shared server path costs before any handler work.
+    let platform_echo = {
+        let settings = platform.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("address");
+        let host = xinyong_platform::server::Host::new(settings);
+        let routes = Routes::new(Echo::new());
+        tokio::spawn(host.serve(
+            listener,
+            None,
+            routes,
+            xinyong_platform::server::ServeOptions::SERVICE,
+            std::future::pending::<()>(),
+        ));
+        address
+    };
+
+    let codes: Vec<String> = (0..subjects).map(|index| import::subject(index).credit_code).collect();
+    let grades: Vec<i16> = (0..subjects).map(|index| [1i16, 1, 2, 3, 4][(index % 5) as usize]).collect();
+    sqlx::query(
+        "INSERT INTO sanctions.subject_grades (credit_code, scheme, grade, rule_set_version)
+         SELECT code, 'public_credit', grade, 1 FROM UNNEST($1::text[], $2::int2[]) AS u (code, grade)",
+    )
+    .bind(&codes)
+    .bind(&grades)
+    .execute(&admin_pool)
+    .await
+    .expect("graded subjects");
+    std::fs::write(codes_file(), codes.join("\n")).expect("codes for the load");
+
+    let admin_token = "bench-admin-token";
+    let gateway_settings = GatewaySettings {
+        platform: database.settings("gateway", &redis_url()),
+        gateway: GatewaySection {
+            admin_token: SecretString::from(admin_token),
+            upstreams: [("sanctions".to_owned(), format!("http://{}", sanctions.address))].into_iter().collect(),
+            ..GatewaySection::default()
+        },
+    };
+    let gateway =
+        harness::Running::start(|listener, stop| xinyong_gateway::run(gateway_settings, listener, None, stop)).await;
+    let gateway_channel = connect_when_serving(gateway.address, "xinyong.sanctions.v1.SanctionsService").await;
+    let mut administration = GatewayAdminServiceClient::new(gateway_channel);
+    fn with_admin<T>(message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert("authorization", "Bearer bench-admin-token".parse().expect("header"));
+        request
+    }
+    administration
+        .create_department(with_admin(admin::CreateDepartmentRequest {
+            department_id: "samr-110108".into(),
+            name: "海淀区市场监督管理局".into(),
+            permissions: vec!["call:xinyong.sanctions.v1.SanctionsService/CheckEntity".into()],
+        }))
+        .await
+        .expect("department");
+    let department_token = administration
+        .issue_credential(with_admin(admin::IssueCredentialRequest { department_id: "samr-110108".into() }))
+        .await
+        .expect("credential")
+        .into_inner()
+        .token;
+    let internal = secrecy::ExposeSecret::expose_secret(&internal_token).to_owned();
+
+    eprintln!("check: {subjects} graded subjects; {} calls in flight", harness::setting("BENCH_IN_FLIGHT", 64));
+    let (echo_load, _) = measure("echo", echo, "-", "plain");
+    measure("echo behind the platform's server", platform_echo, &internal, "internal");
+    // One pass over every subject first: the measured runs see the steady state, every subject in
+    // the replica's own copy, as a running service does.
+    warm_up(sanctions.address, &internal, &codes).await;
+    let (direct, direct_half) = measure("sanctions, direct", sanctions.address, &internal, "internal");
+    let (proxy_load, _) = measure("bare proxy → echo", proxy, "-", "plain");
+    let (through, through_half) = measure("gateway → sanctions", gateway.address, &department_token, "bearer");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sanctions.checks").fetch_one(&admin_pool).await.expect("checks");
+    eprintln!("check: {stored} checks stored");
+
+    // From a grade change on the bus to CheckEntity showing it.
+    let mut client = SanctionsServiceClient::new(
+        Endpoint::from_shared(format!("http://{}", sanctions.address)).expect("endpoint").connect_lazy(),
+    );
+    let mut delays = Vec::new();
+    for index in 0..harness::setting("BENCH_CHANGES", 200) {
+        let code = &codes[index as usize % codes.len()];
+        let current: i32 = grades[index as usize % codes.len()].into();
+        let next = if current == Grade::D as i32 { Grade::A as i32 } else { current + 1 };
+        let event = GradeChanged {
+            credit_code: code.clone(),
+            scheme: "public_credit".into(),
+            old_grade: current,
+            new_grade: next,
+            rule_set_version: 1,
+            reasons: vec![GradeReason { code: "bench".into(), ..Default::default() }],
+            internal: false,
+        };
+        let started = Instant::now();
+        publish_event(&platform, "grading", &event).await;
+        loop {
+            let mut request = Request::new(pb::CheckEntityRequest { credit_code: code.clone(), matter_type: 3 });
+            internal_headers(request.metadata_mut(), &internal);
+            let answer = client.check_entity(request).await.expect("check").into_inner();
+            if answer.grades.first().is_some_and(|grade| grade.grade == next) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "the change never showed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    let p99_change = delays[(delays.len() * 99).div_ceil(100) - 1];
+    eprintln!(
+        "check: grade change on the bus to CheckEntity: median {:.1} ms, p99 {:.1} ms over {} changes",
+        delays[delays.len() / 2].as_secs_f64() * 1000.0,
+        p99_change.as_secs_f64() * 1000.0,
+        delays.len()
+    );
+    gateway.stop().await;
+    sanctions.stop().await;
+    admin_pool.close().await;
+    let _ = std::fs::remove_file(codes_file());
+    println!(
+        "check: ratio {:.3} (direct requests/s vs echo: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
+        direct.rps / echo_load.rps,
+        direct.rps,
+        echo_load.rps,
+        direct_half.p99_ms
+    );
+    println!(
+        "check-gateway: ratio {:.3} (gateway requests/s vs bare proxy: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
+        through.rps / proxy_load.rps,
+        through.rps,
+        proxy_load.rps,
+        through_half.p99_ms
+    );
+}
+
+async fn warm_up(address: SocketAddr, internal: &str, codes: &[String]) {
+    let mut client = SanctionsServiceClient::new(
+        Endpoint::from_shared(format!("http://{address}")).expect("endpoint").connect_lazy(),
+    );
+    for code in codes {
+        let mut request = Request::new(pb::CheckEntityRequest { credit_code: code.clone(), matter_type: 3 });
+        internal_headers(request.metadata_mut(), internal);
+        client.check_entity(request).await.expect("warm-up check");
+    }
+}
+
+fn codes_file() -> std::path::PathBuf {
+    std::env::temp_dir().join("xinyong-bench-check-codes.txt")
+}
+
+fn internal_headers(metadata: &mut tonic::metadata::MetadataMap, token: &str) {
+    metadata.insert("x-xinyong-internal-token", token.parse().expect("token"));
+    metadata.insert("x-xinyong-department", "samr-110108".parse().expect("department"));
+}
+
+/// `check-load ADDRESS IN_FLIGHT SECONDS RATE TOKEN HEADERS`: prints `rps p50_ms p99_ms`.
+pub async fn load_child() {
+    let arguments: Vec<String> = std::env::args().skip(2).collect();
+    let address = arguments[0].clone();
+    let in_flight: usize = arguments[1].parse().expect("in flight");
+    let seconds: u64 = arguments[2].parse().expect("seconds");
+    let rate: f64 = arguments[3].parse().expect("rate");
+    let token = arguments[4].clone();
+    let headers = arguments[5].clone();
+    let codes: Vec<String> = std::fs::read_to_string(codes_file())
+        .map(|text| text.lines().map(str::to_owned).collect())
+        .unwrap_or_else(|_| vec!["91110000600037341L".to_owned()]);
+    let codes = std::sync::Arc::new(codes);
+    let channel =
+        Endpoint::from_shared(format!("http://{address}")).expect("endpoint").connect().await.expect("connects");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let per_worker = (rate > 0.0).then(|| Duration::from_secs_f64(in_flight as f64 / rate));
+    let mut workers = Vec::new();
+    for worker in 0..in_flight {
+        let mut client = SanctionsServiceClient::new(channel.clone());
+        let (codes, token, headers) = (codes.clone(), token.clone(), headers.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut ticker = per_worker.map(|period| {
+                let mut ticker = tokio::time::interval(period);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticker
+            });
+            let mut index = worker;
+            while Instant::now() < deadline {
+                if let Some(ticker) = ticker.as_mut() {
+                    ticker.tick().await;
+                }
+                index = (index + 7919) % codes.len();
+                let mut request =
+                    Request::new(pb::CheckEntityRequest { credit_code: codes[index].clone(), matter_type: 3 });
+                match headers.as_str() {
+                    "internal" => internal_headers(request.metadata_mut(), &token),
+                    "bearer" => {
+                        request
+                            .metadata_mut()
+                            .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+                    }
+                    _ => {}
+                }
+                let started = Instant::now();
+                client.check_entity(request).await.expect("answered");
+                latencies.push(started.elapsed().as_micros() as u32);
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker"));
+    }
+    latencies.sort_unstable();
+    let at = |fraction: f64| latencies[((latencies.len() as f64 * fraction) as usize).min(latencies.len() - 1)];
+    println!(
+        "{:.1} {:.3} {:.3}",
+        latencies.len() as f64 / seconds as f64,
+        f64::from(at(0.5)) / 1000.0,
+        f64::from(at(0.99)) / 1000.0
+    );
+}

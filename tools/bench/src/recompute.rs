@@ -1,0 +1,191 @@
+//! A full `Recompute` (every scheme, every subject: load the facts, evaluate, store each changed
+//! grade with its history row, announce, refresh Redis, over gRPC with progress) of N subjects
+//! with 5N records, against one SQL aggregation scan over the same records in the same database:
+//! the least any grading of those records must read.
+//!
+//! The subjects and records are put into grading's projection with `COPY`, as the events from
+//! registry and ingestion would have left them; that load is not measured.
+
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use futures::StreamExt;
+use sqlx::Executor;
+use xinyong_grading::{GradingSection, GradingSettings};
+use xinyong_platform::testing::{TestDatabase, redis_url};
+use xinyong_proto::grading::v1::RecomputeRequest;
+use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
+
+use crate::{harness, import};
+
+/// A small deterministic mixer, so that every run grades the same population.
+fn mix(mut value: u64) -> u64 {
+    value ^= value >> 33;
+    value = value.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    value ^= value >> 33;
+    value = value.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    value ^ (value >> 33)
+}
+
+/// Record `index` of subject `subject`: mostly neutral and positive, a third general dishonesty,
+/// a few serious, severe penalties and list entries; decided over the last two years.
+fn record_line(subject: u64, index: u64, today: NaiveDate, out: &mut String) {
+    use std::fmt::Write;
+    let random = mix(subject * 8 + index);
+    let (category, nature, penalty_kind) = match random % 100 {
+        0..=49 => ("licence", 2, 0),
+        50..=54 => ("reward", 1, 0),
+        55..=84 => ("penalty", 4, 2),
+        85..=89 => ("penalty", 3, 1),
+        90..=94 => ("penalty", 5, 2),
+        95..=97 => ("penalty", 4, 6),
+        _ => ("serious_dishonesty_list", 5, 0),
+    };
+    let decided_on = today - Duration::days((random >> 8) as i64 % 730);
+    let months = if nature == 5 { 36 } else { 12 };
+    let until = decided_on.checked_add_months(chrono::Months::new(months)).unwrap_or(decided_on);
+    let code = import::subject(subject).credit_code;
+    let record_id = u128::from(subject) << 8 | u128::from(index);
+    let _ = writeln!(
+        out,
+        "{record_id:032x}\t{code}\tbench-{}\t{category}\t{nature}\t{penalty_kind}\t{decided_on}\tt\tf\tt\t{until}\t\\N\t1",
+        random % 7
+    );
+}
+
+/// The baseline: one pass over every record, counting per subject what the public-credit scheme
+/// asks about (dishonesty by nature inside the window, severe penalties, open listings). Counted
+/// in Postgres, so the benchmark's own memory does not hold a million result rows.
+const SCAN: &str = "SELECT count(*) FROM (SELECT credit_code,
+        count(*) FILTER (WHERE nature = 4 AND decided_on > $1),
+        count(*) FILTER (WHERE nature = 5 AND decided_on > $1),
+        count(*) FILTER (WHERE penalty_kind IN (4, 5, 6, 8, 9, 10, 11) AND decided_on > $1),
+        count(*) FILTER (WHERE category = 'serious_dishonesty_list' AND removed_on IS NULL)
+    FROM grading.record_facts
+    WHERE active AND (disclosure_until IS NULL OR disclosure_until > $2)
+    GROUP BY credit_code) per_subject";
+
+pub async fn run() {
+    let subjects = harness::setting("BENCH_SUBJECTS", 1_000_000);
+    let per_subject = harness::setting("BENCH_RECORDS_PER_SUBJECT", 5);
+    let database = TestDatabase::new().await;
+    let admin = harness::admin_pool(&database).await;
+
+    // Grading migrates its schema at start; then its projection is loaded as events would have.
+    let mut settings = GradingSettings {
+        platform: database.settings("grading", &redis_url()),
+        grading: GradingSection {
+            recompute_chunk: harness::setting("BENCH_CHUNK", 2000) as i64,
+            ..GradingSection::default()
+        },
+    };
+    settings.platform.database.max_connections = 8;
+    let grading = harness::Running::start(|listener, stop| xinyong_grading::run(settings, listener, None, stop)).await;
+    let mut client = GradingServiceClient::with_interceptor(
+        xinyong_platform::testing::connect_when_serving(grading.address, "xinyong.grading.v1.GradingService").await,
+        harness::interceptor(&database, "bench"),
+    );
+    let today = xinyong_domain::calendar::today();
+    eprintln!(
+        "recompute: loading {subjects} subjects and {} records into grading's projection",
+        subjects * per_subject
+    );
+    let loading = Instant::now();
+    harness::copy_lines(
+        &admin,
+        "COPY grading.subjects (credit_code, kind, region_code, industry_code, status, registered) FROM STDIN",
+        subjects,
+        |index, out| {
+            use std::fmt::Write;
+            let subject = import::subject(index);
+            // One in a thousand has had its business licence revoked.
+            let status = if mix(index).is_multiple_of(1000) { 2 } else { 1 };
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{status}\tt",
+                subject.credit_code, subject.kind, subject.region_code, subject.industry_code
+            );
+        },
+    )
+    .await;
+    harness::copy_lines(
+        &admin,
+        "COPY grading.record_facts (record_id, credit_code, department_id, category, nature, penalty_kind, decided_on,
+             active, disputed, published, disclosure_until, removed_on, version) FROM STDIN",
+        subjects * per_subject,
+        |index, out| record_line(index / per_subject, index % per_subject, today, out),
+    )
+    .await;
+    admin.execute("VACUUM ANALYZE grading.subjects").await.expect("vacuum");
+    admin.execute("VACUUM ANALYZE grading.record_facts").await.expect("vacuum");
+    admin.execute("CHECKPOINT").await.expect("checkpoint");
+    eprintln!("recompute: loaded in {:.1} s", loading.elapsed().as_secs_f64());
+
+    // The baseline, twice: the first run warms the cache the way the recompute will find it.
+    let window_start = today - Duration::days(365);
+    let mut scan_seconds = f64::MAX;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let graded: i64 =
+            sqlx::query_scalar(SCAN).bind(window_start).bind(today).fetch_one(&admin).await.expect("scan");
+        scan_seconds = scan_seconds.min(started.elapsed().as_secs_f64());
+        assert!(graded as u64 <= subjects);
+    }
+    eprintln!("recompute: aggregation scan over {} records: {scan_seconds:.2} s", subjects * per_subject);
+
+    let started = Instant::now();
+    let mut progress = client
+        .recompute(RecomputeRequest {
+            scheme: String::new(),
+            region_prefix: String::new(),
+            resume_after: String::new(),
+        })
+        .await
+        .expect("recompute starts")
+        .into_inner();
+    let mut last = None;
+    let mut reported = Instant::now();
+    while let Some(message) = progress.next().await {
+        let message = message.expect("progress");
+        if reported.elapsed().as_secs() >= 10 {
+            reported = Instant::now();
+            eprintln!("recompute: {} subjects, {} grades changed", message.subjects_done, message.grades_changed);
+        }
+        last = Some(message);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let last = last.expect("a final message");
+    assert!(last.finished);
+    assert_eq!(last.subjects_done as u64, subjects);
+    let grades: Vec<(i16, i64)> = sqlx::query_as(
+        "SELECT grade, count(*) FROM grading.grades WHERE scheme = 'public_credit' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("grade counts");
+    eprintln!(
+        "recompute: {subjects} subjects, {} grades written in {seconds:.1} s = {:.0} subjects/s; public_credit A..D: {grades:?}; peak RSS {:.0} MiB",
+        last.grades_changed,
+        subjects as f64 / seconds,
+        crate::peak_rss_mib()
+    );
+    // Again, with every grade in place: what a periodic recompute that changes little costs.
+    let again = Instant::now();
+    let mut progress = client.recompute(RecomputeRequest::default()).await.expect("recompute starts").into_inner();
+    let mut changed = 0;
+    while let Some(message) = progress.next().await {
+        changed = message.expect("progress").grades_changed;
+    }
+    let again_seconds = again.elapsed().as_secs_f64();
+    eprintln!(
+        "recompute: again with every grade in place: {again_seconds:.1} s, {changed} changed (ratio {:.3})",
+        scan_seconds / again_seconds
+    );
+    grading.stop().await;
+    admin.close().await;
+    println!(
+        "recompute: ratio {:.3} (seconds vs scan seconds: {seconds:.1} s recompute from no grades, {scan_seconds:.2} s scan, {again_seconds:.1} s again with grades in place; {subjects} subjects, {} records)",
+        scan_seconds / seconds,
+        subjects * per_subject
+    );
+}
