@@ -53,6 +53,20 @@ impl Context {
         names: &[&str],
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        self.serve_then(listener, admin_listener, routes, names, shutdown, async {}).await
+    }
+
+    /// [`Context::serve`], running `drained` once the server has drained and before the pool
+    /// closes: for work the calls left behind that still needs the database.
+    pub async fn serve_then(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        routes: Routes,
+        names: &[&str],
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        drained: impl Future<Output = ()>,
+    ) -> Result<(), StartError> {
         let stop_relay = std::sync::Arc::new(tokio::sync::Notify::new());
         let relay_task = self.settings.events.relay_enabled.then(|| {
             let relay = Relay::new(
@@ -74,6 +88,7 @@ impl Context {
             "serving"
         );
         let result = self.host.serve(listener, admin_listener, routes, ServeOptions::SERVICE, shutdown).await;
+        drained.await;
         stop_relay.notify_one();
         if let Some(task) = relay_task {
             let _ = task.await;

@@ -121,7 +121,13 @@ pub struct TcpProxy {
 
 impl TcpProxy {
     pub async fn start(target: SocketAddr) -> TcpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        TcpProxy::start_at("127.0.0.1:0".parse().expect("address"), target).await
+    }
+
+    /// A proxy on a given address: after a [`TcpProxy::cut`], the same address comes back to life
+    /// as a server that was down would.
+    pub async fn start_at(address: SocketAddr, target: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind(address).await.expect("bind proxy");
         let address = listener.local_addr().expect("proxy address");
         let cut = Arc::new(Notify::new());
         let cut_all = cut.clone();

@@ -24,7 +24,7 @@ use crate::notices;
 use crate::state::SubjectState;
 use crate::store::{Answer, CheckRow, HandlingRow, MeasureRow, Store};
 use crate::tasks::{self, Inbox, NewTasks, TaskRow};
-use crate::writer::CheckWriter;
+use crate::writer::CheckLog;
 
 /// The catalogue in memory: every check matches against it.
 #[derive(Clone, Default)]
@@ -45,7 +45,7 @@ impl Catalogue {
 #[derive(Clone)]
 pub struct Sanctions {
     store: Store,
-    writer: CheckWriter,
+    checks: CheckLog,
     pool: PgPool,
     state: SubjectState,
     catalogue: Catalogue,
@@ -58,6 +58,7 @@ pub struct Sanctions {
 impl Sanctions {
     pub fn new(
         store: Store,
+        checks: CheckLog,
         pool: PgPool,
         state: SubjectState,
         catalogue: Catalogue,
@@ -66,7 +67,7 @@ impl Sanctions {
         registration_authority: String,
     ) -> Sanctions {
         Sanctions {
-            writer: CheckWriter::start(store.clone()),
+            checks,
             store,
             pool,
             state,
@@ -295,7 +296,7 @@ impl SanctionsService for Sanctions {
             reported_at: None,
         };
         let (check_id, answer) = (check.check_id, check.answer.0.clone());
-        self.writer.store(check).await.map_err(|error| Status::from(ApiError::internal(error)))?;
+        self.checks.record(check).await.map_err(|error| Status::from(ApiError::internal(error)))?;
         Ok(Response::new(pb::CheckEntityResponse {
             check_id: check_id.to_string(),
             credit_code: code,
@@ -323,12 +324,14 @@ impl SanctionsService for Sanctions {
         let request = request.into_inner();
         let check_id =
             Uuid::parse_str(&request.check_id).map_err(|_| ApiError::invalid("check_id", "not a check id"))?;
-        let (check, reported) = self
-            .store
-            .check(check_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound { what: "check", key: request.check_id.clone() })?;
+        let mut found = self.store.check(check_id).await.map_err(internal)?;
+        if found.is_none() {
+            // The check may still be queued in this replica's check log.
+            self.checks.flush().await.map_err(|error| Status::from(ApiError::internal(error)))?;
+            found = self.store.check(check_id).await.map_err(internal)?;
+        }
+        let (check, reported) =
+            found.ok_or_else(|| ApiError::NotFound { what: "check", key: request.check_id.clone() })?;
         if check.department_id != caller.department_id {
             return Err(ApiError::PermissionDenied {
                 permission: format!("department {}", check.department_id),

@@ -25,6 +25,9 @@ use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsServiceServ
 /// The service's own schema, migrated at start after the platform's event-bus tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a shutdown waits for queued checks to be stored (see `writer`).
+const CHECK_LOG_DRAIN: Duration = Duration::from_secs(10);
+
 /// Sanctions' settings: the platform's plus the `sanctions` section.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SanctionsSettings {
@@ -131,8 +134,10 @@ pub async fn run(
         });
     }
 
+    let (checks, check_writer) = writer::CheckLog::start(store.clone(), &context.host.metrics);
     let api = api::Sanctions::new(
         store,
+        checks,
         context.pool.clone(),
         state,
         catalogue,
@@ -141,8 +146,17 @@ pub async fn run(
         section.registration_authority.clone(),
     );
     let routes = Routes::new(SanctionsServiceServer::new(api));
+    // Once the server has drained no call can queue a check any more; the queue is written out
+    // before the pool closes.
     let served = context
-        .serve(listener, admin_listener, routes, &[SanctionsServiceServer::<api::Sanctions>::NAME], shutdown)
+        .serve_then(
+            listener,
+            admin_listener,
+            routes,
+            &[SanctionsServiceServer::<api::Sanctions>::NAME],
+            shutdown,
+            check_writer.finish(CHECK_LOG_DRAIN),
+        )
         .await;
     background.stop().await;
     served?;

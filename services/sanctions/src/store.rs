@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
+use xinyong_platform::copy::{self, CopyRow};
 
 /// A measure as stored (enums as their proto numbers).
 #[derive(Debug, Clone, FromRow)]
@@ -136,27 +137,28 @@ impl Store {
     }
 
     /// Store many checks in one statement (the group commit of `CheckWriter`).
-    pub async fn insert_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
-        let ids: Vec<Uuid> = checks.iter().map(|check| check.check_id).collect();
-        let codes: Vec<&str> = checks.iter().map(|check| check.credit_code.as_str()).collect();
-        let departments: Vec<&str> = checks.iter().map(|check| check.department_id.as_str()).collect();
-        let matters: Vec<i16> = checks.iter().map(|check| check.matter_type).collect();
-        let answers: Vec<&Json<Answer>> = checks.iter().map(|check| &check.answer).collect();
-        let at: Vec<DateTime<Utc>> = checks.iter().map(|check| check.checked_at).collect();
-        let due: Vec<Option<NaiveDate>> = checks.iter().map(|check| check.report_due_on).collect();
-        sqlx::query(
-            "INSERT INTO checks (check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::jsonb[], $6::timestamptz[],
-                 $7::date[])",
+    /// Store new checks with one `COPY` (check ids are fresh UUIDv7s, so nothing can clash).
+    pub async fn copy_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
+        let mut data = String::with_capacity(checks.len() * 256);
+        for check in checks {
+            let answer = serde_json::to_string(&check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
+            CopyRow::new(&mut data)
+                .plain(check.check_id)
+                .text(&check.credit_code)
+                .text(&check.department_id)
+                .plain(check.matter_type)
+                .text(&answer)
+                .plain(check.checked_at.to_rfc3339())
+                .optional(check.report_due_on)
+                .end();
+        }
+        let mut connection = self.pool.acquire().await?;
+        copy::copy_in(
+            &mut connection,
+            "COPY checks (check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on)
+             FROM STDIN",
+            &data,
         )
-        .bind(ids)
-        .bind(codes)
-        .bind(departments)
-        .bind(matters)
-        .bind(answers)
-        .bind(at)
-        .bind(due)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }

@@ -1,49 +1,144 @@
-//! Group commit of checks. Every check is stored before it is answered (a department must be
-//! able to show what it was told), but one transaction per check would cap `CheckEntity` at what
-//! Postgres commits per second. Calls hand their check to one writer, which stores everything
-//! waiting in one statement and then answers each call; under load a commit carries many checks,
-//! when idle it carries one and adds no wait.
+//! The check log. Every check is stored: a department must be able to show what it was told.
+//! But the answer itself comes from memory in microseconds, and waiting for a commit would make
+//! every check cost a Postgres round trip and a WAL flush. So a call queues its check and
+//! answers; one writer stores whatever is queued with one `COPY`, in the order the calls came,
+//! usually within a millisecond or two.
+//!
+//! What that costs and what keeps it safe:
+//! - a queued check is lost only if the process dies without its shutdown; a graceful shutdown
+//!   writes the queue out before the process exits ([`CheckLogTask::finish`]);
+//! - a write that fails because Postgres is away is retried with back-off, never dropped; the
+//!   queue is bounded, so when Postgres stays away the calls wait for room instead of the
+//!   process growing without end;
+//! - reading a check back (`ReportHandling`) first [`CheckLog::flush`]es, so a caller never finds
+//!   its own check missing.
 
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use xinyong_platform::metrics::Metrics;
 
 use crate::store::{CheckRow, Store};
 
-/// Checks per statement at most.
-const BATCH: usize = 512;
+/// Checks per `COPY` at most.
+const BATCH: usize = 1024;
+/// Checks queued at most before calls wait for the writer.
+const QUEUE: usize = 64 * 1024;
 
-type Pending = (CheckRow, oneshot::Sender<Result<(), String>>);
+enum Entry {
+    Check(CheckRow),
+    /// Answered once every entry queued before it is stored.
+    Flush(oneshot::Sender<()>),
+}
 
 #[derive(Clone)]
-pub struct CheckWriter {
-    sender: mpsc::Sender<Pending>,
+pub struct CheckLog {
+    sender: mpsc::Sender<Entry>,
+    queued: Gauge,
 }
 
-impl CheckWriter {
-    /// Start the writer; it stops when every `CheckWriter` is dropped, after the last batch.
-    pub fn start(store: Store) -> CheckWriter {
-        let (sender, receiver) = mpsc::channel(BATCH * 8);
-        tokio::spawn(write(store, receiver));
-        CheckWriter { sender }
+/// The writer behind a [`CheckLog`].
+pub struct CheckLogTask {
+    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+    queued: Gauge,
+}
+
+const STOPPED: &str = "the check log has stopped";
+
+impl CheckLog {
+    /// Start the writer; [`CheckLogTask::finish`] stops it once the queue is written out.
+    pub fn start(store: Store, metrics: &Metrics) -> (CheckLog, CheckLogTask) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let (stop, stopped) = oneshot::channel();
+        let queued = Gauge::default();
+        metrics.register("sanctions_checks_queued", "checks answered and not yet stored", queued.clone());
+        let task = tokio::spawn(write(store, receiver, stopped, queued.clone()));
+        (CheckLog { sender, queued: queued.clone() }, CheckLogTask { task, stop, queued })
     }
 
-    /// Store a check; returns once it is committed.
-    pub async fn store(&self, check: CheckRow) -> Result<(), String> {
-        let (done, stored) = oneshot::channel();
-        self.sender.send((check, done)).await.map_err(|_| "the check writer has stopped".to_owned())?;
-        stored.await.map_err(|_| "the check writer has stopped".to_owned())?
+    /// Queue a check for storing; waits only when the queue is full.
+    pub async fn record(&self, check: CheckRow) -> Result<(), String> {
+        self.queued.inc();
+        self.sender.send(Entry::Check(check)).await.map_err(|_| {
+            self.queued.dec();
+            STOPPED.to_owned()
+        })
+    }
+
+    /// Wait until every check queued so far is stored.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (done, flushed) = oneshot::channel();
+        self.sender.send(Entry::Flush(done)).await.map_err(|_| STOPPED.to_owned())?;
+        flushed.await.map_err(|_| STOPPED.to_owned())
     }
 }
 
-async fn write(store: Store, mut receiver: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let (checks, waiting): (Vec<CheckRow>, Vec<_>) = batch.drain(..).unzip();
-        let result = store.insert_checks(&checks).await.map_err(|error| error.to_string());
-        if let Err(error) = &result {
-            tracing::error!(%error, checks = checks.len(), "checks not stored; their calls fail");
+impl CheckLogTask {
+    /// Close the queue and wait for the writer to store what is in it, at most `within`. Called
+    /// once the server has drained; a call queueing after this is refused. What could not be
+    /// stored in time is logged as lost.
+    pub async fn finish(self, within: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(within, self.task).await.is_err() {
+            tracing::error!(checks = self.queued.get(), "checks not stored before shutdown");
         }
-        for done in waiting {
-            let _ = done.send(result.clone());
+    }
+}
+
+async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
+    let mut entries = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut entries, BATCH) => received,
+            _ = &mut stop, if !stopping => {
+                // Closed, the channel still yields what it holds, then nothing.
+                stopping = true;
+                receiver.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let mut checks = Vec::with_capacity(entries.len());
+        let mut flushes = Vec::new();
+        for entry in entries.drain(..) {
+            match entry {
+                Entry::Check(check) => checks.push(check),
+                Entry::Flush(done) => flushes.push(done),
+            }
+        }
+        store_with_retries(&store, &checks).await;
+        queued.dec_by(checks.len() as i64);
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Store `checks`, retrying while Postgres is unreachable. A row Postgres refuses outright would
+/// be refused forever; that batch is logged (without its contents) and dropped.
+async fn store_with_retries(store: &Store, checks: &[CheckRow]) {
+    let mut delay = Duration::from_millis(50);
+    while !checks.is_empty() {
+        match store.copy_checks(checks).await {
+            Ok(()) => return,
+            // Bad data (class 22) or a broken constraint (class 23) would be refused forever.
+            Err(sqlx::Error::Database(error))
+                if error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")) =>
+            {
+                tracing::error!(%error, checks = checks.len(), "checks refused by Postgres; not stored");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, checks = checks.len(), retry_in_ms = delay.as_millis() as u64, "checks not stored yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -42,7 +43,10 @@ struct App {
 }
 
 async fn spawn_app(adjust: impl FnOnce(&mut SanctionsSettings)) -> App {
-    let database = TestDatabase::new().await;
+    spawn_app_in(TestDatabase::new().await, adjust).await
+}
+
+async fn spawn_app_in(database: TestDatabase, adjust: impl FnOnce(&mut SanctionsSettings)) -> App {
     let mut settings = SanctionsSettings {
         platform: database.settings("sanctions", &redis_url()),
         sanctions: SanctionsSection::default(),
@@ -175,7 +179,9 @@ async fn a_subject_graded_c_gets_the_measures_for_the_asking_department_and_matt
     assert!(priority.measures[0].incentive);
     assert!(codes(&check(&app.market, MatterType::Licensing).await).is_empty());
 
-    // Every check was stored with who asked and what was answered.
+    // Every check was stored with who asked and what was answered (the log writes just after
+    // the answer).
+    stored_checks(&app.pool, 7).await;
     let stored: Vec<(String, i16)> =
         sqlx::query_as("SELECT department_id, matter_type FROM checks WHERE credit_code = $1 ORDER BY checked_at")
             .bind(SUBJECT)
@@ -285,6 +291,81 @@ async fn check_entity_keeps_answering_with_redis_stopped() {
         .expect("an answer without Redis");
     assert_eq!(codes(&answer), ["c-procurement-restrict"]);
     app.service.stop().await;
+}
+
+/// Wait until at least `count` checks are stored; the check log writes just after the answer.
+async fn stored_checks(pool: &sqlx::PgPool, count: i64) -> i64 {
+    let mut stored = 0;
+    for _ in 0..600 {
+        stored = sqlx::query_scalar("SELECT count(*) FROM checks").fetch_one(pool).await.unwrap();
+        if stored >= count {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stored} checks stored, expected {count}");
+}
+
+/// Those of `ids` not stored.
+async fn missing_checks(pool: &sqlx::PgPool, ids: &[String]) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT id FROM unnest($1::text[]) AS id WHERE NOT EXISTS (SELECT 1 FROM checks WHERE check_id = id::uuid)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn checks_answered_while_postgres_is_away_are_stored_when_it_is_back() {
+    let database = TestDatabase::new().await;
+    // postgres://user:password@host:port/database: the service reaches host:port through a proxy.
+    let direct = database.settings("sanctions", &redis_url()).database.url.expose_secret().to_owned();
+    let (head, rest) = direct.rsplit_once('@').unwrap();
+    let (host, tail) = rest.split_once('/').unwrap();
+    let postgres = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
+    let proxy = TcpProxy::start(postgres).await;
+    let at = proxy.address;
+    let proxied = format!("{head}@{at}/{tail}");
+    let app = spawn_app_in(database, |settings| {
+        settings.platform.database.url = secrecy::SecretString::from(proxied);
+    })
+    .await;
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    check_when(&app.market, MatterType::Procurement, Grade::C).await;
+
+    // Postgres is away: the in-process copy still answers, and the answers are not forgotten.
+    proxy.cut().await;
+    let mut answered = Vec::new();
+    for _ in 0..5 {
+        let answer = check(&app.market, MatterType::Procurement).await;
+        assert_eq!(codes(&answer), ["c-procurement-restrict"]);
+        answered.push(answer.check_id);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(missing_checks(&app.pool, &answered).await.len(), 5, "nothing can be stored yet");
+    let _back = TcpProxy::start_at(at, postgres).await;
+    for _ in 0..600 {
+        if missing_checks(&app.pool, &answered).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(missing_checks(&app.pool, &answered).await, Vec::<String>::new());
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn a_shutdown_stores_every_check_it_answered() {
+    let app = spawn_app(|_| {}).await;
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    check_when(&app.market, MatterType::Procurement, Grade::C).await;
+    let calls: Vec<_> = (0..200).map(|_| check(&app.market, MatterType::Licensing)).collect();
+    let answered: Vec<String> =
+        futures::future::join_all(calls).await.into_iter().map(|answer| answer.check_id).collect();
+    app.service.stop().await;
+    assert_eq!(missing_checks(&app.pool, &answered).await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -475,6 +556,7 @@ async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
     assert!(tasks_of(&app.market, &[]).await.iter().all(|task| !task.overdue), "nothing is late yet");
 
     // Time passes: the deadlines are behind us.
+    stored_checks(&app.pool, 1).await;
     sqlx::query("UPDATE tasks SET due_on = current_date - 1").execute(&app.pool).await.unwrap();
     sqlx::query("UPDATE checks SET report_due_on = current_date - 1 WHERE report_due_on IS NOT NULL")
         .execute(&app.pool)
