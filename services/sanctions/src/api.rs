@@ -62,9 +62,7 @@ impl Sanctions {
         pool: PgPool,
         state: SubjectState,
         catalogue: Catalogue,
-        report_within_working_days: u32,
-        execute_within_working_days: u32,
-        registration_authority: String,
+        section: &crate::SanctionsSection,
     ) -> Sanctions {
         Sanctions {
             checks,
@@ -73,9 +71,9 @@ impl Sanctions {
             state,
             catalogue,
             calendar: Arc::new(Calendar::official()),
-            report_within_working_days,
-            execute_within_working_days,
-            registration_authority,
+            report_within_working_days: section.report_within_working_days,
+            execute_within_working_days: section.execute_within_working_days,
+            registration_authority: section.registration_authority.clone(),
         }
     }
 

@@ -135,16 +135,7 @@ pub async fn run(
     }
 
     let (checks, check_writer) = writer::CheckLog::start(store.clone(), &context.host.metrics);
-    let api = api::Sanctions::new(
-        store,
-        checks,
-        context.pool.clone(),
-        state,
-        catalogue,
-        section.report_within_working_days,
-        section.execute_within_working_days,
-        section.registration_authority.clone(),
-    );
+    let api = api::Sanctions::new(store, checks, context.pool.clone(), state, catalogue, &section);
     let routes = Routes::new(SanctionsServiceServer::new(api));
     // Once the server has drained no call can queue a check any more; the queue is written out
     // before the pool closes.
