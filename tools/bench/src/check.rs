@@ -175,21 +175,72 @@ fn load(address: SocketAddr, token: &str, seconds: u64, rate: f64, headers: &str
     Load { rps: values[0], p50_ms: values[1], p99_ms: values[2] }
 }
 
-/// Full load, then half of it for the latency.
-fn measure(name: &str, address: SocketAddr, token: &str, headers: &str) -> (Load, Load) {
+/// One target of the load: where, with which credential.
+struct Target<'a> {
+    name: &'a str,
+    address: SocketAddr,
+    token: &'a str,
+    headers: &'a str,
+}
+
+/// Full load on each pair (a target and its baseline) in turn, `BENCH_ROUNDS` times, so that the
+/// machine's drift (a shared VM's steal time moves an echo by a third between runs) hits both
+/// sides of a ratio alike; the ratio is the median of the rounds' ratios. Then half of the
+/// median load on each target, for the latency.
+fn measure_pairs(pairs: &[(Target, Target)]) -> Vec<PairResult> {
     let seconds = harness::setting("BENCH_SECONDS", 10);
-    let full = load(address, token, seconds, 0.0, headers);
-    let half = load(address, token, seconds, full.rps / 2.0, headers);
-    eprintln!(
-        "check: {name}: {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); at {:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
-        full.rps,
-        full.p50_ms,
-        full.p99_ms,
-        full.rps / 2.0,
-        half.p50_ms,
-        half.p99_ms
-    );
-    (full, half)
+    let rounds = harness::setting("BENCH_ROUNDS", 3).max(1);
+    let mut loads: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new(), Vec::new()); pairs.len()];
+    for round in 1..=rounds {
+        for ((target, baseline), (of_target, of_baseline, ratios)) in pairs.iter().zip(loads.iter_mut()) {
+            eprintln!("check: round {round}/{rounds}: {} and {}", target.name, baseline.name);
+            let base = load(baseline.address, baseline.token, seconds, 0.0, baseline.headers);
+            let measured = load(target.address, target.token, seconds, 0.0, target.headers);
+            eprintln!(
+                "check:   {}: {:.0} requests/s (p99 {:.2} ms); {}: {:.0} requests/s (p99 {:.2} ms); ratio {:.3}",
+                baseline.name,
+                base.rps,
+                base.p99_ms,
+                target.name,
+                measured.rps,
+                measured.p99_ms,
+                measured.rps / base.rps
+            );
+            of_target.push(measured.rps);
+            of_baseline.push(base.rps);
+            ratios.push(measured.rps / base.rps);
+        }
+    }
+    pairs
+        .iter()
+        .zip(loads)
+        .map(|((target, baseline), (of_target, of_baseline, ratios))| {
+            let (rps, baseline_rps, ratio) = (median(of_target), median(of_baseline), median(ratios));
+            let half = load(target.address, target.token, seconds, rps / 2.0, target.headers);
+            let baseline_half = load(baseline.address, baseline.token, seconds, baseline_rps / 2.0, baseline.headers);
+            eprintln!(
+                "check: {}: median {rps:.0} requests/s; at {:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
+                target.name, half.rps, half.p50_ms, half.p99_ms
+            );
+            eprintln!(
+                "check: {}: median {baseline_rps:.0} requests/s; at {:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
+                baseline.name, baseline_half.rps, baseline_half.p50_ms, baseline_half.p99_ms
+            );
+            PairResult { rps, baseline_rps, ratio, half }
+        })
+        .collect()
+}
+
+struct PairResult {
+    rps: f64,
+    baseline_rps: f64,
+    ratio: f64,
+    half: Load,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 pub async fn run() {
@@ -278,14 +329,35 @@ pub async fn run() {
     let internal = secrecy::ExposeSecret::expose_secret(&internal_token).to_owned();
 
     eprintln!("check: {subjects} graded subjects; {} calls in flight", harness::setting("BENCH_IN_FLIGHT", 64));
-    let (echo_load, _) = measure("echo", echo, "-", "plain");
-    measure("echo behind the platform's server", platform_echo, &internal, "internal");
+    // What the shared server path costs before any handler work, once.
+    let platform_echo = Target {
+        name: "echo behind the platform's server",
+        address: platform_echo,
+        token: &internal,
+        headers: "internal",
+    };
+    let plain_echo = Target { name: "echo", address: echo, token: "-", headers: "plain" };
+    let baseline = measure_pairs(&[(platform_echo, plain_echo)]).remove(0);
+    eprintln!("check: the platform's server path: {:.3} of a bare echo", baseline.ratio);
     // One pass over every subject first: the measured runs see the steady state, every subject in
     // the replica's own copy, as a running service does.
     warm_up(sanctions.address, &internal, &codes).await;
-    let (direct, direct_half) = measure("sanctions, direct", sanctions.address, &internal, "internal");
-    let (proxy_load, _) = measure("bare proxy → echo", proxy, "-", "plain");
-    let (through, through_half) = measure("gateway → sanctions", gateway.address, &department_token, "bearer");
+    let results = measure_pairs(&[
+        (
+            Target { name: "sanctions, direct", address: sanctions.address, token: &internal, headers: "internal" },
+            Target { name: "echo", address: echo, token: "-", headers: "plain" },
+        ),
+        (
+            Target {
+                name: "gateway → sanctions",
+                address: gateway.address,
+                token: &department_token,
+                headers: "bearer",
+            },
+            Target { name: "bare proxy → echo", address: proxy, token: "-", headers: "plain" },
+        ),
+    ]);
+    let (direct, through) = (&results[0], &results[1]);
     let stored: i64 =
         sqlx::query_scalar("SELECT count(*) FROM sanctions.checks").fetch_one(&admin_pool).await.expect("checks");
     eprintln!("check: {stored} checks stored");
@@ -330,23 +402,18 @@ pub async fn run() {
         p99_change.as_secs_f64() * 1000.0,
         delays.len()
     );
+    let rounds = harness::setting("BENCH_ROUNDS", 3).max(1);
     gateway.stop().await;
     sanctions.stop().await;
     admin_pool.close().await;
     let _ = std::fs::remove_file(codes_file());
     println!(
-        "check: ratio {:.3} (direct requests/s vs echo: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
-        direct.rps / echo_load.rps,
-        direct.rps,
-        echo_load.rps,
-        direct_half.p99_ms
+        "check: ratio {:.3} (direct requests/s vs echo, median of {rounds} paired rounds: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
+        direct.ratio, direct.rps, direct.baseline_rps, direct.half.p99_ms
     );
     println!(
-        "check-gateway: ratio {:.3} (gateway requests/s vs bare proxy: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
-        through.rps / proxy_load.rps,
-        through.rps,
-        proxy_load.rps,
-        through_half.p99_ms
+        "check-gateway: ratio {:.3} (gateway requests/s vs bare proxy, median of {rounds} paired rounds: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
+        through.ratio, through.rps, through.baseline_rps, through.half.p99_ms
     );
 }
 
