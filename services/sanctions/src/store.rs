@@ -136,7 +136,6 @@ impl Store {
         Ok(Subject { grades, lists })
     }
 
-    /// Store many checks in one statement (the group commit of `CheckWriter`).
     /// Store new checks with one `COPY` (check ids are fresh UUIDv7s, so nothing can clash).
     pub async fn copy_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
         let mut data = String::with_capacity(checks.len() * 256);
