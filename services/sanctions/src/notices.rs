@@ -129,6 +129,51 @@ pub async fn end(
     Ok(Some(credit_code))
 }
 
+/// The lists other authorities keep, and the record categories that put a subject on them. Their
+/// listing is decided (and notified) by that authority — the registration authority for abnormal
+/// operation, the courts for judgment debtors — so it stands from the decision day, with no notice
+/// here; the record withdrawn, repaired or given a removal date ends it.
+pub const DIRECT_LISTS: [(&str, i16); 2] = [("abnormal_operation_list", 1), ("dishonest_judgment_debtor", 3)];
+
+/// The list a record of `category` puts its subject on directly, if any.
+pub fn direct_list(category: &str) -> Option<i16> {
+    DIRECT_LISTS.iter().find(|(of, _)| *of == category).map(|(_, list)| *list)
+}
+
+/// Put a subject on a list another authority decided. `true` when the listing is new (a
+/// repeated event changes nothing).
+pub async fn list_directly(
+    connection: &mut PgConnection,
+    credit_code: &str,
+    record_id: &str,
+    list: i16,
+    since: NaiveDate,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let listed = sqlx::query(
+        "INSERT INTO listings (record_id, credit_code, list, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(record_id)
+    .bind(credit_code)
+    .bind(list)
+    .bind(since)
+    .execute(&mut *connection)
+    .await?
+    .rows_affected()
+        == 1;
+    if listed {
+        let event = ListingChanged {
+            credit_code: credit_code.to_owned(),
+            list: i32::from(list),
+            listed: true,
+            effective_on: since.to_string(),
+            reason: reason.to_owned(),
+        };
+        bus::enqueue(connection, "sanctions", &event).await?;
+    }
+    Ok(listed)
+}
+
 /// Record a notice as served; the listing takes effect that day. `Ok(None)` when the notice was
 /// not open (served before, or cancelled).
 pub async fn serve(

@@ -76,12 +76,28 @@ impl Projection {
         self.calendar.add_working_days(today(), self.execute_within_working_days)
     }
 
-    /// Serious-dishonesty list records ask for a notice before the listing.
+    /// Serious-dishonesty list records ask for a notice before the listing; abnormal-operation
+    /// and judgment-debtor records list the subject at once (their authority decided and notified).
     async fn records(&self, connection: &mut PgConnection, records: &[RecordIngested]) -> Result<(), sqlx::Error> {
         let catalogue = self.catalogue.current();
-        for record in records.iter().filter(|record| record.category == notices::LIST_CATEGORY) {
+        let mut listed = Vec::new();
+        for record in records {
             let removed = record.facts.as_ref().and_then(|facts| parse_day(&facts.removed_on));
             if removed.is_some_and(|day| day <= today()) {
+                continue;
+            }
+            if let Some(list) = notices::direct_list(&record.category) {
+                let since = parse_day(&record.decided_on).unwrap_or_else(today);
+                let reason =
+                    format!("{}于{}作出列入决定（记录 {}）", record.department_id, record.decided_on, record.record_id);
+                if notices::list_directly(connection, &record.credit_code, &record.record_id, list, since, &reason)
+                    .await?
+                {
+                    listed.push(record.credit_code.clone());
+                }
+                continue;
+            }
+            if record.category != notices::LIST_CATEGORY {
                 continue;
             }
             notices::list_record(
@@ -94,6 +110,9 @@ impl Projection {
                 self.due_on(),
             )
             .await?;
+        }
+        if !listed.is_empty() {
+            tasks::reconcile(connection, &listed, &catalogue, self.due_on()).await?;
         }
         Ok(())
     }
@@ -154,6 +173,26 @@ impl EventHandler for Projection {
     }
 
     async fn committed(&self, envelope: &Envelope) {
+        let listed: Vec<String> = if let Some(Ok(event)) = decode::<RecordIngested>(envelope) {
+            vec![event]
+                .into_iter()
+                .filter(|r| notices::direct_list(&r.category).is_some())
+                .map(|r| r.credit_code)
+                .collect()
+        } else if let Some(Ok(event)) = decode::<RecordsIngested>(envelope) {
+            event
+                .records
+                .into_iter()
+                .filter(|r| notices::direct_list(&r.category).is_some())
+                .map(|r| r.credit_code)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !listed.is_empty() {
+            self.state.forget(&listed).await;
+            return;
+        }
         let ends_listing = [RecordCorrected::TYPE, RecordWithdrawn::TYPE, RecordRepaired::TYPE]
             .contains(&envelope.event_type.as_str());
         if ends_listing && !envelope.credit_code.is_empty() {

@@ -17,6 +17,7 @@ use xinyong_platform::testing::{
 use xinyong_proto::common::v1::{Grade, ListKind};
 use xinyong_proto::events::v1::{
     EntitiesRegistered, EntityRegistered, GradeChanged, GradeReason, GradesChanged, RecordIngested, RecordRepaired,
+    RecordWithdrawn,
 };
 use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
 use xinyong_proto::sanctions::v1::{
@@ -777,5 +778,79 @@ async fn every_replica_stops_answering_a_changed_grade_once_one_of_them_handles_
     check_when(&other, MatterType::Procurement, Grade::A).await;
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     second.stop().await;
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn a_court_or_registrar_listing_stands_from_its_record_without_a_notice_and_ends_with_its_withdrawal() {
+    let app = spawn_app(|_| {}).await;
+    let debtor_ban = Measure {
+        code: "jd-subsidy-ban".into(),
+        title: "限制失信被执行人申请财政补贴".into(),
+        legal_basis: "《最高人民法院关于公布失信被执行人名单信息的若干规定》".into(),
+        source: "deployment".into(),
+        executing_departments: vec!["finance-110108".into()],
+        lists: vec![ListKind::DishonestJudgmentDebtor as i32],
+        target: MeasureTarget::Organisation as i32,
+        matter_types: vec![MatterType::Subsidies as i32],
+        ..Default::default()
+    };
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(debtor_ban) }).await.unwrap();
+    let debtor = RecordIngested {
+        credit_code: SUBJECT.into(),
+        record_id: RECORD.into(),
+        department_id: "court-110108".into(),
+        category: "dishonest_judgment_debtor".into(),
+        nature: 5,
+        decided_on: "2026-11-02".into(),
+        facts: None,
+    };
+    publish_event(&app.settings, "ingestion", &debtor).await;
+    publish_event(&app.settings, "ingestion", &debtor).await;
+    let listed = check_until(&app.finance, MatterType::Subsidies, |answer| !answer.lists.is_empty()).await;
+    assert_eq!(listed.lists, [ListKind::DishonestJudgmentDebtor as i32]);
+    assert_eq!(codes(&listed), ["jd-subsidy-ban"]);
+    let pushed = tasks_when(&app.finance, &[TaskKind::Sanction], 1).await;
+    assert_eq!((pushed.len(), pushed[0].measure_code.as_str()), (1, "jd-subsidy-ban"), "one push for a repeated event");
+    assert!(tasks_of(&app.market, &[TaskKind::Notice]).await.is_empty(), "the court notified; no notice here");
+    let since: chrono::NaiveDate = sqlx::query_scalar("SELECT since FROM listings WHERE record_id = $1")
+        .bind(RECORD)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(since.to_string(), "2026-11-02", "standing from the court's decision");
+
+    // An abnormal-operation record of another subject lists that subject, not this one.
+    let other = "9144030071526726XG";
+    let abnormal = RecordIngested {
+        credit_code: other.into(),
+        record_id: "0190f3a2-7c1e-7000-8000-000000000002".into(),
+        department_id: "samr-110108".into(),
+        category: "abnormal_operation_list".into(),
+        nature: 3,
+        decided_on: "2026-11-03".into(),
+        facts: None,
+    };
+    publish_event(&app.settings, "ingestion", &abnormal).await;
+    let request = CheckEntityRequest { credit_code: other.into(), matter_type: MatterType::Subsidies as i32 };
+    let mut lists = Vec::new();
+    for _ in 0..200 {
+        lists = app.finance.clone().check_entity(request.clone()).await.unwrap().into_inner().lists;
+        if !lists.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(lists, [ListKind::AbnormalOperation as i32]);
+
+    // The court withdraws the listing: it ends, the measure stops, finance is told to lift.
+    let withdrawn =
+        RecordWithdrawn {
+            credit_code: SUBJECT.into(), record_id: RECORD.into(), reason: "已履行".into(), version: 2
+        };
+    publish_event(&app.settings, "ingestion", &withdrawn).await;
+    assert_eq!(tasks_when(&app.finance, &[TaskKind::Lift], 1).await[0].measure_code, "jd-subsidy-ban");
+    let after = check_until(&app.finance, MatterType::Subsidies, |answer| answer.lists.is_empty()).await;
+    assert!(codes(&after).is_empty());
     app.service.stop().await;
 }
