@@ -403,7 +403,12 @@ impl SanctionsService for Sanctions {
         let row = from_proto(measure).map_err(ApiError::InvalidArgument)?;
         let created = self.store.upsert_measure(&row, &caller.department_id).await.map_err(internal)?;
         self.catalogue.refresh(&self.store).await.map_err(internal)?;
-        tracing::info!(measure = %row.code, created, by = %caller.department_id, "measure saved");
+        // Subjects already graded or listed get the new version's pushes (and lose the old one's)
+        // now, not at their next grade event.
+        let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+        let subjects =
+            tasks::reconcile_measure(&self.pool, &row, &self.catalogue.current(), due_on).await.map_err(internal)?;
+        tracing::info!(measure = %row.code, created, subjects, by = %caller.department_id, "measure saved");
         Ok(Response::new(pb::UpsertMeasureResponse { measure: Some(to_proto(&row)), created }))
     }
 

@@ -128,6 +128,39 @@ pub async fn reconcile(
     new_tasks.insert(connection, "grading").await
 }
 
+/// Subjects reconciled per transaction when a measure changes.
+const RECONCILE_CHUNK: usize = 500;
+
+/// After `measure` was saved: reconcile every subject it may concern — those its grades or lists
+/// now match, and those its earlier version was pushed for — in chunks, each its own transaction.
+/// Returns how many subjects were reconciled.
+pub async fn reconcile_measure(
+    pool: &PgPool,
+    measure: &MeasureRow,
+    catalogue: &[MeasureRow],
+    due_on: NaiveDate,
+) -> Result<usize, sqlx::Error> {
+    let sanction_grades: Vec<i16> = measure.grades.iter().copied().filter(|grade| *grade == 3 || *grade == 4).collect();
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT credit_code FROM subject_grades WHERE scheme = $1 AND grade = ANY($2)
+         UNION SELECT credit_code FROM listings WHERE until IS NULL AND list = ANY($3)
+         UNION SELECT credit_code FROM tasks WHERE kind = 1 AND lifted_at IS NULL AND measure_code = $4
+         ORDER BY 1",
+    )
+    .bind(&measure.scheme)
+    .bind(&sanction_grades)
+    .bind(&measure.lists)
+    .bind(&measure.code)
+    .fetch_all(pool)
+    .await?;
+    for chunk in codes.chunks(RECONCILE_CHUNK) {
+        let mut transaction = pool.begin().await?;
+        reconcile(&mut transaction, chunk, catalogue, due_on).await?;
+        transaction.commit().await?;
+    }
+    Ok(codes.len())
+}
+
 /// Push new registrations to the departments whose approval items their business scope names
 /// (双告知); a registration that names none goes to the pool departments claim from. Keyed by
 /// subject and department, so a repeated event pushes nothing new.

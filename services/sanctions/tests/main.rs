@@ -854,3 +854,38 @@ async fn a_court_or_registrar_listing_stands_from_its_record_without_a_notice_an
     assert!(codes(&after).is_empty());
     app.service.stop().await;
 }
+
+#[tokio::test]
+async fn a_measure_changed_reaches_the_subjects_already_graded_at_once() {
+    let app = spawn_app(|_| {}).await;
+    publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
+    check_when(&app.market, MatterType::Subsidies, Grade::C).await;
+    let mut measure = Measure {
+        code: "c-subsidy-review".into(),
+        title: "财政补贴从严审核".into(),
+        legal_basis: "第十一条第（三）项".into(),
+        source: "000 art. 11(3)".into(),
+        executing_departments: vec!["finance-110108".into()],
+        grades: vec![Grade::C as i32, Grade::D as i32],
+        target: MeasureTarget::Organisation as i32,
+        matter_types: vec![MatterType::Subsidies as i32],
+        ..Default::default()
+    };
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(measure.clone()) }).await.unwrap();
+    let pushed = tasks_of(&app.finance, &[TaskKind::Sanction]).await;
+    assert_eq!(pushed.iter().map(|task| task.measure_code.as_str()).collect::<Vec<_>>(), ["c-subsidy-review"]);
+
+    // Finance hands the measure to market regulation: finance is told to lift, market is pushed.
+    measure.executing_departments = vec!["samr-110108".into()];
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(measure.clone()) }).await.unwrap();
+    assert_eq!(tasks_of(&app.finance, &[TaskKind::Lift]).await[0].measure_code, "c-subsidy-review");
+    let market: Vec<String> =
+        tasks_of(&app.market, &[TaskKind::Sanction]).await.into_iter().map(|task| task.measure_code).collect();
+    assert!(market.contains(&"c-subsidy-review".to_owned()), "{market:?}");
+
+    // Saving it again unchanged pushes nothing new.
+    app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(measure) }).await.unwrap();
+    let again = tasks_of(&app.market, &[TaskKind::Sanction]).await;
+    assert_eq!(again.iter().filter(|task| task.measure_code == "c-subsidy-review").count(), 1);
+    app.service.stop().await;
+}
