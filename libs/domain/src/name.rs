@@ -154,7 +154,6 @@ const TRADITIONAL: &[(char, char)] = &[
     ('廈', '厦'),
     ('滬', '沪'),
     ('嶺', '岭'),
-    ('億', '亿'),
     ('聖', '圣'),
     ('壹', '壹'),
     ('貳', '贰'),
@@ -162,7 +161,6 @@ const TRADITIONAL: &[(char, char)] = &[
     ('媒', '媒'),
     ('視', '视'),
     ('聽', '听'),
-    ('訊', '讯'),
     ('責', '责'),
     ('貴', '贵'),
     ('鄭', '郑'),
@@ -186,8 +184,23 @@ const TRADITIONAL: &[(char, char)] = &[
     ('係', '系'),
 ];
 
+/// [`TRADITIONAL`] sorted for binary search: a linear scan per character was most of the cost of
+/// normalising a name, which every registration and every import row pays.
+static TRADITIONAL_SORTED: std::sync::LazyLock<Vec<(char, char)>> = std::sync::LazyLock::new(|| {
+    let mut sorted = TRADITIONAL.to_vec();
+    sorted.sort_unstable();
+    sorted
+});
+
 fn simplified(character: char) -> char {
-    TRADITIONAL.iter().find(|(traditional, _)| *traditional == character).map_or(character, |(_, simple)| *simple)
+    // Every traditional character of the table is a CJK ideograph.
+    if character < '\u{4E00}' {
+        return character;
+    }
+    match TRADITIONAL_SORTED.binary_search_by_key(&character, |(traditional, _)| *traditional) {
+        Ok(index) => TRADITIONAL_SORTED[index].1,
+        Err(_) => character,
+    }
 }
 
 /// Full-width ASCII variants (U+FF01–U+FF5E) and the ideographic space to their ASCII forms.
@@ -273,6 +286,17 @@ mod tests {
         ] {
             assert_eq!(normalise(variant), expected, "{variant}");
         }
+    }
+
+    #[test]
+    fn every_traditional_character_of_the_table_is_simplified_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (traditional, simple) in TRADITIONAL {
+            assert!(seen.insert(traditional), "{traditional} twice in the table");
+            assert_eq!(simplified(*traditional), *simple);
+        }
+        assert_eq!(simplified('联'), '联');
+        assert_eq!(simplified('a'), 'a');
     }
 
     #[test]
