@@ -358,9 +358,6 @@ pub async fn run() {
         ),
     ]);
     let (direct, through) = (&results[0], &results[1]);
-    let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM sanctions.checks").fetch_one(&admin_pool).await.expect("checks");
-    eprintln!("check: {stored} checks stored");
 
     // From a grade change on the bus to CheckEntity showing it.
     let mut client = SanctionsServiceClient::new(
@@ -404,7 +401,11 @@ pub async fn run() {
     );
     let rounds = harness::setting("BENCH_ROUNDS", 3).max(1);
     gateway.stop().await;
+    // Stopped, the service has written out its check log: every answered check is counted.
     sanctions.stop().await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sanctions.checks").fetch_one(&admin_pool).await.expect("checks");
+    eprintln!("check: {stored} checks stored");
     admin_pool.close().await;
     let _ = std::fs::remove_file(codes_file());
     println!(
