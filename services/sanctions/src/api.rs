@@ -77,6 +77,11 @@ impl Sanctions {
         }
     }
 
+    /// The deadline of a task pushed today (002 art. 9: 15 working days by default).
+    fn due_on(&self) -> chrono::NaiveDate {
+        self.calendar.add_working_days(today(), self.execute_within_working_days)
+    }
+
     /// A task the caller may act on: it exists and is the caller's.
     async fn own_task(&self, caller: &Caller, task_id: &str) -> Result<TaskRow, Status> {
         let id = Uuid::parse_str(task_id).map_err(|_| ApiError::invalid("task_id", "not a task id"))?;
@@ -405,7 +410,7 @@ impl SanctionsService for Sanctions {
         self.catalogue.refresh(&self.store).await.map_err(internal)?;
         // Subjects already graded or listed get the new version's pushes (and lose the old one's)
         // now, not at their next grade event.
-        let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+        let due_on = self.due_on();
         let subjects =
             tasks::reconcile_measure(&self.pool, &row, &self.catalogue.current(), due_on).await.map_err(internal)?;
         tracing::info!(measure = %row.code, created, subjects, by = %caller.department_id, "measure saved");
@@ -489,7 +494,7 @@ impl SanctionsService for Sanctions {
         let request = request.into_inner();
         let (task, newly) = self.close(&caller, &request.task_id, tasks::RETURNED, "reason", &request.reason).await?;
         if newly && task.kind == tasks::REGISTRATION {
-            let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+            let due_on = self.due_on();
             tasks::return_to_authority(&self.pool, &task, &self.registration_authority, request.reason.trim(), due_on)
                 .await
                 .map_err(internal)?;
@@ -557,7 +562,7 @@ impl SanctionsService for Sanctions {
         if !problems.is_empty() {
             return Err(ApiError::InvalidArgument(problems).into());
         }
-        let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+        let due_on = self.due_on();
         let mut new = NewTasks::default();
         let mut keys = Vec::new();
         for code in &codes {
@@ -630,7 +635,7 @@ impl SanctionsService for Sanctions {
             .map_err(internal)?;
         let notice = match served {
             Some(notice) => {
-                let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+                let due_on = self.due_on();
                 let codes = [notice.credit_code.clone()];
                 tasks::reconcile(&mut transaction, &codes, &self.catalogue.current(), due_on)
                     .await

@@ -140,9 +140,10 @@ pub fn direct_list(category: &str) -> Option<i16> {
     DIRECT_LISTS.iter().find(|(of, _)| *of == category).map(|(_, list)| *list)
 }
 
-/// Put a subject on a list another authority decided. `true` when the listing is new (a
+/// A listing takes effect: stored and announced. Called when a notice is served and, for the lists
+/// other authorities decide, when their record arrives. `true` when the listing is new (a
 /// repeated event changes nothing).
-pub async fn list_directly(
+pub async fn take_effect(
     connection: &mut PgConnection,
     credit_code: &str,
     record_id: &str,
@@ -194,28 +195,12 @@ pub async fn serve(
     .fetch_optional(&mut *connection)
     .await?;
     let Some(notice) = notice else { return Ok(None) };
-    sqlx::query(
-        "INSERT INTO listings (record_id, credit_code, list, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-    )
-    .bind(&notice.record_id)
-    .bind(&notice.credit_code)
-    .bind(notice.list)
-    .bind(served_on)
-    .execute(&mut *connection)
-    .await?;
+    take_effect(connection, &notice.credit_code, &notice.record_id, notice.list, served_on, &notice.reason).await?;
     sqlx::query("UPDATE tasks SET status = 2, feedback = $2, updated_at = now() WHERE kind = 5 AND status = 1 AND notice_id = $1")
         .bind(notice_id)
         .bind(format!("已送达（{method}，{served_on}）"))
         .execute(&mut *connection)
         .await?;
-    let event = ListingChanged {
-        credit_code: notice.credit_code.clone(),
-        list: i32::from(notice.list),
-        listed: true,
-        effective_on: served_on.to_string(),
-        reason: notice.reason.clone(),
-    };
-    bus::enqueue(connection, "sanctions", &event).await?;
     Ok(Some(notice))
 }
 

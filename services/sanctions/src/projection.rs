@@ -41,7 +41,7 @@ impl Projection {
         let mut codes: Vec<String> = grades.iter().map(|grade| grade.credit_code.clone()).collect();
         codes.sort_unstable();
         codes.dedup();
-        let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+        let due_on = self.due_on();
         tasks::reconcile(connection, &codes, &self.catalogue.current(), due_on).await
     }
 }
@@ -90,7 +90,7 @@ impl Projection {
                 let since = parse_day(&record.decided_on).unwrap_or_else(today);
                 let reason =
                     format!("{}于{}作出列入决定（记录 {}）", record.department_id, record.decided_on, record.record_id);
-                if notices::list_directly(connection, &record.credit_code, &record.record_id, list, since, &reason)
+                if notices::take_effect(connection, &record.credit_code, &record.record_id, list, since, &reason)
                     .await?
                 {
                     listed.push(record.credit_code.clone());
@@ -135,7 +135,7 @@ impl Projection {
         connection: &mut PgConnection,
         registrations: Vec<(String, String)>,
     ) -> Result<(), sqlx::Error> {
-        let due_on = self.calendar.add_working_days(today(), self.execute_within_working_days);
+        let due_on = self.due_on();
         tasks::push_registrations(connection, &registrations, due_on).await
     }
 }
@@ -173,22 +173,19 @@ impl EventHandler for Projection {
     }
 
     async fn committed(&self, envelope: &Envelope) {
-        let listed: Vec<String> = if let Some(Ok(event)) = decode::<RecordIngested>(envelope) {
+        let records = if let Some(Ok(event)) = decode::<RecordIngested>(envelope) {
             vec![event]
-                .into_iter()
-                .filter(|r| notices::direct_list(&r.category).is_some())
-                .map(|r| r.credit_code)
-                .collect()
         } else if let Some(Ok(event)) = decode::<RecordsIngested>(envelope) {
-            event
-                .records
-                .into_iter()
-                .filter(|r| notices::direct_list(&r.category).is_some())
-                .map(|r| r.credit_code)
-                .collect()
+            event.records
         } else {
             Vec::new()
         };
+        // Records of lists other authorities keep took effect in the transaction just committed.
+        let listed: Vec<String> = records
+            .into_iter()
+            .filter(|record| notices::direct_list(&record.category).is_some())
+            .map(|record| record.credit_code)
+            .collect();
         if !listed.is_empty() {
             self.state.forget(&listed).await;
             return;

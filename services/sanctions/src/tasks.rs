@@ -43,12 +43,17 @@ pub struct TaskRow {
 pub const TASK_COLUMNS: &str = "task_id, kind, status, department_id, credit_code, measure_code, summary, due_on,
     feedback, risk_level, urgency, created_at, updated_at, notice_id";
 
+/// Grades C and D (common.v1.Grade 3 and 4): the grades whose measures are pushed (002 art. 9).
+fn pushes(grade: i16) -> bool {
+    grade == 3 || grade == 4
+}
+
 /// Whether a measure is pushed to its departments: a restriction for grade C or D that names
 /// who executes it (a measure for "every department" is applied at `CheckEntity` only).
 fn pushed(measure: &MeasureRow) -> bool {
     !measure.incentive
         && !measure.executing_departments.is_empty()
-        && (measure.grades.iter().any(|grade| *grade == 3 || *grade == 4) || !measure.lists.is_empty())
+        && (measure.grades.iter().any(|grade| pushes(*grade)) || !measure.lists.is_empty())
 }
 
 /// Reconcile the standing sanctions of `codes` with their grades and listings now, in the caller's
@@ -80,7 +85,7 @@ pub async fn reconcile(
         for measure in &measures {
             let by_grade = grade_of
                 .get(&(code.as_str(), measure.scheme.as_str()))
-                .is_some_and(|grade| measure.grades.contains(grade) && (*grade == 3 || *grade == 4));
+                .is_some_and(|grade| measure.grades.contains(grade) && pushes(*grade));
             let by_list = measure.lists.iter().any(|list| listed.contains(&(code.as_str(), *list)));
             let applies = by_grade || by_list;
             if applies {
@@ -140,7 +145,7 @@ pub async fn reconcile_measure(
     catalogue: &[MeasureRow],
     due_on: NaiveDate,
 ) -> Result<usize, sqlx::Error> {
-    let sanction_grades: Vec<i16> = measure.grades.iter().copied().filter(|grade| *grade == 3 || *grade == 4).collect();
+    let sanction_grades: Vec<i16> = measure.grades.iter().copied().filter(|grade| pushes(*grade)).collect();
     let codes: Vec<String> = sqlx::query_scalar(
         "SELECT credit_code FROM subject_grades WHERE scheme = $1 AND grade = ANY($2)
          UNION SELECT credit_code FROM listings WHERE until IS NULL AND list = ANY($3)

@@ -123,8 +123,11 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
 /// Store `checks`, retrying while Postgres is unreachable. A row Postgres refuses outright would
 /// be refused forever; that batch is logged (without its contents) and dropped.
 async fn store_with_retries(store: &Store, checks: &[CheckRow]) {
+    if checks.is_empty() {
+        return;
+    }
     let mut delay = Duration::from_millis(50);
-    while !checks.is_empty() {
+    loop {
         match store.copy_checks(checks).await {
             Ok(()) => return,
             // Bad data (class 22) or a broken constraint (class 23) would be refused forever.
