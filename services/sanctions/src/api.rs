@@ -286,23 +286,11 @@ impl SanctionsService for Sanctions {
             catalogue.iter().filter(|measure| applies(measure, &caller.department_id, matter, &answer)).collect();
         answer.measures = measures.iter().map(|measure| measure.code.clone()).collect();
         let now = Utc::now();
-        let check = CheckRow {
-            check_id: Uuid::now_v7(),
-            credit_code: code.clone(),
-            department_id: caller.department_id.clone(),
-            matter_type: matter,
-            // A check with measures to apply owes a report (发起—响应—反馈).
-            report_due_on: (!measures.is_empty())
-                .then(|| self.calendar.add_working_days(today(), self.report_within_working_days)),
-            answer: Json(answer),
-            checked_at: now,
-            reported_at: None,
-        };
-        let (check_id, answer) = (check.check_id, check.answer.0.clone());
-        self.checks.record(check).await.map_err(|error| Status::from(ApiError::internal(error)))?;
-        Ok(Response::new(pb::CheckEntityResponse {
+        let check_id = Uuid::now_v7();
+        // The response is built from the answer before the answer moves into the check log.
+        let response = pb::CheckEntityResponse {
             check_id: check_id.to_string(),
-            credit_code: code,
+            credit_code: code.clone(),
             grades: answer
                 .grades
                 .iter()
@@ -313,10 +301,24 @@ impl SanctionsService for Sanctions {
                 })
                 .collect(),
             lists: answer.lists.iter().map(|list| i32::from(*list)).collect(),
-            measures: measures.into_iter().map(to_proto).collect(),
-            disputed_record_ids: answer.disputed_record_ids,
+            measures: measures.iter().map(|measure| to_proto(measure)).collect(),
+            disputed_record_ids: answer.disputed_record_ids.clone(),
             checked_at: Some(timestamp(now)),
-        }))
+        };
+        let check = CheckRow {
+            check_id,
+            credit_code: code,
+            department_id: caller.department_id.clone(),
+            matter_type: matter,
+            // A check with measures to apply owes a report (发起—响应—反馈).
+            report_due_on: (!measures.is_empty())
+                .then(|| self.calendar.add_working_days(today(), self.report_within_working_days)),
+            answer: Json(answer),
+            checked_at: now,
+            reported_at: None,
+        };
+        self.checks.record(check).await.map_err(|error| Status::from(ApiError::internal(error)))?;
+        Ok(Response::new(response))
     }
 
     async fn report_handling(
