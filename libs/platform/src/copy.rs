@@ -72,8 +72,11 @@ impl<'a> CopyRow<'a> {
     pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
         self.separator();
         self.out.push_str("\\\\x");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.out.reserve(value.len() * 2);
         for byte in value {
-            let _ = write!(self.out, "{byte:02x}");
+            self.out.push(char::from(HEX[usize::from(byte >> 4)]));
+            self.out.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         self
     }
