@@ -456,12 +456,49 @@ async fn insert_records(
     query.fetch_all(&mut *connection).await
 }
 
+/// Announce the records just accepted, in the same transaction.
+async fn announce_accepted(
+    connection: &mut PgConnection,
+    accepted: &[&NewRecord],
+    department_id: &str,
+    announce: Announce,
+) -> Result<(), StoreError> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<RecordIngested> = accepted.iter().map(|row| row.ingested_event(department_id)).collect();
+    match announce {
+        Announce::EachRecord => {
+            bus::enqueue_batch(connection, PRODUCER, &events).await?;
+        }
+        Announce::OneBatch => {
+            bus::enqueue(connection, PRODUCER, &RecordsIngested { records: events }).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn submit_in(
     connection: &mut PgConnection,
     rows: &[&NewRecord],
     department_id: &str,
     announce: Announce,
 ) -> Result<Vec<SubmitOutcome>, StoreError> {
+    // A bulk load of records not seen before is the common case: COPY the whole batch without
+    // first asking which source ids exist. A resent or overlapping batch fails the COPY whole at its
+    // first clash and takes the careful path below in the same transaction.
+    if announce == Announce::OneBatch && !rows.is_empty() {
+        let mut distinct = HashSet::with_capacity(rows.len());
+        if rows.iter().all(|row| distinct.insert(row.valid.source_record_id.as_str())) {
+            db::begin_attempt(connection).await?;
+            let copied = copy_records(connection, rows, department_id).await;
+            if db::settle_attempt(connection, copied).await? {
+                announce_accepted(connection, rows, department_id, announce).await?;
+                return Ok(rows.iter().map(|row| SubmitOutcome::Accepted(row.record_id)).collect());
+            }
+        }
+    }
+
     let sources: Vec<&str> = rows.iter().map(|row| row.valid.source_record_id.as_str()).collect();
     let existing: Vec<(String, Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT source_record_id, record_id, payload_digest FROM records WHERE department_id = $1 AND source_record_id = ANY($2)",
@@ -513,17 +550,7 @@ async fn submit_in(
 
     let accepted: Vec<&NewRecord> =
         fresh.iter().copied().filter(|row| inserted.contains(&row.valid.source_record_id)).collect();
-    if !accepted.is_empty() {
-        let events: Vec<RecordIngested> = accepted.iter().map(|row| row.ingested_event(department_id)).collect();
-        match announce {
-            Announce::EachRecord => {
-                bus::enqueue_batch(connection, PRODUCER, &events).await?;
-            }
-            Announce::OneBatch => {
-                bus::enqueue(connection, PRODUCER, &RecordsIngested { records: events }).await?;
-            }
-        }
-    }
+    announce_accepted(connection, &accepted, department_id, announce).await?;
 
     let mut firsts: HashMap<&str, &NewRecord> = HashMap::new();
     let mut outcomes = Vec::with_capacity(rows.len());
