@@ -352,3 +352,32 @@ async fn timeliness_counts_late_reports_per_department_and_category() {
     assert_eq!((penalty.deadline_working_days, penalty.monthly), (7, false));
     app.stop().await;
 }
+
+// The records' category is guarded by the catalogue (a trigger), not by a per-row foreign key.
+#[tokio::test]
+async fn a_category_in_use_can_be_neither_deleted_nor_renamed_and_an_unused_one_can() {
+    let mut app = spawn_app().await;
+    app.market.submit_record(SubmitRecordRequest { record: Some(fine("0001", "2025-03-03")) }).await.unwrap();
+    let used = fine("0001", "2025-03-03").category;
+
+    let deleted = sqlx::query("DELETE FROM categories WHERE code = $1").bind(&used).execute(&app.pool).await;
+    let error = deleted.unwrap_err().into_database_error().unwrap();
+    assert_eq!(error.code().as_deref(), Some("23503"), "{error}");
+    let renamed =
+        sqlx::query("UPDATE categories SET code = 'renamed' WHERE code = $1").bind(&used).execute(&app.pool).await;
+    assert_eq!(renamed.unwrap_err().into_database_error().unwrap().code().as_deref(), Some("23503"));
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM records r JOIN categories c ON c.code = r.category")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(still, 1, "the record's category is still in the catalogue");
+
+    let unused: String = sqlx::query_scalar("SELECT code FROM categories WHERE code <> $1 ORDER BY code LIMIT 1")
+        .bind(&used)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let removed = sqlx::query("DELETE FROM categories WHERE code = $1").bind(&unused).execute(&app.pool).await.unwrap();
+    assert_eq!(removed.rows_affected(), 1);
+    app.stop().await;
+}
