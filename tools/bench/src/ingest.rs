@@ -15,11 +15,12 @@ use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use crate::{harness, import};
 
 /// The i-th generated record: a fine on one of `subjects` subjects, with the 双公示 fields.
-pub fn record(index: u64, subjects: u64) -> RecordInput {
-    let subject = import::subject(index % subjects);
+/// The i-th generated record, about `credit_code` (the load's codes are made once, not per record:
+/// the load shares the two cores with the services it measures).
+pub fn record(index: u64, credit_code: &str) -> RecordInput {
     let day = 1 + index % 28;
     RecordInput {
-        credit_code: subject.credit_code,
+        credit_code: credit_code.to_owned(),
         source_record_id: format!("BENCH-{index:09}"),
         category: "penalty".to_owned(),
         nature: 0,
@@ -38,9 +39,9 @@ pub fn record(index: u64, subjects: u64) -> RecordInput {
     }
 }
 
-fn copy_line(index: u64, subjects: u64, out: &mut String) {
+fn copy_line(index: u64, codes: &[String], out: &mut String) {
     use std::fmt::Write;
-    let record = record(index, subjects);
+    let record = record(index, &codes[(index % codes.len() as u64) as usize]);
     let fields = format!(
         "{{\"content\": \"{}\", \"authority\": \"{}\", \"legal_basis\": \"{}\"}}",
         record.fields["content"], record.fields["authority"], record.fields["legal_basis"]
@@ -62,6 +63,8 @@ pub async fn run() {
     let subjects = harness::setting("BENCH_SUBJECTS", 10_000);
     let database = TestDatabase::new().await;
     let admin = harness::admin_pool(&database).await;
+    let codes: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new((0..subjects).map(|index| import::subject(index).credit_code).collect());
     let copy_rate = harness::copy_baseline(
         &admin,
         "CREATE TABLE public.bench_copy (record_id UUID PRIMARY KEY, department_id TEXT, source_record_id TEXT,
@@ -69,7 +72,7 @@ pub async fn run() {
          penalty_kind SMALLINT)",
         "public.bench_copy",
         count,
-        |index, out| copy_line(index, subjects, out),
+        |index, out| copy_line(index, &codes, out),
     )
     .await;
     eprintln!("ingest: raw COPY of {count} rows: {copy_rate:.0} rows/s");
@@ -101,9 +104,10 @@ pub async fn run() {
 
     eprintln!("ingest: streaming {count} generated records over {subjects} subjects through SubmitRecords");
     let started = Instant::now();
-    let rows = tokio_stream::iter(
-        (0..count).map(move |index| SubmitRecordsRequest { row: index as i64, record: Some(record(index, subjects)) }),
-    );
+    let rows = tokio_stream::iter((0..count).map(move |index| SubmitRecordsRequest {
+        row: index as i64,
+        record: Some(record(index, &codes[(index % subjects) as usize])),
+    }));
     let mut answers = client.submit_records(rows).await.expect("submission starts").into_inner();
     let (mut accepted, mut other) = (0u64, 0u64);
     while let Some(answer) = answers.next().await {

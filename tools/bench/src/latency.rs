@@ -62,7 +62,7 @@ pub async fn run() {
     let mut delays = Vec::with_capacity(changes as usize);
     eprintln!("grade-latency: {changes} changes, one at a time (relay every {RELAY_INTERVAL_MS} ms)");
     for index in 0..changes {
-        let mut record = ingest::record(index, changes);
+        let mut record = ingest::record(index, &import::subject(index).credit_code);
         record.nature = Nature::SeriousDishonesty as i32;
         record.decided_on = decided_on.clone();
         let code = record.credit_code.clone();
