@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
-use xinyong_platform::copy::{self, CopyRow};
+use xinyong_platform::copy;
 
 /// A measure as stored (enums as their proto numbers).
 #[derive(Debug, Clone, FromRow)]
@@ -136,27 +136,33 @@ impl Store {
         Ok(Subject { grades, lists })
     }
 
-    /// Store new checks with one `COPY` (check ids are fresh UUIDv7s, so nothing can clash).
+    /// Store new checks with one binary `COPY` (check ids are fresh UUIDv7s, so nothing can
+    /// clash): Postgres parses no text for the ids, times and days of the hottest write there is.
     pub async fn copy_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
-        let mut data = String::with_capacity(checks.len() * 256);
+        let mut data = copy::BinaryCopy::new(checks.len() * 320);
+        let mut answer = Vec::with_capacity(256);
         for check in checks {
-            let answer = serde_json::to_string(&check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
-            CopyRow::new(&mut data)
-                .plain(check.check_id)
+            answer.clear();
+            serde_json::to_writer(&mut answer, &check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
+            let answer = std::str::from_utf8(&answer).map_err(|error| sqlx::Error::Encode(error.into()))?;
+            data.row(7)
+                .uuid(check.check_id)
                 .text(&check.credit_code)
                 .text(&check.department_id)
-                .plain(check.matter_type)
-                .text(&answer)
-                .plain(check.checked_at.to_rfc3339())
-                .optional(check.report_due_on)
-                .end();
+                .int2(check.matter_type)
+                .text(answer)
+                .timestamptz(check.checked_at);
+            match check.report_due_on {
+                Some(day) => data.date(day),
+                None => data.null(),
+            };
         }
         let mut connection = self.pool.acquire().await?;
-        copy::copy_in(
+        copy::copy_in_binary(
             &mut connection,
             "COPY checks (check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on)
-             FROM STDIN",
-            &data,
+             FROM STDIN WITH (FORMAT binary)",
+            &data.finish(),
         )
         .await?;
         Ok(())

@@ -242,13 +242,32 @@ async fn not_applied_needs_a_reason_every_measure_is_reported_and_a_report_is_fi
             .await
             .unwrap();
     assert_eq!(stored[1], ("c-procurement-restrict".to_owned(), false, "已由上级采购中心处理".to_owned()));
-    let due: Option<chrono::NaiveDate> =
-        sqlx::query_scalar("SELECT report_due_on FROM checks WHERE check_id = $1::uuid")
-            .bind(&answer.check_id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert!(due.is_some(), "a check with measures owes a report by a working day");
+    // The stored check is what was answered: every column as the binary COPY wrote it.
+    type Stored = (String, String, i16, serde_json::Value, chrono::DateTime<chrono::Utc>, Option<chrono::NaiveDate>);
+    let (code, department, matter, stored_answer, checked_at, due): Stored = sqlx::query_as(
+        "SELECT credit_code, department_id, matter_type, answer::jsonb, checked_at, report_due_on
+         FROM checks WHERE check_id = $1::uuid",
+    )
+    .bind(&answer.check_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((code.as_str(), department.as_str()), (answer.credit_code.as_str(), "samr-110108"));
+    assert_eq!(matter, MatterType::Bidding as i16);
+    assert_eq!(
+        stored_answer["measures"],
+        serde_json::json!(["bl-public-resources-restrict", "c-procurement-restrict"])
+    );
+    let answered_at = answer.checked_at.clone().unwrap();
+    assert_eq!(
+        (checked_at.timestamp(), checked_at.timestamp_subsec_micros()),
+        (answered_at.seconds, answered_at.nanos as u32 / 1000),
+        "stored to the microsecond it was answered"
+    );
+    // Five working days from the day of the check (which may have been yesterday, at midnight).
+    let today = xinyong_domain::calendar::today();
+    let owed = [today, today.pred_opt().unwrap()].map(|day| Some(Calendar::official().add_working_days(day, 5)));
+    assert!(owed.contains(&due), "a check with measures owes a report: {due:?}");
     app.service.stop().await;
 }
 
