@@ -1,9 +1,10 @@
 //! Prometheus metrics: RED metrics per gRPC method (a tower layer on the server), the registry that
 //! services add their own business metrics to, and the admin HTTP server that exposes them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -59,7 +60,21 @@ pub struct Metrics {
     pub events_published: Family<StreamLabels, Counter>,
     pub events_consumed: Family<StreamLabels, Counter>,
     pub outbox_lag: Gauge,
+    /// Each served method's handles, found once (see [`MethodMetrics`]).
+    methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
 }
+
+/// A method's latency histogram and its OK counter, looked up in their families once: a call then
+/// builds no label strings and hashes only its path.
+struct MethodMetrics {
+    labels: MethodLabels,
+    latency: Histogram,
+    ok: Counter,
+}
+
+/// Methods whose handles are kept; paths beyond it (a client calling made-up methods) are counted
+/// through the families as before, without growing the table.
+const CACHED_METHODS: usize = 256;
 
 fn latency_histogram() -> Histogram {
     // 100 µs to ~26 s; a cache hit and a full recompute must both land in a bucket that says something.
@@ -106,7 +121,27 @@ impl Metrics {
             events_published,
             events_consumed,
             outbox_lag,
+            methods: Arc::default(),
         }
+    }
+
+    fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        if let Some(found) = self.methods.read().expect("method metrics lock").get(path) {
+            return found.clone();
+        }
+        let (service, method) = split_path(path);
+        let labels = MethodLabels { service: service.to_owned(), method: method.to_owned() };
+        let ok = CodeLabels { service: labels.service.clone(), method: labels.method.clone(), code: "OK".to_owned() };
+        let found = Arc::new(MethodMetrics {
+            latency: self.latency.get_or_create(&labels).clone(),
+            ok: self.requests.get_or_create(&ok).clone(),
+            labels,
+        });
+        let mut methods = self.methods.write().expect("method metrics lock");
+        if methods.len() < CACHED_METHODS {
+            methods.insert(path.to_owned(), found.clone());
+        }
+        found
     }
 
     /// Register a service's own metric (business counters).
@@ -203,16 +238,18 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
-        let labels = MethodLabels { service: service.to_owned(), method: method.to_owned() };
-        let metrics = self.metrics.clone();
+        // Per call: one lookup by path and three reference counts, where it used to clone every
+        // handle of `Metrics` and build five label strings (a check costs ~40 µs of a core in all).
+        let method = self.metrics.method(request.uri().path());
+        let in_flight = self.metrics.in_flight.clone();
+        let requests = self.metrics.requests.clone();
         let started = Instant::now();
-        metrics.in_flight.inc();
+        in_flight.inc();
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
-            metrics.in_flight.dec();
-            metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            in_flight.dec();
+            method.latency.observe(started.elapsed().as_secs_f64());
             let code = match &result {
                 Ok(response) => response
                     .headers()
@@ -223,14 +260,17 @@ where
                     .unwrap_or(tonic::Code::Ok),
                 Err(_) => tonic::Code::Internal,
             };
-            metrics
-                .requests
-                .get_or_create(&CodeLabels {
-                    service: labels.service,
-                    method: labels.method,
-                    code: code_name(code).to_owned(),
-                })
-                .inc();
+            if code == tonic::Code::Ok {
+                method.ok.inc();
+            } else {
+                requests
+                    .get_or_create(&CodeLabels {
+                        service: method.labels.service.clone(),
+                        method: method.labels.method.clone(),
+                        code: code_name(code).to_owned(),
+                    })
+                    .inc();
+            }
             result
         })
     }

@@ -123,6 +123,14 @@ async fn services_refuse_calls_without_the_internal_token_but_not_health() {
         .expect("health needs no token")
         .into_inner();
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    // Calls are counted per method and code, answered ones as OK, and timed per method.
+    let metrics = http_get(running.admin, "/metrics").await;
+    let line = |start: &str, end: &str| metrics.lines().any(|line| line.starts_with(start) && line.ends_with(end));
+    assert!(line("xinyong_grpc_requests_total{", "method=\"Check\",code=\"OK\"} 1"), "{metrics}");
+    assert!(line("xinyong_grpc_requests_total{", "method=\"Call\",code=\"UNAUTHENTICATED\"} 2"), "{metrics}");
+    assert!(line("xinyong_grpc_request_duration_seconds_count{", "method=\"Check\"} 1"), "{metrics}");
+    assert!(line("xinyong_grpc_request_duration_seconds_count{", "method=\"Call\"} 3"), "{metrics}");
     running.stop.send(()).unwrap();
     running.task.await.unwrap();
 }
