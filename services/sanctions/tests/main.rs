@@ -258,7 +258,7 @@ async fn not_applied_needs_a_reason_every_measure_is_reported_and_a_report_is_fi
         stored_answer["measures"],
         serde_json::json!(["bl-public-resources-restrict", "c-procurement-restrict"])
     );
-    let answered_at = answer.checked_at.clone().unwrap();
+    let answered_at = answer.checked_at.unwrap();
     assert_eq!(
         (checked_at.timestamp(), checked_at.timestamp_subsec_micros()),
         (answered_at.seconds, answered_at.nanos as u32 / 1000),
