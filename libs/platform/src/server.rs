@@ -40,8 +40,10 @@ pub enum ServeError {
 /// buffer, and nothing else can be buffered behind it until it is written. So every unary answer
 /// above 256 bytes (a `CheckEntity` answer naming its measures is 350–600) cost two system calls,
 /// one for headers and data and one for the trailers, and no two answers ever shared one. Said
-/// to take no vectored writes, the socket gets every answer below 1 KiB copied into the buffer,
-/// and the answers completed since the last write go out together in one `write`.
+/// to take no vectored writes, the socket gets every answer below 1 KiB copied whole into the
+/// buffer: one `write` per answer (as a small answer always had), or one for several when they
+/// complete before the connection writes. Bigger frames (a directory stream's) take two writes
+/// each instead of one `writev`, per 16 KiB.
 struct Coalescing(tokio::net::TcpStream);
 
 impl tonic::transport::server::Connected for Coalescing {
