@@ -129,8 +129,36 @@ impl BinaryCopy {
         self.value(value.as_bytes())
     }
 
+    /// `jsonb`, from JSON text (its binary form is a version byte, then the text).
+    pub fn jsonb(&mut self, value: &str) -> &mut Self {
+        let length = i32::try_from(value.len() + 1).expect("a COPY value under 2 GiB");
+        self.out.extend_from_slice(&length.to_be_bytes());
+        self.out.push(1);
+        self.out.extend_from_slice(value.as_bytes());
+        self
+    }
+
+    pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        self.value(value)
+    }
+
+    pub fn boolean(&mut self, value: bool) -> &mut Self {
+        self.value(&[u8::from(value)])
+    }
+
     pub fn int2(&mut self, value: i16) -> &mut Self {
         self.value(&value.to_be_bytes())
+    }
+
+    pub fn int4(&mut self, value: i32) -> &mut Self {
+        self.value(&value.to_be_bytes())
+    }
+
+    pub fn optional_date(&mut self, value: Option<chrono::NaiveDate>) -> &mut Self {
+        match value {
+            Some(day) => self.date(day),
+            None => self.null(),
+        }
     }
 
     pub fn timestamptz(&mut self, value: chrono::DateTime<chrono::Utc>) -> &mut Self {
@@ -174,12 +202,14 @@ mod tests {
         let mut copy = BinaryCopy::new(64);
         let day = chrono::NaiveDate::from_ymd_opt(2000, 1, 2).unwrap();
         let at = chrono::DateTime::from_timestamp(946_684_801, 0).unwrap();
-        copy.row(4).int2(7).date(day).timestamptz(at).null();
+        copy.row(6).int2(7).date(day).timestamptz(at).optional_date(None).jsonb("{}").boolean(true);
         let data = copy.finish();
         let mut expected = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
-        expected.extend_from_slice(&[0, 4, 0, 0, 0, 2, 0, 7, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 8]);
+        expected.extend_from_slice(&[0, 6, 0, 0, 0, 2, 0, 7, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 8]);
         expected.extend_from_slice(&1_000_000i64.to_be_bytes());
-        expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        expected.extend_from_slice(&[0, 0, 0, 3, 1, b'{', b'}', 0, 0, 0, 1, 1]);
+        expected.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(data, expected);
     }
 
