@@ -66,6 +66,19 @@ async fn registering_is_idempotent_and_refuses_different_data() {
     .await
     .unwrap();
     assert_eq!((subjects, events), (1, 1), "one subject, announced once");
+
+    // An old registration number names one subject; subjects without one never clash.
+    let mut other = crate::support::generated("110000", 7, "另一家公司", SubjectKind::Enterprise);
+    other.registration_number = lenovo().registration_number;
+    let taken = app.clerk.register_entity(RegisterEntityRequest { entity: Some(other.clone()) }).await.unwrap_err();
+    assert_eq!(taken.code(), Code::FailedPrecondition, "{taken:?}");
+    assert!(taken.message().contains("registration_number"), "{}", taken.message());
+    for serial in [7, 8] {
+        let mut without = crate::support::generated("110108", serial, "无注册号企业", SubjectKind::Enterprise);
+        without.registration_number = String::new();
+        let created = app.clerk.register_entity(RegisterEntityRequest { entity: Some(without) }).await.unwrap();
+        assert!(created.into_inner().created);
+    }
     app.stop().await;
 }
 
