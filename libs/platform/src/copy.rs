@@ -6,9 +6,7 @@ use std::fmt::Write;
 
 /// Send `data` (rows built with [`CopyRow`]) through `statement` (`COPY table (columns) FROM STDIN`).
 pub async fn copy_in(connection: &mut sqlx::PgConnection, statement: &str, data: &str) -> Result<u64, sqlx::Error> {
-    let mut copy = connection.copy_in_raw(statement).await?;
-    copy.send(data.as_bytes()).await?;
-    copy.finish().await
+    copy_in_binary(connection, statement, data.as_bytes()).await
 }
 
 /// One row of COPY text: call the `push_*` methods in column order, then [`CopyRow::end`].
@@ -182,7 +180,8 @@ impl BinaryCopy {
     }
 }
 
-/// Send `data` built by [`BinaryCopy`] through `statement` (`COPY … FROM STDIN WITH (FORMAT binary)`).
+/// Send `data` built by [`BinaryCopy`] through `statement` (`COPY … FROM STDIN WITH (FORMAT binary)`);
+/// [`copy_in`] sends text rows the same way.
 pub async fn copy_in_binary(
     connection: &mut sqlx::PgConnection,
     statement: &str,

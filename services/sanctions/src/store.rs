@@ -151,11 +151,8 @@ impl Store {
                 .text(&check.department_id)
                 .int2(check.matter_type)
                 .text(answer)
-                .timestamptz(check.checked_at);
-            match check.report_due_on {
-                Some(day) => data.date(day),
-                None => data.null(),
-            };
+                .timestamptz(check.checked_at)
+                .optional_date(check.report_due_on);
         }
         let mut connection = self.pool.acquire().await?;
         copy::copy_in_binary(
