@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 use xinyong_domain::grading::{Grade, Reason, RecordFact, RuleSet, Subject};
-use xinyong_platform::bus;
+use xinyong_platform::bus::{self, Announce};
 use xinyong_proto::events::v1::{GradeChanged, GradeReason, GradesChanged};
 
 use crate::store::Store;
@@ -234,15 +234,6 @@ fn digest(grade: i16, version: i32, reasons: &[Reason]) -> i64 {
     i64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// How the changes of one regrade are announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Announce {
-    /// A `GradeChanged` per change (a single subject's event).
-    EachChange,
-    /// One `GradesChanged` for the whole regrade (bulk registrations, sweep, recompute).
-    OneBatch,
-}
-
 /// What a regrade did.
 #[derive(Debug, Default)]
 pub struct Regraded {
@@ -446,18 +437,10 @@ impl Changes {
         .bind(cause)
         .execute(&mut *connection)
         .await?;
+        // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
+        // registrations, the sweep and a recompute.
         let events: Vec<GradeChanged> = self.changed.iter().map(Change::event).collect();
-        match announce {
-            Announce::EachChange => {
-                for event in &events {
-                    bus::enqueue(&mut *connection, PRODUCER, event).await?;
-                }
-            }
-            Announce::OneBatch => {
-                bus::enqueue(&mut *connection, PRODUCER, &GradesChanged { grades: events }).await?;
-            }
-        }
-        Ok(())
+        bus::announce(connection, PRODUCER, announce, events, |grades| GradesChanged { grades }).await
     }
 }
 

@@ -7,8 +7,9 @@ use futures::TryStreamExt;
 use sqlx::PgPool;
 
 use crate::cache::GradeCache;
-use crate::grades::{Announce, Grader};
+use crate::grades::Grader;
 use crate::store::Store;
+use xinyong_platform::bus::Announce;
 
 /// What one sweep or recompute chunk did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use xinyong_proto::events::v1::{
 };
 
 use crate::cache::GradeCache;
-use crate::grades::{Announce, GradeRow, Grader};
+use crate::grades::{GradeRow, Grader};
+use xinyong_platform::bus::Announce;
 
 /// The producers whose streams grading reads.
 pub const PRODUCERS: &[&str] = &["registry", "ingestion", "objections"];
@@ -43,7 +44,7 @@ impl Projection {
         let (codes, announce) = if let Some(event) = decode::<EntityRegistered>(envelope) {
             let event = event?;
             register(connection, std::slice::from_ref(&event)).await?;
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else if let Some(event) = decode::<EntitiesRegistered>(envelope) {
             let event = event?;
             register(connection, &event.entities).await?;
@@ -58,11 +59,11 @@ impl Projection {
             .bind(event.new_status as i16)
             .execute(&mut *connection)
             .await?;
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else if let Some(event) = decode::<RecordIngested>(envelope) {
             let event = event?;
             ingest(connection, std::slice::from_ref(&event)).await?;
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else if let Some(event) = decode::<RecordsIngested>(envelope) {
             let event = event?;
             ingest(connection, &event.records).await?;
@@ -72,15 +73,15 @@ impl Projection {
             if let Some(facts) = &event.facts {
                 correct(connection, &event.record_id, facts).await?;
             }
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else if let Some(event) = decode::<RecordWithdrawn>(envelope) {
             let event = event?;
             deactivate(connection, &event.record_id, Some(event.version)).await?;
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else if let Some(event) = decode::<RecordRepaired>(envelope) {
             let event = event?;
             deactivate(connection, &event.record_id, None).await?;
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else if let Some(event) = decode::<RecordDisputeChanged>(envelope) {
             let event = event?;
             sqlx::query("UPDATE record_facts SET disputed = $2 WHERE record_id = $1")
@@ -88,7 +89,7 @@ impl Projection {
                 .bind(event.disputed)
                 .execute(&mut *connection)
                 .await?;
-            (vec![event.credit_code], Announce::EachChange)
+            (vec![event.credit_code], Announce::Each)
         } else {
             return Ok(Vec::new());
         };

@@ -22,8 +22,9 @@ use xinyong_proto::ingestion::v1 as pb;
 use xinyong_proto::ingestion::v1::ingestion_service_server::IngestionService;
 
 use crate::rules::{self, Category, ValidRecord};
-use crate::store::{Announce, ListQuery, NewRecord, RecordRow, Store, StoreError, SubmitOutcome};
+use crate::store::{ListQuery, NewRecord, RecordRow, Store, StoreError, SubmitOutcome};
 use crate::subjects::Subjects;
+use xinyong_platform::bus::Announce;
 
 pub use xinyong_domain::calendar::today;
 
@@ -183,8 +184,7 @@ impl IngestionService for Ingestion {
         if !unknown.is_empty() {
             return Err(ApiError::NotFound { what: "subject", key: new.valid.credit_code.clone() }.into());
         }
-        let outcome =
-            self.store.submit_batch(&[&new], &caller.department_id, Announce::EachRecord).await.map_err(status)?;
+        let outcome = self.store.submit_batch(&[&new], &caller.department_id, Announce::Each).await.map_err(status)?;
         let (record_id, outcome) = match outcome.into_iter().next() {
             Some(SubmitOutcome::Accepted(id)) => (id, pb::SubmitOutcome::Accepted),
             Some(SubmitOutcome::Duplicate(id)) => (id, pb::SubmitOutcome::Duplicate),

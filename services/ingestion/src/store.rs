@@ -6,8 +6,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
+use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::copy::{BinaryCopy, copy_in_binary};
-use xinyong_platform::{bus, db};
+use xinyong_platform::db;
 use xinyong_proto::events::v1::{RecordCorrected, RecordFacts, RecordIngested, RecordWithdrawn, RecordsIngested};
 
 use crate::rules::{Category, ValidRecord};
@@ -99,15 +100,6 @@ pub enum SubmitOutcome {
     Duplicate(Uuid),
     /// Another payload under the same source id: a correction must go through CorrectRecord.
     Conflict(Uuid),
-}
-
-/// How accepted records are announced on the bus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Announce {
-    /// A `RecordIngested` per record (SubmitRecord).
-    EachRecord,
-    /// One `RecordsIngested` per batch (SubmitRecords).
-    OneBatch,
 }
 
 /// One superseded version.
@@ -459,25 +451,16 @@ async fn insert_records(
     query.fetch_all(&mut *connection).await
 }
 
-/// Announce the records just accepted, in the same transaction.
+/// Announce the records just accepted, in the same transaction: a `RecordIngested` each
+/// (SubmitRecord) or one `RecordsIngested` (SubmitRecords).
 async fn announce_accepted(
     connection: &mut PgConnection,
     accepted: &[&NewRecord],
     department_id: &str,
-    announce: Announce,
+    how: Announce,
 ) -> Result<(), StoreError> {
-    if accepted.is_empty() {
-        return Ok(());
-    }
     let events: Vec<RecordIngested> = accepted.iter().map(|row| row.ingested_event(department_id)).collect();
-    match announce {
-        Announce::EachRecord => {
-            bus::enqueue_batch(connection, PRODUCER, &events).await?;
-        }
-        Announce::OneBatch => {
-            bus::enqueue(connection, PRODUCER, &RecordsIngested { records: events }).await?;
-        }
-    }
+    bus::announce(connection, PRODUCER, how, events, |records| RecordsIngested { records }).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use xinyong_domain::credit_code::{CodeKind, CreditCode};
 use xinyong_domain::registration_number;
 use xinyong_platform::batches::Batches;
+use xinyong_platform::bus::Announce;
 use xinyong_platform::identity::PERMISSION_PERSONAL_DATA;
 use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller, violation};
@@ -21,7 +22,7 @@ use crate::cache::EntityCache;
 use crate::personal::PersonalData;
 use crate::rules::{self, ValidEntity};
 use crate::store::{
-    Announce, DIRECTORY_SQL, DirectoryRow, EntityRow, PreparedEntity, RegisterOutcome, SearchQuery, Store, StoreError,
+    DIRECTORY_SQL, DirectoryRow, EntityRow, PreparedEntity, RegisterOutcome, SearchQuery, Store, StoreError,
 };
 
 /// The registry's gRPC service.
@@ -174,7 +175,7 @@ impl RegistryService for Registry {
         let prepared = self.prepare(valid);
         let outcome = self
             .store
-            .register_batch(&[&prepared], &caller.department_id, Announce::EachSubject)
+            .register_batch(&[&prepared], &caller.department_id, Announce::Each)
             .await
             .map_err(status)?
             .pop()

@@ -4,8 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
+use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::copy::{CopyRow, copy_in};
-use xinyong_platform::{bus, db};
+use xinyong_platform::db;
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
 use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered, EntityStatusChanged};
 
@@ -94,15 +95,6 @@ impl PreparedEntity {
             status: self.entity.status as i32,
         }
     }
-}
-
-/// How new subjects are announced on the bus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Announce {
-    /// An `EntityRegistered` per subject (RegisterEntity).
-    EachSubject,
-    /// One `EntitiesRegistered` per batch (ImportEntities).
-    OneBatch,
 }
 
 /// One status change.
@@ -460,24 +452,15 @@ async fn insert_entities(
     query.fetch_all(&mut *connection).await
 }
 
-/// Announce the subjects just inserted, in the same transaction.
+/// Announce the subjects just inserted, in the same transaction: an `EntityRegistered` each
+/// (RegisterEntity) or one `EntitiesRegistered` (ImportEntities).
 async fn announce_new(
     connection: &mut PgConnection,
     new_rows: &[&PreparedEntity],
-    announce: Announce,
+    how: Announce,
 ) -> Result<(), StoreError> {
-    if new_rows.is_empty() {
-        return Ok(());
-    }
     let registered: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
-    match announce {
-        Announce::EachSubject => {
-            bus::enqueue_batch(connection, PRODUCER, &registered).await?;
-        }
-        Announce::OneBatch => {
-            bus::enqueue(connection, PRODUCER, &EntitiesRegistered { entities: registered }).await?;
-        }
-    }
+    bus::announce(connection, PRODUCER, how, registered, |entities| EntitiesRegistered { entities }).await?;
     Ok(())
 }
 

@@ -145,3 +145,30 @@ pub async fn enqueue<E: Event>(
         .await?;
     Ok(event_id)
 }
+
+/// How the events of one write are announced: an event each (a single call's change), or one
+/// event carrying them all (a bulk load, a sweep: one outbox row and one stream message instead of
+/// thousands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    Each,
+    OneBatch,
+}
+
+/// Enqueue `events` as `how` says; `batch` wraps them into the one event of [`Announce::OneBatch`].
+/// Nothing is enqueued for no events.
+pub async fn announce<E: Event, B: Event>(
+    connection: &mut PgConnection,
+    producer: &str,
+    how: Announce,
+    events: Vec<E>,
+    batch: impl FnOnce(Vec<E>) -> B,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    match how {
+        Announce::Each => enqueue_batch(connection, producer, &events).await.map(drop),
+        Announce::OneBatch => enqueue(connection, producer, &batch(events)).await.map(drop),
+    }
+}
