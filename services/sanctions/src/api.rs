@@ -176,6 +176,21 @@ fn to_proto(row: &MeasureRow) -> pb::Measure {
     }
 }
 
+/// A measure as `CheckEntity` answers it: what the department is to do and on what basis. The
+/// applicability fields stay out of every answer (and so out of every check's encoding and
+/// decoding); `ListMeasures` carries them.
+fn to_check_answer(row: &MeasureRow) -> pb::Measure {
+    pb::Measure {
+        code: row.code.clone(),
+        title: row.title.clone(),
+        legal_basis: row.legal_basis.clone(),
+        source: row.source.clone(),
+        target: i32::from(row.target),
+        incentive: row.incentive,
+        ..Default::default()
+    }
+}
+
 /// A measure a department submits, checked field by field.
 fn from_proto(measure: pb::Measure) -> Result<MeasureRow, Vec<FieldViolation>> {
     let mut problems = Vec::new();
@@ -301,7 +316,7 @@ impl SanctionsService for Sanctions {
                 })
                 .collect(),
             lists: answer.lists.iter().map(|list| i32::from(*list)).collect(),
-            measures: measures.iter().map(|measure| to_proto(measure)).collect(),
+            measures: measures.iter().map(|measure| to_check_answer(measure)).collect(),
             disputed_record_ids: answer.disputed_record_ids.clone(),
             checked_at: Some(timestamp(now)),
         };

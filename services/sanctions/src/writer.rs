@@ -2,7 +2,7 @@
 //! But the answer itself comes from memory in microseconds, and waiting for a commit would make
 //! every check cost a Postgres round trip and a WAL flush. So a call queues its check and
 //! answers; one writer stores whatever is queued with one `COPY`, in the order the calls came,
-//! usually within a millisecond or two.
+//! at most one `COPY` every few milliseconds ([`GATHER`]).
 //!
 //! What that costs and what keeps it safe:
 //! - a queued check is lost only if the process dies without its shutdown; a graceful shutdown
@@ -26,6 +26,12 @@ use crate::store::{CheckRow, Store};
 const BATCH: usize = 1024;
 /// Checks queued at most before calls wait for the writer.
 const QUEUE: usize = 64 * 1024;
+/// The shortest time between the starts of two `COPY`s. Each `COPY` is a statement, a commit and
+/// a WAL flush, and two round trips; under load, writing whatever had arrived each time made a
+/// thousand small `COPY`s a second, whose fixed costs fell on the same cores as the calls. A
+/// check waits at most this much longer to be stored, and so does a flush (a `ReportHandling`
+/// looking for its check); a full batch is written at once.
+const GATHER: Duration = Duration::from_millis(5);
 
 enum Entry {
     Check(CheckRow),
@@ -104,6 +110,7 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
         if received == 0 {
             return;
         }
+        let full = received == BATCH;
         let mut checks = Vec::with_capacity(entries.len());
         let mut flushes = Vec::new();
         for entry in entries.drain(..) {
@@ -112,10 +119,22 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
                 Entry::Flush(done) => flushes.push(done),
             }
         }
+        let started = tokio::time::Instant::now();
         store_with_retries(&store, &checks).await;
         queued.dec_by(checks.len() as i64);
+        let flushed = !flushes.is_empty();
         for done in flushes {
             let _ = done.send(());
+        }
+        if !(full || flushed || stopping) {
+            // Let the next batch gather, unless asked to stop meanwhile.
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + GATHER) => {}
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    receiver.close();
+                }
+            }
         }
     }
 }

@@ -150,6 +150,10 @@ async fn a_subject_graded_c_gets_the_measures_for_the_asking_department_and_matt
     let procurement = check_when(&app.market, MatterType::Procurement, Grade::C).await;
     assert_eq!(codes(&procurement), ["c-procurement-restrict"]);
     assert_eq!(procurement.measures[0].source, "000 art. 11(3)");
+    assert!(!procurement.measures[0].title.is_empty() && !procurement.measures[0].legal_basis.is_empty());
+    // What made it apply is the catalogue's business, not the answer's.
+    let listed = &procurement.measures[0];
+    assert!(listed.executing_departments.is_empty() && listed.grades.is_empty() && listed.matter_types.is_empty());
     assert_eq!(codes(&check(&app.market, MatterType::Licensing).await), ["c-licensing-restrict"]);
     assert_eq!(codes(&check(&app.market, MatterType::Honours).await), ["c-honours-restrict"]);
 

@@ -134,12 +134,26 @@ async fn serve(routes: Routes) -> SocketAddr {
     address
 }
 
-/// One load run's result, as the child prints it.
+/// One load run's result, as the child prints it, with this process's CPU time per answered
+/// call: the servers' own cost (the load is the child, Postgres and Redis other processes),
+/// steadier than requests/s on a VM whose neighbours come and go.
 #[derive(Debug, Clone, Copy, Default)]
 struct Load {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    server_us: f64,
+}
+
+/// This process's CPU time (user and system) so far, in seconds.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; at 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Run the load in a child process, on core 1 when `taskset` is there.
@@ -164,7 +178,9 @@ fn load(address: SocketAddr, token: &str, seconds: u64, rate: f64, headers: &str
         Command::new(exe)
     };
     command.args(arguments.drain(..));
+    let cpu_before = own_cpu_seconds();
     let output = command.output().expect("the load runs");
+    let cpu = own_cpu_seconds() - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     let values: Vec<f64> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
     assert!(
@@ -172,7 +188,8 @@ fn load(address: SocketAddr, token: &str, seconds: u64, rate: f64, headers: &str
         "load failed: {text} {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Load { rps: values[0], p50_ms: values[1], p99_ms: values[2] }
+    let calls = values[0] * seconds as f64;
+    Load { rps: values[0], p50_ms: values[1], p99_ms: values[2], server_us: cpu * 1e6 / calls.max(1.0) }
 }
 
 /// One target of the load: where, with which credential.
@@ -197,13 +214,15 @@ fn measure_pairs(pairs: &[(Target, Target)]) -> Vec<PairResult> {
             let base = load(baseline.address, baseline.token, seconds, 0.0, baseline.headers);
             let measured = load(target.address, target.token, seconds, 0.0, target.headers);
             eprintln!(
-                "check:   {}: {:.0} requests/s (p99 {:.2} ms); {}: {:.0} requests/s (p99 {:.2} ms); ratio {:.3}",
+                "check:   {}: {:.0} requests/s (p99 {:.2} ms, servers' CPU {:.1} µs a call); {}: {:.0} requests/s (p99 {:.2} ms, servers' CPU {:.1} µs a call); ratio {:.3}",
                 baseline.name,
                 base.rps,
                 base.p99_ms,
+                base.server_us,
                 target.name,
                 measured.rps,
                 measured.p99_ms,
+                measured.server_us,
                 measured.rps / base.rps
             );
             of_target.push(measured.rps);
@@ -422,11 +441,20 @@ async fn warm_up(address: SocketAddr, internal: &str, codes: &[String]) {
     let mut client = SanctionsServiceClient::new(
         Endpoint::from_shared(format!("http://{address}")).expect("endpoint").connect_lazy(),
     );
+    let (mut total, mut largest) = (0usize, 0usize);
     for code in codes {
         let mut request = Request::new(pb::CheckEntityRequest { credit_code: code.clone(), matter_type: 3 });
         internal_headers(request.metadata_mut(), internal);
-        client.check_entity(request).await.expect("warm-up check");
+        let answer = client.check_entity(request).await.expect("warm-up check").into_inner();
+        let size = prost::Message::encoded_len(&answer);
+        total += size;
+        largest = largest.max(size);
     }
+    eprintln!(
+        "check: answers of {} bytes on average, {largest} at most (the echo's: {} bytes)",
+        total / codes.len().max(1),
+        prost::Message::encoded_len(&Echo::new().0)
+    );
 }
 
 fn codes_file() -> std::path::PathBuf {
@@ -461,8 +489,12 @@ pub async fn load_child() {
         let (codes, token, headers) = (codes.clone(), token.clone(), headers.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            // Each worker's ticks offset by its share of the period: arrivals spread evenly over
+            // time, as an open-loop load generator sends them, not in bursts of `in_flight` calls
+            // at once (which would measure the queue of a burst, not the service).
             let mut ticker = per_worker.map(|period| {
-                let mut ticker = tokio::time::interval(period);
+                let offset = period.mul_f64(worker as f64 / in_flight as f64);
+                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ticker
             });
