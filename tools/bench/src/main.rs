@@ -22,6 +22,10 @@ pub fn peak_rss_mib() -> f64 {
 
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
+    // The servers here log as the services do, through the global subscriber (`RUST_LOG`, `warn`
+    // from scripts/bench.sh). Without one, every span the libraries open at trace level (h2 opens
+    // several per frame) is still built and offered to the `log` crate: 3% of a busy core.
+    let _telemetry = xinyong_platform::telemetry::init("bench", &Default::default());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     match name.as_str() {
         "import" => runtime.block_on(import::run()),
