@@ -99,6 +99,39 @@ async fn calls_without_a_valid_credential_are_refused() {
 }
 
 #[tokio::test]
+async fn the_gateway_answers_unavailable_while_a_service_is_down_and_reconnects_when_it_is_back() {
+    let mut platform = Platform::start().await;
+    let token = crate::ingestion::department(
+        &platform,
+        "samr-110107",
+        &["call:xinyong.registry.v1.RegistryService/ValidateCreditCode"],
+    )
+    .await;
+    let mut registry = RegistryServiceClient::new(platform.gateway().await);
+    let validate = || {
+        with_token(
+            xinyong_proto::registry::v1::ValidateCreditCodeRequest { credit_code: "91110000600037341L".into() },
+            &token,
+        )
+    };
+    assert!(registry.validate_credit_code(validate()).await.expect("forwarded").into_inner().valid);
+
+    // The registry dies: the gateway's connection to it breaks, and calls say so, naming it.
+    platform.kill("registry");
+    for _ in 0..2 {
+        let down = registry.validate_credit_code(validate()).await.unwrap_err();
+        assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+        assert!(down.message().contains("registry"), "{}", down.message());
+    }
+
+    // Back on the same address: the next call opens a new connection, without a gateway restart.
+    platform.restart("registry", &[]);
+    platform.wait_serving("registry").await;
+    let answer = registry.validate_credit_code(validate()).await.expect("forwarded again");
+    assert!(answer.into_inner().valid);
+}
+
+#[tokio::test]
 async fn an_administrator_creates_a_department_whose_credential_works_until_revoked() {
     let platform = Platform::start().await;
     let gateway = platform.gateway().await;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod proxy;
 pub mod store;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use xinyong_platform::server::{Host, ServeError, ServeOptions, ShutdownSignal};
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 
 use crate::auth::Authenticator;
+use crate::upstream::UpstreamConnection;
 use crate::proxy::{
     Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
 };
@@ -89,6 +91,8 @@ pub enum GatewayError {
     Serve(#[from] ServeError),
     #[error("upstream address `{address}` of {service} is invalid: {source}")]
     Upstream { service: String, address: String, source: tonic::transport::Error },
+    #[error("upstream address `{address}` of {service} must be http://host:port")]
+    UpstreamAddress { service: String, address: String },
     #[error("the internal token is not a valid header value")]
     InternalToken,
     #[error("reflection cannot be built: {0}")]
@@ -110,6 +114,16 @@ fn channel(section: &GatewaySection, service: &str) -> Result<Channel, GatewayEr
         .connect_lazy())
 }
 
+/// The connection that forwards `service`'s calls (plain HTTP/2 inside the cluster).
+fn upstream(section: &GatewaySection, service: &str) -> Result<UpstreamConnection, GatewayError> {
+    let address = section.upstream(service);
+    address
+        .parse()
+        .ok()
+        .and_then(|uri| UpstreamConnection::new(&uri, Duration::from_millis(section.upstream_connect_timeout_ms)))
+        .ok_or_else(|| GatewayError::UpstreamAddress { service: service.to_owned(), address })
+}
+
 /// Run the gateway until `shutdown` resolves.
 pub async fn run(
     settings: GatewaySettings,
@@ -129,23 +143,23 @@ pub async fn run(
     let internal_header =
         http::HeaderValue::from_str(internal.expose_secret()).map_err(|_| GatewayError::InternalToken)?;
 
-    let mut channels = HashMap::new();
+    let mut upstreams = HashMap::new();
     let mut health_clients = HashMap::new();
     for (service, name) in UPSTREAMS {
+        upstreams.insert(*service, upstream(section, service)?);
         let channel = channel(section, service)?;
         let interceptor = InternalInterceptor::new(&internal, None).map_err(|_| GatewayError::InternalToken)?;
         health_clients.insert(
             *name,
-            tonic_health::pb::health_client::HealthClient::with_interceptor(channel.clone(), interceptor),
+            tonic_health::pb::health_client::HealthClient::with_interceptor(channel, interceptor),
         );
-        channels.insert(*service, channel);
     }
     fn forward<U: Upstream>(
-        channels: &HashMap<&str, Channel>,
+        upstreams: &HashMap<&str, UpstreamConnection>,
         auth: &Authenticator,
         internal: &http::HeaderValue,
     ) -> Forward<U> {
-        Forward::new(channels[U::SERVICE].clone(), auth.clone(), internal.clone())
+        Forward::new(upstreams[U::SERVICE].clone(), auth.clone(), internal.clone())
     }
 
     let host = Host::new(settings.platform.clone());
@@ -165,12 +179,12 @@ pub async fn run(
 
     let admin_service = GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone()));
     let routes = Routes::new(admin_service)
-        .add_service(forward::<Registry>(&channels, &auth, &internal_header))
-        .add_service(forward::<Ingestion>(&channels, &auth, &internal_header))
-        .add_service(forward::<Grading>(&channels, &auth, &internal_header))
-        .add_service(forward::<Sanctions>(&channels, &auth, &internal_header))
-        .add_service(forward::<Lottery>(&channels, &auth, &internal_header))
-        .add_service(forward::<Objections>(&channels, &auth, &internal_header))
+        .add_service(forward::<Registry>(&upstreams, &auth, &internal_header))
+        .add_service(forward::<Ingestion>(&upstreams, &auth, &internal_header))
+        .add_service(forward::<Grading>(&upstreams, &auth, &internal_header))
+        .add_service(forward::<Sanctions>(&upstreams, &auth, &internal_header))
+        .add_service(forward::<Lottery>(&upstreams, &auth, &internal_header))
+        .add_service(forward::<Objections>(&upstreams, &auth, &internal_header))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -16,10 +16,10 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
-use tower::ServiceExt;
 use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS};
 
 use crate::auth::Authenticator;
+use crate::upstream::UpstreamConnection;
 
 /// One upstream gRPC service: its full name and the service that owns it.
 pub trait Upstream: Clone + Send + Sync + 'static {
@@ -54,15 +54,15 @@ upstreams! {
 /// Forwards every call of upstream `U`.
 #[derive(Clone)]
 pub struct Forward<U> {
-    channel: Channel,
+    upstream: UpstreamConnection,
     auth: Authenticator,
     internal_token: HeaderValue,
     _upstream: PhantomData<U>,
 }
 
 impl<U: Upstream> Forward<U> {
-    pub fn new(channel: Channel, auth: Authenticator, internal_token: HeaderValue) -> Forward<U> {
-        Forward { channel, auth, internal_token, _upstream: PhantomData }
+    pub fn new(upstream: UpstreamConnection, auth: Authenticator, internal_token: HeaderValue) -> Forward<U> {
+        Forward { upstream, auth, internal_token, _upstream: PhantomData }
     }
 }
 
@@ -80,7 +80,7 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let channel = self.channel.clone();
+        let upstream = self.upstream.clone();
         let auth = self.auth.clone();
         let internal_token = self.internal_token.clone();
         Box::pin(async move {
@@ -99,7 +99,7 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
             headers.insert(INTERNAL_TOKEN_HEADER, internal_token);
             headers.insert(DEPARTMENT_HEADER, identity.department_header);
             headers.insert(PERMISSIONS_HEADER, identity.permissions_header);
-            match channel.oneshot(request).await {
+            match upstream.send(request).await {
                 Ok(response) => Ok(response),
                 Err(error) => {
                     tracing::warn!(upstream = U::SERVICE, %error, "upstream unreachable");
