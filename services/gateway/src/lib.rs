@@ -23,10 +23,10 @@ use xinyong_platform::server::{Host, ServeError, ServeOptions, ShutdownSignal};
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 
 use crate::auth::Authenticator;
-use crate::upstream::UpstreamConnection;
 use crate::proxy::{
     Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
 };
+use crate::upstream::UpstreamConnection;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -149,10 +149,8 @@ pub async fn run(
         upstreams.insert(*service, upstream(section, service)?);
         let channel = channel(section, service)?;
         let interceptor = InternalInterceptor::new(&internal, None).map_err(|_| GatewayError::InternalToken)?;
-        health_clients.insert(
-            *name,
-            tonic_health::pb::health_client::HealthClient::with_interceptor(channel, interceptor),
-        );
+        health_clients
+            .insert(*name, tonic_health::pb::health_client::HealthClient::with_interceptor(channel, interceptor));
     }
     fn forward<U: Upstream>(
         upstreams: &HashMap<&str, UpstreamConnection>,

@@ -26,6 +26,7 @@ use tonic::service::Routes;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
+use xinyong_gateway::upstream::UpstreamConnection;
 use xinyong_gateway::{GatewaySection, GatewaySettings};
 use xinyong_platform::testing::{TestDatabase, connect_when_serving, publish_event, redis_url};
 use xinyong_proto::common::v1::Grade;
@@ -143,17 +144,21 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     server_us: f64,
+    /// The load's own CPU time per call.
+    load_us: f64,
 }
 
-/// This process's CPU time (user and system) so far, in seconds.
-fn own_cpu_seconds() -> f64 {
+/// This process's CPU time (user and system) so far, in seconds, and that of its waited-for
+/// children (the loads).
+fn cpu_seconds() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; at 100 ticks/s.
-    (ticks(11) + ticks(12)) / 100.0
+    // utime, stime, cutime and cstime are fields 14 to 17 of the line, 12 to 15 after the name;
+    // at 100 ticks/s.
+    ((ticks(11) + ticks(12)) / 100.0, (ticks(13) + ticks(14)) / 100.0)
 }
 
 /// Run the load in a child process, on core 1 when `taskset` is there.
@@ -178,9 +183,9 @@ fn load(address: SocketAddr, token: &str, seconds: u64, rate: f64, headers: &str
         Command::new(exe)
     };
     command.args(arguments.drain(..));
-    let cpu_before = own_cpu_seconds();
+    let before = cpu_seconds();
     let output = command.output().expect("the load runs");
-    let cpu = own_cpu_seconds() - cpu_before;
+    let after = cpu_seconds();
     let text = String::from_utf8_lossy(&output.stdout);
     let values: Vec<f64> = text.split_whitespace().filter_map(|word| word.parse().ok()).collect();
     assert!(
@@ -189,7 +194,14 @@ fn load(address: SocketAddr, token: &str, seconds: u64, rate: f64, headers: &str
         String::from_utf8_lossy(&output.stderr)
     );
     let calls = values[0] * seconds as f64;
-    Load { rps: values[0], p50_ms: values[1], p99_ms: values[2], server_us: cpu * 1e6 / calls.max(1.0) }
+    let per_call = |seconds: f64| seconds * 1e6 / calls.max(1.0);
+    Load {
+        rps: values[0],
+        p50_ms: values[1],
+        p99_ms: values[2],
+        server_us: per_call(after.0 - before.0),
+        load_us: per_call(after.1 - before.1),
+    }
 }
 
 /// One target of the load: where, with which credential.
@@ -214,15 +226,17 @@ fn measure_pairs(pairs: &[(Target, Target)]) -> Vec<PairResult> {
             let base = load(baseline.address, baseline.token, seconds, 0.0, baseline.headers);
             let measured = load(target.address, target.token, seconds, 0.0, target.headers);
             eprintln!(
-                "check:   {}: {:.0} requests/s (p99 {:.2} ms, servers' CPU {:.1} µs a call); {}: {:.0} requests/s (p99 {:.2} ms, servers' CPU {:.1} µs a call); ratio {:.3}",
+                "check:   {}: {:.0} requests/s (p99 {:.2} ms; CPU a call: servers {:.1} µs, load {:.1} µs); {}: {:.0} requests/s (p99 {:.2} ms; CPU a call: servers {:.1} µs, load {:.1} µs); ratio {:.3}",
                 baseline.name,
                 base.rps,
                 base.p99_ms,
                 base.server_us,
+                base.load_us,
                 target.name,
                 measured.rps,
                 measured.p99_ms,
                 measured.server_us,
+                measured.load_us,
                 measured.rps / base.rps
             );
             of_target.push(measured.rps);
@@ -466,6 +480,25 @@ fn internal_headers(metadata: &mut tonic::metadata::MetadataMap, token: &str) {
     metadata.insert("x-xinyong-department", "samr-110108".parse().expect("department"));
 }
 
+/// The load's connection as a tonic client transport.
+#[derive(Clone)]
+struct Connection(UpstreamConnection);
+
+impl tower::Service<http::Request<Body>> for Connection {
+    type Response = http::Response<Body>;
+    type Error = xinyong_gateway::upstream::UpstreamError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let connection = self.0.clone();
+        Box::pin(async move { connection.send(request).await })
+    }
+}
+
 /// `check-load ADDRESS IN_FLIGHT SECONDS RATE TOKEN HEADERS`: prints `rps p50_ms p99_ms`.
 pub async fn load_child() {
     let arguments: Vec<String> = std::env::args().skip(2).collect();
@@ -479,8 +512,12 @@ pub async fn load_child() {
         .map(|text| text.lines().map(str::to_owned).collect())
         .unwrap_or_else(|_| vec!["91110000600037341L".to_owned()]);
     let codes = std::sync::Arc::new(codes);
-    let channel =
-        Endpoint::from_shared(format!("http://{address}")).expect("endpoint").connect().await.expect("connects");
+    // One HTTP/2 connection, sent on from each worker's task through hyper's handle (as the
+    // gateway forwards): tonic's `Channel` would add a queue to its buffer task per call, a cost
+    // of the load, not of the server it measures, and on the load's core it was what limited the
+    // targets whose servers had time to spare.
+    let origin: http::Uri = format!("http://{address}").parse().expect("address");
+    let connection = Connection(UpstreamConnection::new(&origin, Duration::from_secs(5)).expect("plain http"));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let per_worker = (rate > 0.0).then(|| Duration::from_secs_f64(in_flight as f64 / rate));
     let mut workers = Vec::new();
@@ -496,7 +533,7 @@ pub async fn load_child() {
     };
     let credentials = std::sync::Arc::new(credentials);
     for worker in 0..in_flight {
-        let mut client = SanctionsServiceClient::new(channel.clone());
+        let mut client = SanctionsServiceClient::with_origin(connection.clone(), origin.clone());
         let (codes, credentials) = (codes.clone(), credentials.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
