@@ -29,17 +29,20 @@ fn random_hex(bytes: usize) -> String {
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// A port for a service process. Every end-to-end test runs in this one process, so a shared
-/// counter hands each port out once; it runs below Linux's ephemeral range (32768 and up), where
-/// every bind to port 0 and every outgoing connection lands, so nothing else takes the port between
-/// this choice and the child's bind (binding port 0 and releasing it here would race with that).
+/// A port for a service process. With `cargo test` every end-to-end test runs in this one process,
+/// so a shared counter hands each port out once; with nextest each test is a process of its own,
+/// with consecutive ids, so each process starts in a block of 32 ports of its own (one platform
+/// takes 14). It runs below Linux's ephemeral range (32768 and up), where every bind to port 0 and
+/// every outgoing connection lands, so nothing else takes the port between this choice and the
+/// child's bind (binding port 0 and releasing it here would race with that).
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 5_000) as u16, Ordering::SeqCst, Ordering::SeqCst);
+    let block = (std::process::id() % 350) as u16;
+    let _ = NEXT.compare_exchange(0, 20_000 + block * 32, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 32_000, "ran out of test ports");
+        assert!(port < 32_700, "ran out of test ports");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

@@ -73,7 +73,7 @@ impl UpstreamConnection {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response.map(Body::new)),
                 Err(mut error) => {
-                    self.forget(&sender);
+                    self.forget_if_closed();
                     // Never sent (the connection had closed under it): safe to send on a new one,
                     // once.
                     match error.take_message() {
@@ -125,10 +125,11 @@ impl UpstreamConnection {
         sender.as_ref().filter(|sender| !sender.is_closed()).cloned()
     }
 
-    /// Drop `failed` as the current connection (unless another call has replaced it already).
-    fn forget(&self, failed: &SendRequest<Body>) {
+    /// After a failed call: drop the current connection if it has closed (a failure of one stream
+    /// leaves an open connection in place, and so does a connection another call has opened since).
+    fn forget_if_closed(&self) {
         let mut sender = self.inner.sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sender.as_ref().is_some_and(|current| current.is_closed() || failed.is_closed()) {
+        if sender.as_ref().is_some_and(SendRequest::is_closed) {
             *sender = None;
         }
     }
