@@ -72,12 +72,26 @@ impl Caller {
     }
 }
 
-/// Compare two secrets in time independent of where they differ.
-pub fn secrets_equal(left: &[u8], right: &[u8]) -> bool {
-    // Hashing first makes the comparison length-independent as well.
-    let left = Sha256::digest(left);
-    let right = Sha256::digest(right);
-    left.iter().zip(right.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+/// Compare two SHA-256 digests in time independent of where they differ.
+pub fn digests_equal(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len() && left.iter().zip(right.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// A secret every call is checked against (the internal token, the bootstrap administrator's
+/// token), kept as its SHA-256: a check hashes only what was presented, not the secret as well.
+/// An empty secret matches nothing.
+#[derive(Clone)]
+pub struct ExpectedSecret(Option<[u8; 32]>);
+
+impl ExpectedSecret {
+    pub fn new(secret: &SecretString) -> ExpectedSecret {
+        let secret = secret.expose_secret();
+        ExpectedSecret((!secret.is_empty()).then(|| Sha256::digest(secret.as_bytes()).into()))
+    }
+
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.as_ref().is_some_and(|expected| digests_equal(&Sha256::digest(presented), expected))
+    }
 }
 
 /// Adds the internal token (and optionally a caller identity) to every call of a sibling client.
@@ -128,8 +142,12 @@ mod tests {
 
     #[test]
     fn secrets_compare_by_content() {
-        assert!(secrets_equal(b"abc", b"abc"));
-        assert!(!secrets_equal(b"abc", b"abd"));
-        assert!(!secrets_equal(b"abc", b"abcd"));
+        assert!(digests_equal(&Sha256::digest(b"abc"), &Sha256::digest(b"abc")));
+        assert!(!digests_equal(&Sha256::digest(b"abc"), &Sha256::digest(b"abd")));
+        assert!(!digests_equal(&Sha256::digest(b"abc"), &Sha256::digest(b"abc")[..31]));
+        let expected = ExpectedSecret::new(&SecretString::from("abc"));
+        assert!(expected.matches(b"abc"));
+        assert!(!expected.matches(b"abd") && !expected.matches(b"") && !expected.matches(b"abcd"));
+        assert!(!ExpectedSecret::new(&SecretString::from("")).matches(b""), "an empty secret matches nothing");
     }
 }

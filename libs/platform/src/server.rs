@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::body::Body;
@@ -19,7 +19,7 @@ use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 
 use crate::config::PlatformSettings;
-use crate::identity::{INTERNAL_TOKEN_HEADER, secrets_equal};
+use crate::identity::{ExpectedSecret, INTERNAL_TOKEN_HEADER};
 use crate::metrics::{Metrics, MetricsLayer};
 
 /// Errors starting or running a server.
@@ -366,12 +366,12 @@ where
 /// and operators use them without credentials.
 #[derive(Clone)]
 pub struct InternalAuthLayer {
-    token: Option<SecretString>,
+    token: Option<ExpectedSecret>,
 }
 
 impl InternalAuthLayer {
     pub fn new(token: Option<SecretString>) -> InternalAuthLayer {
-        InternalAuthLayer { token }
+        InternalAuthLayer { token: token.as_ref().map(ExpectedSecret::new) }
     }
 }
 
@@ -385,7 +385,7 @@ impl<S> Layer<S> for InternalAuthLayer {
 #[derive(Clone)]
 pub struct InternalAuth<S> {
     inner: S,
-    token: Option<SecretString>,
+    token: Option<ExpectedSecret>,
 }
 
 fn is_open_path(path: &str) -> bool {
@@ -410,13 +410,7 @@ where
             && !is_open_path(request.uri().path())
         {
             let presented = request.headers().get(INTERNAL_TOKEN_HEADER).map(|value| value.as_bytes());
-            let accepted = match presented {
-                Some(presented) => {
-                    !expected.expose_secret().is_empty()
-                        && secrets_equal(presented, expected.expose_secret().as_bytes())
-                }
-                None => false,
-            };
+            let accepted = presented.is_some_and(|presented| expected.matches(presented));
             if !accepted {
                 return Box::pin(async {
                     Ok(status_response(tonic::Status::unauthenticated(

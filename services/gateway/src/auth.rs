@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 use xinyong_platform::identity::{
-    PERMISSION_ADMIN, PERMISSION_INTERNAL_GRADES, PERMISSION_PERSONAL_DATA, secrets_equal,
+    ExpectedSecret, PERMISSION_ADMIN, PERMISSION_INTERNAL_GRADES, PERMISSION_PERSONAL_DATA, digests_equal,
 };
 
 use crate::store::{Store, StoreError};
@@ -108,14 +108,14 @@ struct Cached {
 #[derive(Clone)]
 pub struct Authenticator {
     store: Store,
-    admin_token: Option<SecretString>,
+    admin_token: ExpectedSecret,
     cache: Arc<RwLock<HashMap<String, Cached>>>,
     cache_for: Duration,
 }
 
 impl Authenticator {
     pub fn new(store: Store, admin_token: &SecretString, cache_for: Duration) -> Authenticator {
-        let admin_token = (!admin_token.expose_secret().is_empty()).then(|| admin_token.clone());
+        let admin_token = ExpectedSecret::new(admin_token);
         Authenticator { store, admin_token, cache: Arc::default(), cache_for }
     }
 
@@ -134,9 +134,7 @@ impl Authenticator {
     }
 
     pub async fn authenticate_token(&self, token: &str) -> Result<Identity, tonic::Status> {
-        if let Some(admin) = &self.admin_token
-            && secrets_equal(token.as_bytes(), admin.expose_secret().as_bytes())
-        {
+        if self.admin_token.matches(token.as_bytes()) {
             return Identity::new(
                 ADMIN_DEPARTMENT.to_owned(),
                 vec![
@@ -153,7 +151,7 @@ impl Authenticator {
         if let Some(cached) = self.cache.read().await.get(credential_id)
             && cached.at.elapsed() < self.cache_for
         {
-            return if secrets_equal(&presented, &cached.secret_sha256) {
+            return if digests_equal(&presented, &cached.secret_sha256) {
                 Ok(cached.identity.clone())
             } else {
                 Err(invalid())
@@ -172,7 +170,7 @@ impl Authenticator {
                 other => tonic::Status::internal(other.to_string()),
             })?
             .ok_or_else(invalid)?;
-        if !secrets_equal(&presented, &lookup.secret_sha256) {
+        if !digests_equal(&presented, &lookup.secret_sha256) {
             return Err(invalid());
         }
         if lookup.revoked {
