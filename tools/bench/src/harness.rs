@@ -96,3 +96,15 @@ pub async fn copy_lines(pool: &PgPool, statement: &str, count: u64, mut line: im
 pub fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
+
+/// Postgres's write-ahead log position (bytes) and the checkpoints it has had to start because
+/// the log outgrew `max_wal_size`: a run that writes more log per row also pays more checkpoints
+/// and the full-page images that follow each one.
+pub async fn wal_and_checkpoints(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, (SELECT checkpoints_req FROM pg_stat_bgwriter)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("WAL position")
+}

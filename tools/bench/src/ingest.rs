@@ -65,6 +65,7 @@ pub async fn run() {
     let admin = harness::admin_pool(&database).await;
     let codes: std::sync::Arc<Vec<String>> =
         std::sync::Arc::new((0..subjects).map(|index| import::subject(index).credit_code).collect());
+    let before_copy = harness::wal_and_checkpoints(&admin).await;
     let copy_rate = harness::copy_baseline(
         &admin,
         "CREATE TABLE public.bench_copy (record_id UUID PRIMARY KEY, department_id TEXT, source_record_id TEXT,
@@ -75,6 +76,7 @@ pub async fn run() {
         |index, out| copy_line(index, &codes, out),
     )
     .await;
+    let after_copy = harness::wal_and_checkpoints(&admin).await;
     eprintln!("ingest: raw COPY of {count} rows: {copy_rate:.0} rows/s");
 
     let settings = harness::registry_settings(&database, 2000);
@@ -103,6 +105,7 @@ pub async fn run() {
     );
 
     eprintln!("ingest: streaming {count} generated records over {subjects} subjects through SubmitRecords");
+    let before = harness::wal_and_checkpoints(&admin).await;
     let started = Instant::now();
     let rows = tokio_stream::iter((0..count).map(move |index| SubmitRecordsRequest {
         row: index as i64,
@@ -123,6 +126,14 @@ pub async fn run() {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let after = harness::wal_and_checkpoints(&admin).await;
+    eprintln!(
+        "ingest: write-ahead log a row: raw COPY {} bytes, SubmitRecords {} bytes; checkpoints requested: {} and {}",
+        (after_copy.0 - before_copy.0) / count as i64,
+        (after.0 - before.0) / count as i64,
+        after_copy.1 - before_copy.1,
+        after.1 - before.1
+    );
     assert_eq!(accepted, count, "every generated record is accepted ({other} were not)");
     let rate = count as f64 / seconds;
     let peak = crate::peak_rss_mib();
