@@ -8,8 +8,9 @@
 //! calling task. What the channel did besides is done here: the connection is opened on the first
 //! call (a service that starts after the gateway is found then), with a connect timeout, no
 //! Nagle, and keep-alive pings; a broken connection is replaced on the next call; a request that
-//! never left because its connection had just closed is sent once more on a new one. Nothing else
-//! is retried: a request that may have reached the service is answered `UNAVAILABLE`.
+//! never left (its connection had just closed) is sent once more, on a new connection when the old
+//! one has closed. Nothing else is retried: a request that may have reached the service is
+//! answered `UNAVAILABLE`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,8 +75,8 @@ impl UpstreamConnection {
                 Ok(response) => return Ok(response.map(Body::new)),
                 Err(mut error) => {
                     self.forget_if_closed();
-                    // Never sent (the connection had closed under it): safe to send on a new one,
-                    // once.
+                    // Never sent (the connection had closed under it): safe to send once more, on
+                    // the connection a concurrent call may have opened meanwhile or a new one.
                     match error.take_message() {
                         Some(unsent) if !fresh => {
                             request = unsent;
@@ -104,8 +105,8 @@ impl UpstreamConnection {
         http::Request::from_parts(parts, body)
     }
 
-    /// The current connection's handle, or a new connection's when there is none, it has closed,
-    /// or `fresh` asks for one.
+    /// The current connection's handle, or a new connection's when there is none or it has closed.
+    /// `fresh` (a resend) skips the unlocked look and waits for any connect under way.
     async fn sender(&self, fresh: bool) -> Result<SendRequest<Body>, UpstreamError> {
         if !fresh && let Some(sender) = self.current() {
             return Ok(sender);
