@@ -15,7 +15,6 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint};
 use xinyong_platform::config::{PlatformSettings, SERVICES};
 use xinyong_platform::db::{DbError, connect_and_migrate};
 use xinyong_platform::identity::InternalInterceptor;
@@ -89,8 +88,6 @@ pub enum GatewayError {
     Database(#[from] DbError),
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("upstream address `{address}` of {service} is invalid: {source}")]
-    Upstream { service: String, address: String, source: tonic::transport::Error },
     #[error("upstream address `{address}` of {service} must be http://host:port")]
     UpstreamAddress { service: String, address: String },
     #[error("the internal token is not a valid header value")]
@@ -99,22 +96,7 @@ pub enum GatewayError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-fn channel(section: &GatewaySection, service: &str) -> Result<Channel, GatewayError> {
-    let address = section.upstream(service);
-    let endpoint = Endpoint::from_shared(address.clone()).map_err(|source| GatewayError::Upstream {
-        service: service.to_owned(),
-        address: address.clone(),
-        source,
-    })?;
-    Ok(endpoint
-        .connect_timeout(Duration::from_millis(section.upstream_connect_timeout_ms))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
-/// The connection that forwards `service`'s calls (plain HTTP/2 inside the cluster).
+/// The connection that carries `service`'s calls and health checks (plain HTTP/2 inside the cluster).
 fn upstream(section: &GatewaySection, service: &str) -> Result<UpstreamConnection, GatewayError> {
     let address = section.upstream(service);
     address
@@ -146,11 +128,13 @@ pub async fn run(
     let mut upstreams = HashMap::new();
     let mut health_clients = HashMap::new();
     for (service, name) in UPSTREAMS {
-        upstreams.insert(*service, upstream(section, service)?);
-        let channel = channel(section, service)?;
+        let connection = upstream(section, service)?;
         let interceptor = InternalInterceptor::new(&internal, None).map_err(|_| GatewayError::InternalToken)?;
-        health_clients
-            .insert(*name, tonic_health::pb::health_client::HealthClient::with_interceptor(channel, interceptor));
+        health_clients.insert(
+            *name,
+            tonic_health::pb::health_client::HealthClient::with_interceptor(connection.clone(), interceptor),
+        );
+        upstreams.insert(*service, connection);
     }
     fn forward<U: Upstream>(
         upstreams: &HashMap<&str, UpstreamConnection>,

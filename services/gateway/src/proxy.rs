@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use http::HeaderValue;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
@@ -122,7 +121,10 @@ pub struct GatewayHealth {
     upstreams: HashMap<
         &'static str,
         HealthClient<
-            tonic::service::interceptor::InterceptedService<Channel, xinyong_platform::identity::InternalInterceptor>,
+            tonic::service::interceptor::InterceptedService<
+                UpstreamConnection,
+                xinyong_platform::identity::InternalInterceptor,
+            >,
         >,
     >,
 }
@@ -134,7 +136,7 @@ impl GatewayHealth {
             &'static str,
             HealthClient<
                 tonic::service::interceptor::InterceptedService<
-                    Channel,
+                    UpstreamConnection,
                     xinyong_platform::identity::InternalInterceptor,
                 >,
             >,

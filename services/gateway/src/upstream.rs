@@ -162,6 +162,23 @@ impl UpstreamConnection {
     }
 }
 
+/// As a tonic client transport: the gateway's health checks of the services ride the same
+/// connection as the calls it forwards.
+impl tower::Service<http::Request<Body>> for UpstreamConnection {
+    type Response = http::Response<Body>;
+    type Error = UpstreamError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let connection = self.clone();
+        Box::pin(async move { connection.send(request).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -480,25 +480,6 @@ fn internal_headers(metadata: &mut tonic::metadata::MetadataMap, token: &str) {
     metadata.insert("x-xinyong-department", "samr-110108".parse().expect("department"));
 }
 
-/// The load's connection as a tonic client transport.
-#[derive(Clone)]
-struct Connection(UpstreamConnection);
-
-impl tower::Service<http::Request<Body>> for Connection {
-    type Response = http::Response<Body>;
-    type Error = xinyong_gateway::upstream::UpstreamError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let connection = self.0.clone();
-        Box::pin(async move { connection.send(request).await })
-    }
-}
-
 /// `check-load ADDRESS IN_FLIGHT SECONDS RATE TOKEN HEADERS`: prints `rps p50_ms p99_ms`.
 pub async fn load_child() {
     let arguments: Vec<String> = std::env::args().skip(2).collect();
@@ -517,7 +498,7 @@ pub async fn load_child() {
     // of the load, not of the server it measures, and on the load's core it was what limited the
     // targets whose servers had time to spare.
     let origin: http::Uri = format!("http://{address}").parse().expect("address");
-    let connection = Connection(UpstreamConnection::new(&origin, Duration::from_secs(5)).expect("plain http"));
+    let connection = UpstreamConnection::new(&origin, Duration::from_secs(5)).expect("plain http");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let per_worker = (rate > 0.0).then(|| Duration::from_secs_f64(in_flight as f64 / rate));
     let mut workers = Vec::new();
