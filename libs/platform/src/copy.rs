@@ -118,7 +118,7 @@ impl BinaryCopy {
         self
     }
 
-    /// `text`, `varchar`, and `json` (whose binary form is its text).
+    /// `text` and `varchar`.
     pub fn text(&mut self, value: &str) -> &mut Self {
         self.value(value.as_bytes())
     }
@@ -127,17 +127,36 @@ impl BinaryCopy {
         self.value(value.as_bytes())
     }
 
-    /// `jsonb`, from JSON text (its binary form is a version byte, then the text).
-    pub fn jsonb(&mut self, value: &str) -> &mut Self {
-        let length = i32::try_from(value.len() + 1).expect("a COPY value under 2 GiB");
-        self.out.extend_from_slice(&length.to_be_bytes());
-        self.out.push(1);
-        self.out.extend_from_slice(value.as_bytes());
-        self
-    }
-
     pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
         self.value(value)
+    }
+
+    /// `json`, serialised straight into the data (no string of its own per row).
+    pub fn json_of(&mut self, value: &impl serde::Serialize) -> Result<&mut Self, serde_json::Error> {
+        self.serialised(value, None)
+    }
+
+    /// `jsonb`, serialised straight into the data (its binary form is a version byte, then the text).
+    pub fn jsonb_of(&mut self, value: &impl serde::Serialize) -> Result<&mut Self, serde_json::Error> {
+        self.serialised(value, Some(1))
+    }
+
+    /// A value's JSON after its length (patched in once known), with `version` first for `jsonb`.
+    fn serialised(
+        &mut self,
+        value: &impl serde::Serialize,
+        version: Option<u8>,
+    ) -> Result<&mut Self, serde_json::Error> {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        self.out.extend(version);
+        if let Err(error) = serde_json::to_writer(&mut self.out, value) {
+            self.out.truncate(start);
+            return Err(error);
+        }
+        let length = i32::try_from(self.out.len() - start - 4).expect("a COPY value under 2 GiB");
+        self.out[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        Ok(self)
     }
 
     pub fn boolean(&mut self, value: bool) -> &mut Self {
@@ -201,13 +220,25 @@ mod tests {
         let mut copy = BinaryCopy::new(64);
         let day = chrono::NaiveDate::from_ymd_opt(2000, 1, 2).unwrap();
         let at = chrono::DateTime::from_timestamp(946_684_801, 0).unwrap();
-        copy.row(6).int2(7).date(day).timestamptz(at).optional_date(None).jsonb("{}").boolean(true);
+        copy.row(6)
+            .int2(7)
+            .date(day)
+            .timestamptz(at)
+            .optional_date(None)
+            .jsonb_of(&serde_json::json!({}))
+            .unwrap()
+            .boolean(true);
+        copy.row(2).jsonb_of(&serde_json::json!({"a": 1})).unwrap().json_of(&[1, 2]).unwrap();
         let data = copy.finish();
         let mut expected = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
         expected.extend_from_slice(&[0, 6, 0, 0, 0, 2, 0, 7, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 8]);
         expected.extend_from_slice(&1_000_000i64.to_be_bytes());
         expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         expected.extend_from_slice(&[0, 0, 0, 3, 1, b'{', b'}', 0, 0, 0, 1, 1]);
+        expected.extend_from_slice(&[0, 2, 0, 0, 0, 8, 1]);
+        expected.extend_from_slice(b"{\"a\":1}");
+        expected.extend_from_slice(&[0, 0, 0, 5]);
+        expected.extend_from_slice(b"[1,2]");
         expected.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(data, expected);
     }

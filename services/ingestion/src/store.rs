@@ -372,11 +372,7 @@ async fn copy_records(
     department_id: &str,
 ) -> Result<(), sqlx::Error> {
     let mut data = BinaryCopy::new(rows.len() * 512);
-    let mut fields = Vec::with_capacity(256);
     for row in rows {
-        fields.clear();
-        serde_json::to_writer(&mut fields, &row.valid.fields).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-        let fields = std::str::from_utf8(&fields).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
         data.row(19)
             .uuid(row.record_id)
             .text(department_id)
@@ -386,7 +382,8 @@ async fn copy_records(
             .int2(row.valid.nature as i16)
             .date(row.valid.decided_on)
             .text(&row.valid.document_number)
-            .jsonb(fields)
+            .jsonb_of(&row.valid.fields)
+            .map_err(|error| sqlx::Error::Encode(Box::new(error)))?
             .text(&row.valid.text)
             .int2(row.valid.penalty_kind as i16)
             .bytes(&row.valid.digest)

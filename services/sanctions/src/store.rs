@@ -140,17 +140,14 @@ impl Store {
     /// clash): Postgres parses no text for the ids, times and days of the hottest write there is.
     pub async fn copy_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
         let mut data = copy::BinaryCopy::new(checks.len() * 320);
-        let mut answer = Vec::with_capacity(256);
         for check in checks {
-            answer.clear();
-            serde_json::to_writer(&mut answer, &check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
-            let answer = std::str::from_utf8(&answer).map_err(|error| sqlx::Error::Encode(error.into()))?;
             data.row(7)
                 .uuid(check.check_id)
                 .text(&check.credit_code)
                 .text(&check.department_id)
                 .int2(check.matter_type)
-                .text(answer)
+                .json_of(&check.answer.0)
+                .map_err(|error| sqlx::Error::Encode(error.into()))?
                 .timestamptz(check.checked_at)
                 .optional_date(check.report_due_on);
         }
