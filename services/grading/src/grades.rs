@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgPool, Row};
 use xinyong_domain::grading::{Grade, Reason, RecordFact, RuleSet, Subject};
 use xinyong_platform::bus::{self, Announce};
 use xinyong_proto::events::v1::{GradeChanged, GradeReason, GradesChanged};
@@ -131,7 +132,8 @@ fn penalty_kind_name(kind: i16) -> &'static str {
     }
 }
 
-#[derive(Debug, FromRow)]
+/// Decoded by position (see its `FromRow`): a recompute decodes millions.
+#[derive(Debug)]
 struct FactRow {
     credit_code: String,
     /// As text from Postgres: formatting a million UUIDs is cheaper there than here.
@@ -145,6 +147,24 @@ struct FactRow {
     published: bool,
     disclosure_until: Option<NaiveDate>,
     removed_on: Option<NaiveDate>,
+}
+
+impl<'r> FromRow<'r, PgRow> for FactRow {
+    fn from_row(row: &'r PgRow) -> Result<FactRow, sqlx::Error> {
+        Ok(FactRow {
+            credit_code: row.try_get(0)?,
+            record_id: row.try_get(1)?,
+            category: row.try_get(2)?,
+            nature: row.try_get(3)?,
+            penalty_kind: row.try_get(4)?,
+            decided_on: row.try_get(5)?,
+            active: row.try_get(6)?,
+            disputed: row.try_get(7)?,
+            published: row.try_get(8)?,
+            disclosure_until: row.try_get(9)?,
+            removed_on: row.try_get(10)?,
+        })
+    }
 }
 
 impl FactRow {
@@ -234,6 +254,16 @@ fn digest(grade: i16, version: i32, reasons: &[Reason]) -> i64 {
     i64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
 }
 
+/// How a regrade reads the facts and grades of its codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Exactly the listed codes.
+    Listed,
+    /// Every code from the first to the last: the caller's codes are all the subjects there
+    /// are in that range (a recompute's chunk over the whole population).
+    WholeRange,
+}
+
 /// What a regrade did.
 #[derive(Debug, Default)]
 pub struct Regraded {
@@ -264,53 +294,107 @@ impl Grader {
         announce: Announce,
         only_scheme: Option<&str>,
     ) -> Result<Regraded, sqlx::Error> {
-        let schemes = self.schemes.current();
-        let schemes: Vec<&Scheme> =
-            schemes.iter().filter(|scheme| only_scheme.is_none_or(|only| only == scheme.name)).collect();
-        if codes.is_empty() || schemes.is_empty() {
+        if codes.is_empty() {
             return Ok(Regraded::default());
         }
         let mut sorted = codes.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        // The bounds let Postgres read a chunk of a recompute as one range of the index rather
-        // than a probe per code; for a handful of codes they change nothing.
-        let (first, last) = (&sorted[0], &sorted[sorted.len() - 1]);
         let statuses: Vec<(String, i16)> = sqlx::query_as(
             "SELECT credit_code, status FROM subjects WHERE credit_code = ANY($1) ORDER BY credit_code FOR UPDATE",
         )
         .bind(&sorted)
         .fetch_all(&mut *connection)
         .await?;
-        let facts: Vec<FactRow> = sqlx::query_as(
-            "SELECT credit_code, record_id::text, category, nature, penalty_kind, decided_on, active, disputed, published,
-                    disclosure_until, removed_on
-             FROM record_facts WHERE credit_code = ANY($1) AND credit_code BETWEEN $2 AND $3",
-        )
-        .bind(&sorted)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *connection)
-        .await?;
-        let current: Vec<CurrentGrade> = sqlx::query_as(
-            "SELECT credit_code, scheme, grade, digest, review_on FROM grades
-             WHERE credit_code = ANY($1) AND credit_code BETWEEN $2 AND $3",
-        )
-        .bind(&sorted)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *connection)
-        .await?;
-        let mut records: HashMap<String, Vec<RecordFact>> = HashMap::with_capacity(sorted.len());
-        for row in facts {
-            records.entry(row.credit_code.clone()).or_default().push(row.into_fact());
+        let status = statuses.into_iter().collect();
+        self.regrade_locked(connection, &sorted, status, Read::Listed, as_of, cause, announce, only_scheme).await
+    }
+
+    /// Regrade subjects whose rows the caller has locked: `sorted` in code order, `status` for
+    /// those that have a subject row (a code without one is graded as operating).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn regrade_locked(
+        &self,
+        connection: &mut PgConnection,
+        sorted: &[String],
+        status: HashMap<String, i16>,
+        read: Read,
+        as_of: NaiveDate,
+        cause: &str,
+        announce: Announce,
+        only_scheme: Option<&str>,
+    ) -> Result<Regraded, sqlx::Error> {
+        let schemes = self.schemes.current();
+        let schemes: Vec<&Scheme> =
+            schemes.iter().filter(|scheme| only_scheme.is_none_or(|only| only == scheme.name)).collect();
+        let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+            return Ok(Regraded::default());
+        };
+        if schemes.is_empty() {
+            return Ok(Regraded::default());
         }
-        let status: HashMap<String, i16> = statuses.into_iter().collect();
-        let mut current: HashMap<(String, String), CurrentGrade> =
-            current.into_iter().map(|row| ((row.credit_code.clone(), row.scheme.clone()), row)).collect();
+        // The bounds let Postgres read a chunk of a recompute as one range of the index rather
+        // than a probe per code; for a handful of codes they change nothing. When the chunk is the
+        // whole range, the list is not even looked at: matching every row against 2,000 codes
+        // doubled the reads' cost.
+        macro_rules! facts {
+            ($filter:literal) => {
+                concat!(
+                    "SELECT credit_code, record_id::text, category, nature, penalty_kind, decided_on, active, disputed,
+                            published, disclosure_until, removed_on
+                     FROM record_facts WHERE credit_code BETWEEN $1 AND $2",
+                    $filter,
+                    " ORDER BY credit_code"
+                )
+            };
+        }
+        macro_rules! current {
+            ($filter:literal) => {
+                concat!(
+                    "SELECT credit_code, scheme, grade, digest, review_on FROM grades WHERE credit_code BETWEEN $1 AND $2",
+                    $filter,
+                    " ORDER BY credit_code"
+                )
+            };
+        }
+        let (facts, current): (Vec<FactRow>, Vec<CurrentGrade>) = match read {
+            Read::Listed => (
+                sqlx::query_as(facts!(" AND credit_code = ANY($3)"))
+                    .bind(first)
+                    .bind(last)
+                    .bind(sorted)
+                    .fetch_all(&mut *connection)
+                    .await?,
+                sqlx::query_as(current!(" AND credit_code = ANY($3)"))
+                    .bind(first)
+                    .bind(last)
+                    .bind(sorted)
+                    .fetch_all(&mut *connection)
+                    .await?,
+            ),
+            Read::WholeRange => (
+                sqlx::query_as(facts!("")).bind(first).bind(last).fetch_all(&mut *connection).await?,
+                sqlx::query_as(current!("")).bind(first).bind(last).fetch_all(&mut *connection).await?,
+            ),
+        };
+        // Both reads come in code order (bytewise, like `sorted`): each subject's rows are the next
+        // run of them, taken without a map keyed by code.
+        let mut facts = facts.into_iter().peekable();
+        let mut current = current.into_iter().peekable();
         let mut changes = Changes::default();
-        for code in &sorted {
-            let subject_records = records.remove(code).unwrap_or_default();
+        for code in sorted {
+            let mut subject_records = Vec::new();
+            let mut subject_grades = Vec::new();
+            while let Some(row) = facts.next_if(|row| row.credit_code <= *code) {
+                if row.credit_code == *code {
+                    subject_records.push(row.into_fact());
+                }
+            }
+            while let Some(row) = current.next_if(|row| row.credit_code <= *code) {
+                if row.credit_code == *code {
+                    subject_grades.push(row);
+                }
+            }
             let subject = Subject {
                 status: status_name(status.get(code).copied().unwrap_or(1)),
                 records: &subject_records,
@@ -321,7 +405,10 @@ impl Grader {
                 let review_on = scheme.rules.next_review(&subject);
                 let grade = grade_number(evaluation.grade);
                 let digest = digest(grade, scheme.version, &evaluation.reasons);
-                let previous = current.remove(&(code.clone(), scheme.name.clone()));
+                let previous = subject_grades
+                    .iter()
+                    .position(|row| row.scheme == scheme.name)
+                    .map(|index| subject_grades.swap_remove(index));
                 let same = previous.as_ref().is_some_and(|previous| previous.digest == digest);
                 if same {
                     if previous.as_ref().is_some_and(|previous| previous.review_on != review_on) {

@@ -385,6 +385,64 @@ async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
 }
 
 #[tokio::test]
+async fn a_recompute_of_everyone_reads_chunks_as_ranges_and_a_second_run_changes_nothing() {
+    let app = spawn_app_with(|settings| settings.grading.recompute_chunk = 2).await;
+    // In code order: three in 110108, then two in 310115; chunks of two span the regions.
+    let subjects: Vec<(String, usize)> = vec![
+        (code("110108", 30), 0),
+        (code("110108", 31), 1),
+        (code("110108", 32), 2),
+        (code("310115", 33), 1),
+        (code("310115", 34), 0),
+    ];
+    let entities = subjects.iter().map(|(subject, _)| registered(subject, &subject[2..8])).collect();
+    app.publish("registry", &EntitiesRegistered { entities }).await;
+    let mut records = Vec::new();
+    for (index, (subject, count)) in subjects.iter().enumerate() {
+        for n in 0..*count {
+            let id = format!("0190f3a2-7c1e-7000-8000-0000000002{index}{n}");
+            records.push(record(subject, &id, Nature::GeneralDishonesty, &days_ago(5)));
+        }
+    }
+    app.publish("ingestion", &RecordsIngested { records }).await;
+    for (subject, count) in &subjects {
+        app.grade_becomes(subject, if *count == 0 { Grade::A } else { Grade::B }).await;
+    }
+
+    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 1");
+    app.plain
+        .clone()
+        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
+        .await
+        .unwrap();
+    let recompute = || async {
+        let mut stream = app.plain.clone().recompute(RecomputeRequest::default()).await.unwrap().into_inner();
+        let mut last = None;
+        while let Some(message) = stream.next().await {
+            last = Some(message.unwrap());
+        }
+        last.unwrap()
+    };
+    let first = recompute().await;
+    assert!(first.finished);
+    assert_eq!(first.subjects_done, 5);
+    for (subject, count) in &subjects {
+        let grade = app.grade_when(subject, "", |info| info.rule_set_version == 2).await.unwrap();
+        let expected = if *count == 0 { Grade::A } else { Grade::C };
+        assert_eq!(grade.grade, expected as i32, "{subject}");
+        let records: usize = grade.reasons.iter().map(|reason| reason.record_ids.len()).sum();
+        assert_eq!(records, *count, "{subject}: its own records and no neighbour's");
+    }
+    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_history").fetch_one(&app.pool).await.unwrap();
+
+    let again = recompute().await;
+    assert_eq!((again.subjects_done, again.grades_changed), (5, 0));
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_history").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(after, history, "nothing changed, nothing appended");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn statistics_count_subjects_per_grade_changes_and_records() {
     let app = spawn_app().await;
     let clean = code("110108", 20);
