@@ -202,12 +202,12 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 /// messages is counted as OK (its latency is the time to the first response headers).
 #[derive(Clone)]
 pub struct MetricsLayer {
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl MetricsLayer {
     pub fn new(metrics: Metrics) -> MetricsLayer {
-        MetricsLayer { metrics }
+        MetricsLayer { metrics: Arc::new(metrics) }
     }
 }
 
@@ -218,10 +218,12 @@ impl<S> Layer<S> for MetricsLayer {
     }
 }
 
+/// Behind one `Arc`: the server clones its service stack for every call, and a `Metrics` is ten
+/// handles, each a reference count to raise and drop again.
 #[derive(Clone)]
 pub struct MetricsService<S> {
     inner: S,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for MetricsService<S>
