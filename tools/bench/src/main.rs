@@ -26,7 +26,14 @@ fn main() -> ExitCode {
     // from scripts/bench.sh). Without one, every span the libraries open at trace level (h2 opens
     // several per frame) is still built and offered to the `log` crate: 3% of a busy core.
     let _telemetry = xinyong_platform::telemetry::init("bench", &Default::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // The check load is pinned to one core: one thread drives it there, where a second worker
+    // thread would only take turns with the first on the same core, and steal its tasks.
+    let runtime = if name == "check-load" {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    }
+    .expect("runtime");
     match name.as_str() {
         "import" => runtime.block_on(import::run()),
         "ingest" => runtime.block_on(ingest::run()),
