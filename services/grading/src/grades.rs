@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Row};
 use xinyong_domain::grading::{Grade, Reason, RecordFact, RuleSet, Subject};
 use xinyong_platform::bus::{self, Announce};

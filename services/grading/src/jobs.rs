@@ -137,10 +137,10 @@ pub struct Scope {
 
 /// Regrade every subject in scope, `chunk` subjects per transaction, in code order, three chunks
 /// at a time (one evaluating while the others are in Postgres or waiting for their commit's WAL
-/// flush: with two, the machine was idle a sixth of the time). Memory is three chunks. After each committed
-/// chunk, in order, `report` gets the progress so far and the last code of that chunk (a restart
-/// passes it as `resume_after`: every subject up to it is done); when `report` returns false the
-/// recompute stops there.
+/// flush: with two, the machine was idle a sixth of the time). Memory is three chunks. After each
+/// committed chunk, in order, `report` gets the progress so far and the last code of that chunk (a
+/// restart passes it as `resume_after`: every subject up to it is done); when `report` returns
+/// false the recompute stops there.
 pub async fn recompute(
     pool: &PgPool,
     grader: &Grader,
@@ -181,7 +181,12 @@ struct Chunk {
     locked: Vec<(String, i16)>,
 }
 
-async fn next_chunk(pool: PgPool, after: String, pattern: String, chunk: i64) -> Result<Option<(Chunk, String)>, sqlx::Error> {
+async fn next_chunk(
+    pool: PgPool,
+    after: String,
+    pattern: String,
+    chunk: i64,
+) -> Result<Option<(Chunk, String)>, sqlx::Error> {
     let mut transaction = pool.begin().await?;
     let locked: Vec<(String, i16)> = sqlx::query_as(
         "SELECT credit_code, status FROM subjects WHERE credit_code > $1 AND region_code LIKE $2
@@ -209,7 +214,16 @@ async fn regrade_chunk(
     let codes: Vec<String> = locked.iter().map(|(code, _)| code.clone()).collect();
     let status = locked.into_iter().collect();
     let regraded = grader
-        .regrade_locked(&mut transaction, &codes, status, read, as_of, "recompute", Announce::OneBatch, scheme.as_deref())
+        .regrade_locked(
+            &mut transaction,
+            &codes,
+            status,
+            read,
+            as_of,
+            "recompute",
+            Announce::OneBatch,
+            scheme.as_deref(),
+        )
         .await?;
     transaction.commit().await?;
     cache.forget_all(&regraded.changed).await;
