@@ -337,24 +337,24 @@ impl Grader {
         // than a probe per code; for a handful of codes they change nothing. When the chunk is the
         // whole range, the list is not even looked at: matching every row against 2,000 codes
         // doubled the reads' cost.
+        macro_rules! in_range {
+            ($select:literal, $filter:literal) => {
+                concat!($select, " WHERE credit_code BETWEEN $1 AND $2", $filter, " ORDER BY credit_code")
+            };
+        }
         macro_rules! facts {
             ($filter:literal) => {
-                concat!(
+                in_range!(
                     "SELECT credit_code, record_id::text, category, nature, penalty_kind, decided_on, active, disputed,
                             published, disclosure_until, removed_on
-                     FROM record_facts WHERE credit_code BETWEEN $1 AND $2",
-                    $filter,
-                    " ORDER BY credit_code"
+                     FROM record_facts",
+                    $filter
                 )
             };
         }
         macro_rules! current {
             ($filter:literal) => {
-                concat!(
-                    "SELECT credit_code, scheme, grade, digest, review_on FROM grades WHERE credit_code BETWEEN $1 AND $2",
-                    $filter,
-                    " ORDER BY credit_code"
-                )
+                in_range!("SELECT credit_code, scheme, grade, digest, review_on FROM grades", $filter)
             };
         }
         let (facts, current): (Vec<FactRow>, Vec<CurrentGrade>) = match read {

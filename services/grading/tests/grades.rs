@@ -292,6 +292,16 @@ async fn bad_requests_name_the_field_and_unknown_things_are_not_found() {
     app.stop().await;
 }
 
+/// Version 2 of `public_credit`: a single general dishonesty record is C.
+async fn publish_stricter_public_credit(app: &App) {
+    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 1");
+    app.plain
+        .clone()
+        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
     let app = spawn_app_with(|settings| settings.grading.recompute_chunk = 2).await;
@@ -319,12 +329,7 @@ async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
     }
 
     // Version 2: a single general record is C. Past grades stay as they were until recomputed.
-    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 1");
-    app.plain
-        .clone()
-        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
-        .await
-        .unwrap();
+    publish_stricter_public_credit(&app).await;
     let still = app.grade_when(&subjects[0], "", |_| true).await.unwrap();
     assert_eq!(still.rule_set_version, 1);
 
@@ -409,12 +414,7 @@ async fn a_recompute_of_everyone_reads_chunks_as_ranges_and_a_second_run_changes
         app.grade_becomes(subject, if *count == 0 { Grade::A } else { Grade::B }).await;
     }
 
-    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 1");
-    app.plain
-        .clone()
-        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
-        .await
-        .unwrap();
+    publish_stricter_public_credit(&app).await;
     let recompute = || async {
         let mut stream = app.plain.clone().recompute(RecomputeRequest::default()).await.unwrap().into_inner();
         let mut last = None;
