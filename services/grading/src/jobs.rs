@@ -174,13 +174,15 @@ pub async fn recompute(
     Ok(progress)
 }
 
-/// The chunk after `after`: a transaction that has found and locked its subjects, by keyset, in
-/// one statement, and those subjects with their status; `None` at the end.
+/// A recompute's chunk: its transaction, which holds the locks on its subjects, and those
+/// subjects in code order with their status.
 struct Chunk {
     transaction: sqlx::Transaction<'static, sqlx::Postgres>,
     locked: Vec<(String, i16)>,
 }
 
+/// The chunk after `after`, its subjects found and locked by keyset in one statement, and its
+/// last code; `None` at the end.
 async fn next_chunk(
     pool: PgPool,
     after: String,

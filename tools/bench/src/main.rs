@@ -26,8 +26,8 @@ fn main() -> ExitCode {
     // from scripts/bench.sh). Without one, every span the libraries open at trace level (h2 opens
     // several per frame) is still built and offered to the `log` crate: 3% of a busy core.
     let _telemetry = xinyong_platform::telemetry::init("bench", &Default::default());
-    // The check load is pinned to one core: one thread drives it there, where a second worker
-    // thread would only take turns with the first on the same core, and steal its tasks.
+    // The check load is pinned to one core, where a multi-thread runtime's cross-thread wake-ups
+    // and parking bought nothing and cost the load a fifth of its CPU per call.
     let runtime = if name == "check-load" {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
