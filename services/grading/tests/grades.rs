@@ -390,7 +390,7 @@ async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
 }
 
 #[tokio::test]
-async fn a_recompute_of_everyone_reads_chunks_as_ranges_and_a_second_run_changes_nothing() {
+async fn a_recompute_of_everyone_grades_each_subject_by_its_own_records_and_a_second_changes_nothing() {
     let app = spawn_app_with(|settings| settings.grading.recompute_chunk = 2).await;
     // In code order: three in 110108, then two in 310115; chunks of two span the regions.
     let subjects: Vec<(String, usize)> = vec![
