@@ -27,18 +27,23 @@ impl<'a> CopyRow<'a> {
         self.first = false;
     }
 
-    /// A text value, escaped: backslash, tab, newline and carriage return.
+    /// A text value, escaped: backslash, tab, newline and carriage return. Those are ASCII, and
+    /// no byte of a multi-byte UTF-8 character is, so the runs between them are copied whole
+    /// (pushing a Chinese name character by character was 7% of an import's own CPU).
     pub fn text(&mut self, value: &str) -> &mut Self {
         self.separator();
-        for character in value.chars() {
-            match character {
-                '\\' => self.out.push_str("\\\\"),
-                '\t' => self.out.push_str("\\t"),
-                '\n' => self.out.push_str("\\n"),
-                '\r' => self.out.push_str("\\r"),
-                other => self.out.push(other),
-            }
+        let mut rest = value;
+        while let Some(at) = rest.bytes().position(|byte| matches!(byte, b'\\' | b'\t' | b'\n' | b'\r')) {
+            self.out.push_str(&rest[..at]);
+            self.out.push_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'\t' => "\\t",
+                b'\n' => "\\n",
+                _ => "\\r",
+            });
+            rest = &rest[at + 1..];
         }
+        self.out.push_str(rest);
         self
     }
 
@@ -246,7 +251,15 @@ mod tests {
     #[test]
     fn values_are_escaped_for_copy_text() {
         let mut out = String::new();
-        CopyRow::new(&mut out).text("a\tb\\c\nd").plain(42).null().boolean(true).bytes(&[0xab, 0x01]).end();
-        assert_eq!(out, "a\\tb\\\\c\\nd\t42\t\\N\tt\t\\\\xab01\n");
+        CopyRow::new(&mut out)
+            .text("a\tb\\c\nd")
+            .text("联想(北京)\r\n有限公司\\")
+            .text("")
+            .plain(42)
+            .null()
+            .boolean(true)
+            .bytes(&[0xab, 0x01])
+            .end();
+        assert_eq!(out, "a\\tb\\\\c\\nd\t联想(北京)\\r\\n有限公司\\\\\t\t42\t\\N\tt\t\\\\xab01\n");
     }
 }
