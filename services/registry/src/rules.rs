@@ -51,10 +51,9 @@ impl std::fmt::Debug for IdNumber {
     }
 }
 
-/// Parse a `YYYY-MM-DD` date.
-pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
-}
+/// Parse a `YYYY-MM-DD` date (surrounding spaces allowed), the usual form without chrono's
+/// format parser.
+pub use xinyong_domain::calendar::parse_day as parse_date;
 
 fn kind_agrees(code: CodeKind, kind: SubjectKind) -> bool {
     matches!(
