@@ -306,18 +306,25 @@ impl Grader {
         .bind(&sorted)
         .fetch_all(&mut *connection)
         .await?;
-        let status = statuses.into_iter().collect();
-        self.regrade_locked(connection, &sorted, status, Read::Listed, as_of, cause, announce, only_scheme).await
+        // A code without a subject row (yet) is graded as operating.
+        let statuses: HashMap<String, i16> = statuses.into_iter().collect();
+        let subjects: Vec<(String, i16)> = sorted
+            .into_iter()
+            .map(|code| {
+                let status = statuses.get(&code).copied().unwrap_or(1);
+                (code, status)
+            })
+            .collect();
+        self.regrade_locked(connection, &subjects, Read::Listed, as_of, cause, announce, only_scheme).await
     }
 
-    /// Regrade subjects whose rows the caller has locked: `sorted` in code order, `status` for
-    /// those that have a subject row (a code without one is graded as operating).
+    /// Regrade subjects whose rows the caller has locked: `subjects` in code order, each with its
+    /// status.
     #[allow(clippy::too_many_arguments)]
     pub async fn regrade_locked(
         &self,
         connection: &mut PgConnection,
-        sorted: &[String],
-        status: HashMap<String, i16>,
+        subjects: &[(String, i16)],
         read: Read,
         as_of: NaiveDate,
         cause: &str,
@@ -327,7 +334,7 @@ impl Grader {
         let schemes = self.schemes.current();
         let schemes: Vec<&Scheme> =
             schemes.iter().filter(|scheme| only_scheme.is_none_or(|only| only == scheme.name)).collect();
-        let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        let (Some((first, _)), Some((last, _))) = (subjects.first(), subjects.last()) else {
             return Ok(Regraded::default());
         };
         if schemes.is_empty() {
@@ -357,32 +364,28 @@ impl Grader {
                 in_range!("SELECT credit_code, scheme, grade, digest, review_on FROM grades", $filter)
             };
         }
-        let (facts, current): (Vec<FactRow>, Vec<CurrentGrade>) = match read {
+        let (facts_sql, current_sql, listed) = match read {
             Read::Listed => (
-                sqlx::query_as(facts!(" AND credit_code = ANY($3)"))
-                    .bind(first)
-                    .bind(last)
-                    .bind(sorted)
-                    .fetch_all(&mut *connection)
-                    .await?,
-                sqlx::query_as(current!(" AND credit_code = ANY($3)"))
-                    .bind(first)
-                    .bind(last)
-                    .bind(sorted)
-                    .fetch_all(&mut *connection)
-                    .await?,
+                facts!(" AND credit_code = ANY($3)"),
+                current!(" AND credit_code = ANY($3)"),
+                Some(subjects.iter().map(|(code, _)| code.as_str()).collect::<Vec<_>>()),
             ),
-            Read::WholeRange => (
-                sqlx::query_as(facts!("")).bind(first).bind(last).fetch_all(&mut *connection).await?,
-                sqlx::query_as(current!("")).bind(first).bind(last).fetch_all(&mut *connection).await?,
-            ),
+            Read::WholeRange => (facts!(""), current!(""), None),
         };
+        let mut facts = sqlx::query_as::<_, FactRow>(facts_sql).bind(first).bind(last);
+        let mut current = sqlx::query_as::<_, CurrentGrade>(current_sql).bind(first).bind(last);
+        if let Some(listed) = &listed {
+            facts = facts.bind(listed);
+            current = current.bind(listed);
+        }
+        let facts = facts.fetch_all(&mut *connection).await?;
+        let current = current.fetch_all(&mut *connection).await?;
         // Both reads come in code order (bytewise, like `sorted`): each subject's rows are the next
         // run of them, taken without a map keyed by code.
         let mut facts = facts.into_iter().peekable();
         let mut current = current.into_iter().peekable();
         let mut changes = Changes::default();
-        for code in sorted {
+        for (code, status) in subjects {
             let mut subject_records = Vec::new();
             let mut subject_grades = Vec::new();
             while let Some(row) = facts.next_if(|row| row.credit_code <= *code) {
@@ -395,11 +398,7 @@ impl Grader {
                     subject_grades.push(row);
                 }
             }
-            let subject = Subject {
-                status: status_name(status.get(code).copied().unwrap_or(1)),
-                records: &subject_records,
-                as_of,
-            };
+            let subject = Subject { status: status_name(*status), records: &subject_records, as_of };
             for scheme in &schemes {
                 let evaluation = scheme.rules.evaluate(&subject);
                 let review_on = scheme.rules.next_review(&subject);
@@ -436,7 +435,10 @@ impl Grader {
             }
         }
         changes.write(connection, cause, announce).await?;
-        Ok(Regraded { subjects: sorted.len(), changed: changes.changed.into_iter().map(|change| change.row).collect() })
+        Ok(Regraded {
+            subjects: subjects.len(),
+            changed: changes.changed.into_iter().map(|change| change.row).collect(),
+        })
     }
 }
 

@@ -213,21 +213,11 @@ async fn regrade_chunk(
     as_of: NaiveDate,
     Chunk { mut transaction, locked }: Chunk,
 ) -> Result<(usize, usize, String), sqlx::Error> {
-    let codes: Vec<String> = locked.iter().map(|(code, _)| code.clone()).collect();
-    let status = locked.into_iter().collect();
     let regraded = grader
-        .regrade_locked(
-            &mut transaction,
-            &codes,
-            status,
-            read,
-            as_of,
-            "recompute",
-            Announce::OneBatch,
-            scheme.as_deref(),
-        )
+        .regrade_locked(&mut transaction, &locked, read, as_of, "recompute", Announce::OneBatch, scheme.as_deref())
         .await?;
     transaction.commit().await?;
     cache.forget_all(&regraded.changed).await;
-    Ok((regraded.subjects, regraded.changed.len(), codes.last().cloned().unwrap_or_default()))
+    let last = locked.last().map(|(code, _)| code.clone()).unwrap_or_default();
+    Ok((regraded.subjects, regraded.changed.len(), last))
 }
