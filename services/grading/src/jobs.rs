@@ -140,7 +140,7 @@ pub struct Scope {
 /// flush: with two, the machine was idle a sixth of the time). Memory is three chunks. After each
 /// committed chunk, in order, `report` gets the progress so far and the last code of that chunk (a
 /// restart passes it as `resume_after`: every subject up to it is done); when `report` returns
-/// false the recompute stops there.
+/// false the recompute stops there, once the chunks already under way have finished.
 pub async fn recompute(
     pool: &PgPool,
     grader: &Grader,
@@ -160,7 +160,22 @@ pub async fn recompute(
         next_chunk(pool.clone(), after, pattern.clone(), chunk)
     });
     let regraded = chunks
-        .map_ok(|chunk| regrade_chunk(grader.clone(), cache.clone(), scope.scheme.clone(), read, as_of, chunk))
+        .map_ok(|chunk| {
+            // Each chunk runs as a task of its own: when the recompute stops (its client went
+            // away), a chunk already under way still commits and drops the cache entries it
+            // changed. Dropped between the two, it left those subjects' old grades in Redis
+            // until their TTL.
+            let task =
+                tokio::spawn(regrade_chunk(grader.clone(), cache.clone(), scope.scheme.clone(), read, as_of, chunk));
+            async move {
+                match task.await {
+                    Ok(result) => result,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // Cancelled: the runtime is shutting down, and the pool with it.
+                    Err(_) => Err(sqlx::Error::PoolClosed),
+                }
+            }
+        })
         .try_buffered(3);
     futures::pin_mut!(regraded);
     let mut progress = Progress::default();
