@@ -139,7 +139,7 @@ impl GradingService for Grading {
             .await
             .map_err(internal)?
             .ok_or_else(|| ApiError::NotFound { what: "grade of subject", key: format!("{code} ({})", scheme.name) })?;
-        self.cache.put_all(std::slice::from_ref(&row)).await;
+        self.cache.fill(&row).await;
         Ok(Response::new(pb::GetGradeResponse { grade: Some(grade_info(&row, &self.grader.schemes)) }))
     }
 

@@ -60,6 +60,24 @@ impl GradeCache {
         }
     }
 
+    /// Fill the read model after a miss, unless an entry appeared meanwhile: the grade was read
+    /// from Postgres before this, and a change committed since then has written its own, newer
+    /// entry, which an unconditional write would replace with the older grade for a whole TTL.
+    pub async fn fill(&self, row: &GradeRow) {
+        let Some(mut connection) = self.redis.connection().await else { return };
+        let result: Result<(), redis::RedisError> = redis::cmd("SET")
+            .arg(self.key(&row.scheme, &row.credit_code))
+            .arg(crate::api::grade_info(row, &self.schemes).encode_to_vec())
+            .arg("NX")
+            .arg("EX")
+            .arg(self.ttl.as_secs().max(1))
+            .query_async(&mut connection)
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "grade cache not filled");
+        }
+    }
+
     /// Drop grades from the read model (bulk work: a recompute changes up to every grade; writing
     /// each back would cost more than the few that are read before the next miss fills them).
     pub async fn forget_all(&self, rows: &[GradeRow]) {
