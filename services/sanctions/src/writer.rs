@@ -97,13 +97,20 @@ impl CheckLogTask {
 async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
     let mut entries = Vec::with_capacity(BATCH);
     let mut stopping = false;
+    // When the next `COPY` may start: `GATHER` after the last one began, or at once after a full
+    // batch, a flush or the stop.
+    let mut not_before = tokio::time::Instant::now();
     loop {
         let received = tokio::select! {
-            received = receiver.recv_many(&mut entries, BATCH) => received,
+            received = async {
+                tokio::time::sleep_until(not_before).await;
+                receiver.recv_many(&mut entries, BATCH).await
+            } => received,
             _ = &mut stop, if !stopping => {
                 // Closed, the channel still yields what it holds, then nothing.
                 stopping = true;
                 receiver.close();
+                not_before = tokio::time::Instant::now();
                 continue;
             }
         };
@@ -126,16 +133,7 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
         for done in flushes {
             let _ = done.send(());
         }
-        if !(full || flushed || stopping) {
-            // Let the next batch gather, unless asked to stop meanwhile.
-            tokio::select! {
-                _ = tokio::time::sleep_until(started + GATHER) => {}
-                _ = &mut stop, if !stopping => {
-                    stopping = true;
-                    receiver.close();
-                }
-            }
-        }
+        not_before = if full || flushed || stopping { started } else { started + GATHER };
     }
 }
 
