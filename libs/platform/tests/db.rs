@@ -31,3 +31,46 @@ async fn a_unique_violation_rolls_back_to_the_savepoint_and_the_transaction_goes
     let other = sqlx::query("INSERT INTO missing_table VALUES (1)").execute(&mut *transaction).await.map(|_| ());
     assert!(settle_attempt(&mut transaction, other).await.is_err(), "other errors are not swallowed");
 }
+
+/// Postgres reads every `numeric` the binary COPY writes as the decimal it was given, with its
+/// number of places.
+#[tokio::test]
+async fn numbers_copied_in_binary_read_back_as_the_same_decimals() {
+    use xinyong_platform::copy::{BinaryCopy, copy_in_binary};
+    let database = TestDatabase::new().await;
+    let pool = database.pool_of("registry").await;
+    pool.execute("CREATE TABLE amounts (at INT PRIMARY KEY, amount NUMERIC)").await.unwrap();
+    let decimals = [
+        ("0", "0"),
+        ("0.00", "0.00"),
+        ("7", "7"),
+        ("56500", "56500"),
+        ("56500.00", "56500.00"),
+        ("10000", "10000"),
+        ("100000000.05", "100000000.05"),
+        ("12345.6", "12345.6"),
+        ("0.0005", "0.0005"),
+        ("0.00000005", "0.00000005"),
+        ("9999.9999", "9999.9999"),
+        ("-1.5", "-1.5"),
+        ("-0", "0"),
+        ("000123.40", "123.40"),
+        ("1234567890123456.99", "1234567890123456.99"),
+    ];
+    let mut data = BinaryCopy::new(256);
+    for (at, (decimal, _)) in decimals.iter().enumerate() {
+        data.row(2).int4(at as i32).numeric(decimal).unwrap();
+    }
+    let mut connection = pool.acquire().await.unwrap();
+    copy_in_binary(&mut connection, "COPY amounts (at, amount) FROM STDIN WITH (FORMAT binary)", &data.finish())
+        .await
+        .unwrap();
+    let read: Vec<String> =
+        sqlx::query_scalar("SELECT amount::text FROM amounts ORDER BY at").fetch_all(&pool).await.unwrap();
+    let expected: Vec<&str> = decimals.iter().map(|(_, shown)| *shown).collect();
+    assert_eq!(read, expected);
+
+    for bad in ["", "1.", ".5", "1e5", "1,000", "--1", "12a", "-"] {
+        assert!(BinaryCopy::new(8).numeric(bad).is_err(), "{bad:?} is not decimal text");
+    }
+}
