@@ -1,8 +1,9 @@
-//! Protecting resident ID numbers (personal data, seed 004 二(三)): sealed with ChaCha20-Poly1305
-//! under `registry.personal_data_key`, compared through a keyed hash, shown masked.
+//! Protecting resident ID numbers (personal data, seed 004 二(三)): sealed with AES-256-GCM under a
+//! key derived from `registry.personal_data_key`, compared through a keyed hash, shown masked.
 
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -15,11 +16,18 @@ pub enum KeyError {
     Malformed,
 }
 
+const NONCE: usize = 12;
+
 /// Seals and opens ID numbers.
 #[derive(Clone)]
 pub struct PersonalData {
-    cipher: ChaCha20Poly1305,
-    digest_key: [u8; 32],
+    cipher: Aes256Gcm,
+    /// The first cipher, under the configured key itself: rows sealed before AES-GCM still open.
+    /// An import seals a number per row, and ChaCha20-Poly1305 took 1.1 µs for 18 bytes (the
+    /// AVX2 Poly1305 set-up per message), a sixth of the import's own CPU; AES-GCM takes 0.1 µs.
+    former: ChaCha20Poly1305,
+    /// HMAC-SHA256 already keyed (its inner and outer pads hashed once), cloned per digest.
+    digest: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for PersonalData {
@@ -33,38 +41,53 @@ impl PersonalData {
         let bytes = hex::decode(key.expose_secret().trim()).map_err(|_| KeyError::Malformed)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed)?;
         // Separate keys for sealing and hashing, both derived from the configured one.
-        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&key).map_err(|_| KeyError::Malformed)?;
-        derive.update(b"xinyong registry id digest");
-        let digest_key: [u8; 32] = derive.finalize().into_bytes().into();
-        Ok(PersonalData { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)), digest_key })
+        let derive = |purpose: &[u8]| -> Result<[u8; 32], KeyError> {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).map_err(|_| KeyError::Malformed)?;
+            mac.update(purpose);
+            Ok(mac.finalize().into_bytes().into())
+        };
+        let digest_key = derive(b"xinyong registry id digest")?;
+        let seal_key = derive(b"xinyong registry id seal aes-256-gcm")?;
+        Ok(PersonalData {
+            cipher: Aes256Gcm::new(&seal_key.into()),
+            former: ChaCha20Poly1305::new(&key.into()),
+            digest: <Hmac<Sha256> as Mac>::new_from_slice(&digest_key).map_err(|_| KeyError::Malformed)?,
+        })
     }
 
-    /// Nonce (12 bytes) followed by the ciphertext.
+    /// Nonce (12 bytes) followed by the ciphertext and its tag.
     pub fn seal(&self, id_number: &str) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
+        let mut nonce = [0u8; NONCE];
         rand::rng().fill_bytes(&mut nonce);
         let ciphertext = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), id_number.as_bytes())
+            .encrypt(&nonce.into(), id_number.as_bytes())
             .expect("sealing a short plaintext with a valid key cannot fail");
-        let mut sealed = nonce.to_vec();
+        let mut sealed = Vec::with_capacity(NONCE + ciphertext.len());
+        sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
         sealed
     }
 
-    /// The ID number, or `None` when the bytes were not sealed with this key.
+    /// The ID number, or `None` when the bytes were not sealed with this key. Both ciphers carry a
+    /// 128-bit tag, so a row of one cannot pass for the other.
     pub fn open(&self, sealed: &[u8]) -> Option<String> {
-        if sealed.len() < 12 {
+        if sealed.len() < NONCE {
             return None;
         }
-        let (nonce, ciphertext) = sealed.split_at(12);
-        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()?;
+        let (nonce, ciphertext) = sealed.split_at(NONCE);
+        let nonce: [u8; NONCE] = nonce.try_into().ok()?;
+        let plain = self
+            .cipher
+            .decrypt(&nonce.into(), ciphertext)
+            .or_else(|_| self.former.decrypt(&nonce.into(), ciphertext))
+            .ok()?;
         String::from_utf8(plain).ok()
     }
 
     /// A keyed hash: equal numbers give equal digests, and the digest does not give the number back.
     pub fn digest(&self, id_number: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("HMAC takes any key length");
+        let mut mac = self.digest.clone();
         mac.update(id_number.as_bytes());
         mac.finalize().into_bytes().to_vec()
     }
@@ -86,6 +109,29 @@ mod tests {
         assert_eq!(personal.open(&sealed).as_deref(), Some("11010519491231002X"));
         let other = PersonalData::new(&SecretString::from("ff".repeat(32))).unwrap();
         assert_eq!(other.open(&sealed), None);
+    }
+
+    #[test]
+    fn numbers_sealed_with_the_first_cipher_still_open() {
+        use chacha20poly1305::aead::{Aead, KeyInit};
+        let personal = PersonalData::new(&key()).unwrap();
+        let raw: [u8; 32] = hex::decode(key().expose_secret()).unwrap().try_into().unwrap();
+        let nonce = [9u8; NONCE];
+        let mut sealed = nonce.to_vec();
+        sealed
+            .extend(ChaCha20Poly1305::new(&raw.into()).encrypt(&nonce.into(), b"11010519491231002X".as_ref()).unwrap());
+        assert_eq!(personal.open(&sealed).as_deref(), Some("11010519491231002X"));
+        let fresh = personal.seal("11010519491231002X");
+        let (nonce, ciphertext) = fresh.split_at(NONCE);
+        let nonce: [u8; NONCE] = nonce.try_into().unwrap();
+        assert!(
+            personal.former.decrypt(&nonce.into(), ciphertext).is_err(),
+            "new numbers are not sealed with the first cipher"
+        );
+        assert!(personal.cipher.decrypt(&nonce.into(), ciphertext).is_ok(), "but with AES-GCM");
+        let mut tampered = fresh.clone();
+        tampered[NONCE] ^= 1;
+        assert_eq!(personal.open(&tampered), None, "neither cipher accepts a changed ciphertext");
     }
 
     #[test]
