@@ -51,7 +51,7 @@ pub struct RegistrySection {
 
 impl Default for RegistrySection {
     fn default() -> Self {
-        RegistrySection { personal_data_key: SecretString::from(""), cache_ttl_seconds: 3600, import_batch: 2000 }
+        RegistrySection { personal_data_key: SecretString::from(""), cache_ttl_seconds: 3600, import_batch: 4000 }
     }
 }
 

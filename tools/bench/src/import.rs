@@ -108,7 +108,7 @@ pub async fn run() {
     .await;
     eprintln!("import: raw COPY of {count} rows: {copy_rate:.0} rows/s");
 
-    let settings = harness::registry_settings(&database, harness::setting("BENCH_BATCH", 2000) as usize);
+    let settings = harness::registry_settings(&database, harness::setting("BENCH_BATCH", 4000) as usize);
     let registry =
         harness::Running::start(|listener, stop| xinyong_registry::run(settings, listener, None, stop)).await;
     let mut client = RegistryServiceClient::with_interceptor(
