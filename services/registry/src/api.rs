@@ -452,7 +452,7 @@ impl RegistryService for Registry {
         let inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(8);
         let (batches, pending) = mpsc::channel::<Vec<ImportRow>>(2);
-        // Decoding and validating the next rows overlaps the commits of earlier ones, and two
+        // Decoding and validating the next rows overlaps the commits of earlier ones, and several
         // writers commit batches side by side (Postgres does the insert work on a core each).
         let pending = std::sync::Arc::new(tokio::sync::Mutex::new(pending));
         tokio::spawn(read_batches(inbound, batches, self.clone(), self.import_batch));
@@ -500,8 +500,10 @@ async fn read_batches(
     }
 }
 
-/// Batches committed at the same time by one import.
-const IMPORT_WRITERS: usize = 2;
+/// Batches committed at the same time by one import. Three, on two cores: while one writer's
+/// transaction waits for its commit or for the next validated batch, another keeps Postgres busy
+/// (300k-subject runs: two writers 0.30-0.31 of a raw COPY, three 0.31-0.32, four no better).
+const IMPORT_WRITERS: usize = 3;
 
 async fn write_batches(
     pending: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<ImportRow>>>>,
