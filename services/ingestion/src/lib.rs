@@ -59,7 +59,7 @@ impl Default for IngestionSection {
             registry_url: "http://127.0.0.1:50061".to_owned(),
             report_deadline_working_days: 0,
             known_subject_seconds: 600,
-            batch: 1000,
+            batch: 2000,
         }
     }
 }

@@ -93,7 +93,7 @@ pub async fn run() {
         platform: database.settings("ingestion", &redis_url()),
         ingestion: IngestionSection {
             registry_url: format!("http://{}", registry.address),
-            batch: harness::setting("BENCH_BATCH", 1000) as usize,
+            batch: harness::setting("BENCH_BATCH", 2000) as usize,
             ..IngestionSection::default()
         },
     };
