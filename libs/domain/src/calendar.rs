@@ -30,6 +30,36 @@ pub fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
+/// A day as `YYYY-MM-DD`, the way `to_string` writes it, without the formatting machinery: events
+/// and idempotency digests write two or three days per record, and chrono's `Display` was a
+/// visible part of a bulk submission's CPU.
+pub fn day_text(day: NaiveDate) -> String {
+    let mut text = String::with_capacity(10);
+    push_day(&mut text, day);
+    text
+}
+
+/// [`day_text`] appended to `out`.
+pub fn push_day(out: &mut String, day: NaiveDate) {
+    let (year, month, date) = (day.year(), day.month(), day.day());
+    if !(0..=9999).contains(&year) {
+        // Signed and five-digit years, as chrono writes them.
+        out.push_str(&day.to_string());
+        return;
+    }
+    let digit = |value: u32| char::from(b'0' + value as u8);
+    let year = year as u32;
+    for value in [year / 1000, year / 100 % 10, year / 10 % 10, year % 10] {
+        out.push(digit(value));
+    }
+    out.push('-');
+    out.push(digit(month / 10));
+    out.push(digit(month % 10));
+    out.push('-');
+    out.push(digit(date / 10));
+    out.push(digit(date % 10));
+}
+
 /// The years shipped with the platform.
 const OFFICIAL: &[&str] = &[include_str!("../data/calendar/2025.txt"), include_str!("../data/calendar/2026.txt")];
 
@@ -170,6 +200,23 @@ fn weekdays_through(date: NaiveDate) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_are_written_as_chrono_writes_them() {
+        let mut day = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
+        while day.year() < 2101 {
+            assert_eq!(day_text(day), day.to_string());
+            day = day + Duration::days(13);
+        }
+        for day in [
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
+            NaiveDate::from_ymd_opt(12_345, 1, 2).unwrap(),
+            NaiveDate::from_ymd_opt(-44, 3, 15).unwrap(),
+            NaiveDate::from_ymd_opt(7, 1, 1).unwrap(),
+        ] {
+            assert_eq!(day_text(day), day.to_string());
+        }
+    }
 
     fn date(text: &str) -> NaiveDate {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()

@@ -65,7 +65,7 @@ fn digest(record: &ValidRecord) -> Vec<u8> {
         record.source_record_id.as_str(),
         record.category.as_str(),
         &(record.nature as i32).to_string(),
-        &record.decided_on.to_string(),
+        &xinyong_domain::calendar::day_text(record.decided_on),
         record.document_number.as_str(),
         record.text.as_str(),
         &(record.penalty_kind as i32).to_string(),

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
+use xinyong_domain::calendar::day_text;
 use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::copy::{BinaryCopy, copy_in_binary};
 use xinyong_platform::db;
@@ -66,14 +67,15 @@ pub struct NewRecord {
 
 impl NewRecord {
     fn ingested_event(&self, department_id: &str) -> RecordIngested {
+        let facts = self.facts(1);
         RecordIngested {
             credit_code: self.valid.credit_code.clone(),
-            record_id: self.record_id.to_string(),
+            record_id: self.record_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned(),
             department_id: department_id.to_owned(),
-            category: self.valid.category.clone(),
+            category: facts.category.clone(),
             nature: self.valid.nature as i32,
-            decided_on: self.valid.decided_on.to_string(),
-            facts: Some(self.facts(1)),
+            decided_on: facts.decided_on.clone(),
+            facts: Some(facts),
         }
     }
 
@@ -82,10 +84,10 @@ impl NewRecord {
         RecordFacts {
             category: self.valid.category.clone(),
             nature: self.valid.nature as i32,
-            decided_on: self.valid.decided_on.to_string(),
+            decided_on: day_text(self.valid.decided_on),
             penalty_kind: self.valid.penalty_kind as i32,
             published: self.published,
-            disclosure_until: self.disclosure_until.map(|day| day.to_string()).unwrap_or_default(),
+            disclosure_until: self.disclosure_until.map(day_text).unwrap_or_default(),
             removed_on: self.valid.fields.get("removed_on").cloned().unwrap_or_default(),
             version,
         }

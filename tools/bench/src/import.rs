@@ -37,7 +37,7 @@ fn push_number(out: &mut String, value: u64, width: usize) {
 
 /// Text pieces and numbers joined without `format!`: the generator runs on the cores it measures,
 /// and formatting was an eighth of the benchmark process's CPU.
-fn joined(parts: &[Part]) -> String {
+pub(crate) fn joined(parts: &[Part]) -> String {
     let mut out = String::with_capacity(48);
     for part in parts {
         match *part {
@@ -48,7 +48,7 @@ fn joined(parts: &[Part]) -> String {
     out
 }
 
-enum Part<'a> {
+pub(crate) enum Part<'a> {
     Text(&'a str),
     Number(u64, usize),
 }
@@ -214,8 +214,13 @@ mod tests {
             assert_eq!(entity.address, format!("{region}区幸福路{}号", index % 2000));
             assert_eq!(&entity.credit_code[2..16], format!("{region}{index:08}"));
             let id = &entity.legal_representative.as_ref().unwrap().id_number;
-            let expected =
-                format!("{region}19{:02}{:02}{:02}{:03}", 50 + index % 50, 1 + index % 12, 1 + index % 28, index % 1000);
+            let expected = format!(
+                "{region}19{:02}{:02}{:02}{:03}",
+                50 + index % 50,
+                1 + index % 12,
+                1 + index % 28,
+                index % 1000
+            );
             assert_eq!(&id[..17], expected);
             assert!(xinyong_domain::credit_code::CreditCode::parse(&entity.credit_code).is_ok());
         }
