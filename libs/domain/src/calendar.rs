@@ -206,7 +206,7 @@ mod tests {
         let mut day = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
         while day.year() < 2101 {
             assert_eq!(day_text(day), day.to_string());
-            day = day + Duration::days(13);
+            day += Duration::days(13);
         }
         for day in [
             NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
