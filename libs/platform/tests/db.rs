@@ -62,7 +62,7 @@ async fn numbers_copied_in_binary_read_back_as_the_same_decimals() {
         data.row(2).int4(at as i32).numeric(decimal).unwrap();
     }
     let mut connection = pool.acquire().await.unwrap();
-    copy_in_binary(&mut connection, "COPY amounts (at, amount) FROM STDIN WITH (FORMAT binary)", &data.finish())
+    copy_in_binary(&mut connection, "COPY amounts (at, amount) FROM STDIN WITH (FORMAT binary)", data.finish())
         .await
         .unwrap();
     let read: Vec<String> =

@@ -399,7 +399,7 @@ async fn copy_records(
     }
     copy_in_binary(connection, "COPY records (record_id, department_id, source_record_id, credit_code, category, nature, decided_on,
                  document_number, fields, text, penalty_kind, payload_digest, disclosure_rule, published, disclosure_until,
-                 repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by) FROM STDIN WITH (FORMAT binary)", &data.finish()).await?;
+                 repair_allowed_from, report_due_on, reporting_delay_working_days, changed_by) FROM STDIN WITH (FORMAT binary)", data.finish()).await?;
     Ok(())
 }
 

@@ -368,7 +368,7 @@ async fn copy_entities(
     rows: &[&PreparedEntity],
     department_id: &str,
 ) -> Result<(), sqlx::Error> {
-    let mut data = BinaryCopy::new(rows.len() * 400);
+    let mut data = BinaryCopy::new(rows.len() * 512);
     for row in rows {
         let entity = &row.entity;
         data.row(20)
@@ -399,7 +399,7 @@ async fn copy_entities(
     copy_in_binary(connection, "COPY entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
                  business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
                  representative_id_sealed, representative_id_digest, status, status_since, registered_status,
-                 registered_status_since, registered_by) FROM STDIN WITH (FORMAT binary)", &data.finish()).await?;
+                 registered_status_since, registered_by) FROM STDIN WITH (FORMAT binary)", data.finish()).await?;
     Ok(())
 }
 

@@ -156,7 +156,7 @@ impl Store {
             &mut connection,
             "COPY checks (check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on)
              FROM STDIN WITH (FORMAT binary)",
-            &data.finish(),
+            data.finish(),
         )
         .await?;
         Ok(())
