@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
+use xinyong_domain::calendar::day_text;
 use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::copy::{BinaryCopy, copy_in_binary};
 use xinyong_platform::db;
@@ -91,7 +92,7 @@ impl PreparedEntity {
             region_code: self.entity.region_code.clone(),
             industry_code: self.entity.industry_code.clone(),
             business_scope: self.entity.business_scope.clone(),
-            established_on: self.entity.established_on.to_string(),
+            established_on: day_text(self.entity.established_on),
             status: self.entity.status as i32,
         }
     }
@@ -455,9 +456,70 @@ async fn announce_new(
     new_rows: &[&PreparedEntity],
     how: Announce,
 ) -> Result<(), StoreError> {
-    let registered: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
-    bus::announce(connection, PRODUCER, how, registered, |entities| EntitiesRegistered { entities }).await?;
+    if new_rows.is_empty() {
+        return Ok(());
+    }
+    match how {
+        Announce::OneBatch => {
+            bus::enqueue_encoded::<EntitiesRegistered>(connection, PRODUCER, "", entities_registered(new_rows)).await?;
+        }
+        Announce::Each => {
+            let registered: Vec<EntityRegistered> = new_rows.iter().map(|row| row.registered_event()).collect();
+            bus::enqueue_batch(connection, PRODUCER, &registered).await?;
+        }
+    }
     Ok(())
+}
+
+/// The `EntitiesRegistered` of `rows`, encoded straight from them: the same bytes as building an
+/// `EntityRegistered` per row and encoding them, without cloning seven strings a subject first
+/// (an import announces every subject it creates).
+fn entities_registered(rows: &[&PreparedEntity]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int32, key_len, string};
+    let days: Vec<String> = rows.iter().map(|row| day_text(row.entity.established_on)).collect();
+    let text = |tag: u32, value: &String| if value.is_empty() { 0 } else { string::encoded_len(tag, value) };
+    let number = |tag: u32, value: i32| if value == 0 { 0 } else { int32::encoded_len(tag, &value) };
+    let lengths: Vec<usize> = rows
+        .iter()
+        .zip(&days)
+        .map(|(row, day)| {
+            let entity = &row.entity;
+            text(1, &entity.credit_code)
+                + text(2, &entity.name)
+                + number(3, entity.kind as i32)
+                + text(4, &entity.region_code)
+                + text(5, &entity.industry_code)
+                + text(6, &entity.business_scope)
+                + text(7, day)
+                + number(8, entity.status as i32)
+        })
+        .collect();
+    let total: usize = lengths.iter().map(|length| key_len(1) + encoded_len_varint(*length as u64) + length).sum();
+    let mut out = Vec::with_capacity(total);
+    for ((row, day), length) in rows.iter().zip(&days).zip(lengths) {
+        let entity = &row.entity;
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(length as u64, &mut out);
+        for (tag, value) in [(1, &entity.credit_code), (2, &entity.name)] {
+            if !value.is_empty() {
+                string::encode(tag, value, &mut out);
+            }
+        }
+        if entity.kind as i32 != 0 {
+            int32::encode(3, &(entity.kind as i32), &mut out);
+        }
+        for (tag, value) in
+            [(4, &entity.region_code), (5, &entity.industry_code), (6, &entity.business_scope), (7, day)]
+        {
+            if !value.is_empty() {
+                string::encode(tag, value, &mut out);
+            }
+        }
+        if entity.status as i32 != 0 {
+            int32::encode(8, &(entity.status as i32), &mut out);
+        }
+    }
+    out
 }
 
 async fn register_in(
@@ -574,4 +636,54 @@ async fn register_in(
         });
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn prepared(code: &str, name: &str, scope: &str, status: EntityStatus) -> PreparedEntity {
+        PreparedEntity {
+            entity: ValidEntity {
+                credit_code: code.to_owned(),
+                name: name.to_owned(),
+                name_normalised: xinyong_domain::name::normalise(name),
+                kind: SubjectKind::Enterprise,
+                registration_number: None,
+                region_code: "110108".to_owned(),
+                industry_code: "C3911".to_owned(),
+                business_scope: scope.to_owned(),
+                established_on: NaiveDate::from_ymd_opt(1992, 11, 12).unwrap(),
+                registered_capital: None,
+                address: String::new(),
+                representative_name: String::new(),
+                representative_id: None,
+                status,
+                status_since: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            },
+            id_masked: String::new(),
+            id_sealed: None,
+            id_digest: None,
+        }
+    }
+
+    /// The batch event written straight from the rows is what prost makes of the same events.
+    #[test]
+    fn a_batch_event_encodes_as_prost_would() {
+        let scope = "生产计算机及外部设备；食品经营".repeat(20);
+        let rows = [
+            prepared("91110000600037341L", "联想(北京)有限公司", &scope, EntityStatus::Operating),
+            prepared("9144030071526726XG", "华为技术有限公司", "", EntityStatus::LicenceRevoked),
+            prepared("91310000631696382C", "", "", EntityStatus::Unspecified),
+        ];
+        let borrowed: Vec<&PreparedEntity> = rows.iter().collect();
+        let expected = EntitiesRegistered { entities: rows.iter().map(PreparedEntity::registered_event).collect() }
+            .encode_to_vec();
+        assert_eq!(entities_registered(&borrowed), expected);
+        let decoded = EntitiesRegistered::decode(expected.as_slice()).unwrap();
+        assert_eq!(decoded.entities[0].business_scope, scope);
+        assert_eq!(decoded.entities[1].established_on, "1992-11-12");
+    }
 }

@@ -58,25 +58,40 @@ pub async fn admin_pool(database: &TestDatabase) -> PgPool {
         .expect("admin connection to the benchmark database")
 }
 
-/// `COPY` `count` text lines into a new table, then checkpoint so the measured run that follows
-/// starts on a quiet database. Returns the rows copied per second.
+/// How many times the raw `COPY` baseline runs (`BENCH_BASELINE_RUNS`, default 3); its median is
+/// the baseline. One COPY of 300,000 rows moved by a tenth between runs minutes apart, which made
+/// a single ratio say little.
+pub fn baseline_runs() -> u64 {
+    setting("BENCH_BASELINE_RUNS", 3).max(1)
+}
+
+/// `COPY` `count` text lines into a new table, [`baseline_runs`] times, each followed by a
+/// checkpoint so that what follows starts on a quiet database. Returns the median rows copied
+/// per second.
 pub async fn copy_baseline(
     pool: &PgPool,
     create: &str,
     table: &str,
     count: u64,
-    line: impl FnMut(u64, &mut String),
+    mut line: impl FnMut(u64, &mut String),
 ) -> f64 {
-    pool.execute(create).await.expect("baseline table");
-    let started = Instant::now();
-    let copied = copy_lines(pool, &format!("COPY {table} FROM STDIN"), count, line).await;
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(copied, count);
-    // Dropped once measured: left behind, its million inserted rows would have autovacuum visit it
-    // in the middle of the run it is compared with (1M imports: 0.263 and 0.315 of it in two runs).
-    pool.execute(format!("DROP TABLE {table}").as_str()).await.expect("baseline table dropped");
-    pool.execute("CHECKPOINT").await.expect("checkpoint");
-    count as f64 / seconds
+    let mut rates = Vec::new();
+    for run in 1..=baseline_runs() {
+        pool.execute(create).await.expect("baseline table");
+        let started = Instant::now();
+        let copied = copy_lines(pool, &format!("COPY {table} FROM STDIN"), count, &mut line).await;
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(copied, count);
+        // Dropped once measured: left behind, its rows would have autovacuum visit it in the
+        // middle of the run it is compared with (1M imports: 0.263 and 0.315 of it in two runs).
+        pool.execute(format!("DROP TABLE {table}").as_str()).await.expect("baseline table dropped");
+        pool.execute("CHECKPOINT").await.expect("checkpoint");
+        let rate = count as f64 / seconds;
+        eprintln!("baseline: raw COPY run {run}: {rate:.0} rows/s");
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
 }
 
 /// `COPY` `count` text lines made by `line` with `statement`; returns the rows copied.

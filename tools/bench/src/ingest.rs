@@ -131,7 +131,7 @@ pub async fn run() {
     let after = harness::wal_and_checkpoints(&admin).await;
     eprintln!(
         "ingest: write-ahead log a row: raw COPY {} bytes, SubmitRecords {} bytes; checkpoints requested: {} and {}",
-        (after_copy.0 - before_copy.0) / count as i64,
+        (after_copy.0 - before_copy.0) / (count * harness::baseline_runs()) as i64,
         (after.0 - before.0) / count as i64,
         after_copy.1 - before_copy.1,
         after.1 - before.1

@@ -13,5 +13,5 @@ pub mod outbox;
 pub mod relay;
 
 pub use consumer::{Consumer, EventHandler, HandlerError};
-pub use outbox::{Announce, Event, announce, enqueue, enqueue_batch};
+pub use outbox::{Announce, Event, announce, enqueue, enqueue_batch, enqueue_encoded};
 pub use relay::Relay;

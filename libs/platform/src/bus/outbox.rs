@@ -86,14 +86,25 @@ pub(crate) fn envelope<E: Event>(
     event: &E,
     traceparent: &str,
 ) -> events::Envelope {
+    envelope_of(event_id, producer, E::TYPE, event.credit_code(), traceparent, event.encode_to_vec())
+}
+
+fn envelope_of(
+    event_id: uuid::Uuid,
+    producer: &str,
+    event_type: &str,
+    credit_code: &str,
+    traceparent: &str,
+    payload: Vec<u8>,
+) -> events::Envelope {
     events::Envelope {
         event_id: event_id.to_string(),
-        event_type: E::TYPE.to_owned(),
+        event_type: event_type.to_owned(),
         producer: producer.to_owned(),
         occurred_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
-        credit_code: event.credit_code().to_owned(),
+        credit_code: credit_code.to_owned(),
         traceparent: traceparent.to_owned(),
-        payload: event.encode_to_vec(),
+        payload,
     }
 }
 
@@ -140,6 +151,27 @@ pub async fn enqueue<E: Event>(
         .bind(event_id)
         .bind(E::TYPE)
         .bind(event.credit_code())
+        .bind(envelope.encode_to_vec())
+        .execute(connection)
+        .await?;
+    Ok(event_id)
+}
+
+/// Like [`enqueue`], for an event of type `E` already encoded as `payload`: a bulk batch's event
+/// written straight from the rows it announces, without building thousands of owned messages to
+/// encode them once.
+pub async fn enqueue_encoded<E: Event>(
+    connection: &mut PgConnection,
+    producer: &str,
+    credit_code: &str,
+    payload: Vec<u8>,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    let event_id = uuid::Uuid::now_v7();
+    let envelope = envelope_of(event_id, producer, E::TYPE, credit_code, &current_traceparent(), payload);
+    sqlx::query("INSERT INTO outbox (event_id, event_type, credit_code, envelope) VALUES ($1, $2, $3, $4)")
+        .bind(event_id)
+        .bind(E::TYPE)
+        .bind(credit_code)
         .bind(envelope.encode_to_vec())
         .execute(connection)
         .await?;
