@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
@@ -52,6 +53,27 @@ pub struct Answer {
     pub lists: Vec<i16>,
     pub measures: Vec<String>,
     pub disputed_record_ids: Vec<String>,
+}
+
+/// Digests of the answers the check log knows to be stored, so that a repeated answer costs a
+/// check only its 32 bytes. Bounded: past [`KnownAnswers::LIMIT`] it starts again empty (an answer
+/// forgotten is inserted again, and its insert does nothing).
+#[derive(Debug, Default)]
+pub struct KnownAnswers(std::collections::HashSet<[u8; 32]>);
+
+impl KnownAnswers {
+    pub const LIMIT: usize = 100_000;
+
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.0.contains(digest)
+    }
+
+    fn extend(&mut self, digests: std::collections::HashSet<[u8; 32]>) {
+        if self.0.len() + digests.len() > Self::LIMIT {
+            self.0.clear();
+        }
+        self.0.extend(digests);
+    }
 }
 
 /// A stored check.
@@ -138,34 +160,59 @@ impl Store {
 
     /// Store new checks with one binary `COPY` (check ids are fresh UUIDv7s, so nothing can
     /// clash): Postgres parses no text for the ids, times and days of the hottest write there is.
-    pub async fn copy_checks(&self, checks: &[CheckRow]) -> Result<(), sqlx::Error> {
-        let mut data = copy::BinaryCopy::new(checks.len() * 320);
+    /// A check carries its answer's digest; answers not in `known` are inserted first, in the same
+    /// transaction, and join `known` once committed.
+    pub async fn copy_checks(&self, checks: &[CheckRow], known: &mut KnownAnswers) -> Result<(), sqlx::Error> {
+        let mut data = copy::BinaryCopy::new(checks.len() * 128);
+        let mut fresh: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
+        let mut fresh_digests: Vec<Vec<u8>> = Vec::new();
+        let mut fresh_answers: Vec<String> = Vec::new();
+        let mut json = Vec::with_capacity(512);
         for check in checks {
+            json.clear();
+            serde_json::to_writer(&mut json, &check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
+            let digest: [u8; 32] = Sha256::digest(&json).into();
+            if !known.contains(&digest) && fresh.insert(digest) {
+                fresh_digests.push(digest.to_vec());
+                fresh_answers.push(String::from_utf8_lossy(&json).into_owned());
+            }
             data.row(7)
                 .uuid(check.check_id)
                 .text(&check.credit_code)
                 .text(&check.department_id)
                 .int2(check.matter_type)
-                .json_of(&check.answer.0)
-                .map_err(|error| sqlx::Error::Encode(error.into()))?
+                .bytes(&digest)
                 .timestamptz(check.checked_at)
                 .optional_date(check.report_due_on);
         }
-        let mut connection = self.pool.acquire().await?;
-        copy::copy_in_binary(
-            &mut connection,
-            "COPY checks (check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on)
-             FROM STDIN WITH (FORMAT binary)",
-            data.finish(),
+        const COPY: &str = "COPY checks (check_id, credit_code, department_id, matter_type, answer_digest, checked_at,
+             report_due_on) FROM STDIN WITH (FORMAT binary)";
+        if fresh_digests.is_empty() {
+            let mut connection = self.pool.acquire().await?;
+            copy::copy_in_binary(&mut connection, COPY, data.finish()).await?;
+            return Ok(());
+        }
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO check_answers (digest, answer)
+             SELECT digest, answer::json FROM UNNEST($1::bytea[], $2::text[]) AS t(digest, answer)
+             ON CONFLICT (digest) DO NOTHING",
         )
+        .bind(&fresh_digests)
+        .bind(&fresh_answers)
+        .execute(&mut *transaction)
         .await?;
+        copy::copy_in_binary(&mut transaction, COPY, data.finish()).await?;
+        transaction.commit().await?;
+        known.extend(fresh);
         Ok(())
     }
 
     pub async fn check(&self, check_id: Uuid) -> Result<Option<(CheckRow, Vec<HandlingRow>)>, sqlx::Error> {
         let check: Option<CheckRow> = sqlx::query_as(
-            "SELECT check_id, credit_code, department_id, matter_type, answer, checked_at, report_due_on, reported_at
-             FROM checks WHERE check_id = $1",
+            "SELECT c.check_id, c.credit_code, c.department_id, c.matter_type, a.answer, c.checked_at, c.report_due_on,
+                 c.reported_at
+             FROM checks c JOIN check_answers a ON a.digest = c.answer_digest WHERE c.check_id = $1",
         )
         .bind(check_id)
         .fetch_optional(&self.pool)

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use xinyong_platform::metrics::Metrics;
 
-use crate::store::{CheckRow, Store};
+use crate::store::{CheckRow, KnownAnswers, Store};
 
 /// Checks per `COPY` at most.
 const BATCH: usize = 1024;
@@ -96,6 +96,7 @@ impl CheckLogTask {
 
 async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
     let mut entries = Vec::with_capacity(BATCH);
+    let mut known = KnownAnswers::default();
     let mut stopping = false;
     // When the next `COPY` may start: `GATHER` after the last one began, or at once after a full
     // batch, a flush or the stop.
@@ -127,7 +128,7 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
             }
         }
         let started = tokio::time::Instant::now();
-        store_with_retries(&store, &checks).await;
+        store_with_retries(&store, &checks, &mut known).await;
         queued.dec_by(checks.len() as i64);
         let flushed = !flushes.is_empty();
         for done in flushes {
@@ -139,13 +140,13 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
 
 /// Store `checks`, retrying while Postgres is unreachable. A row Postgres refuses outright would
 /// be refused forever; that batch is logged (without its contents) and dropped.
-async fn store_with_retries(store: &Store, checks: &[CheckRow]) {
+async fn store_with_retries(store: &Store, checks: &[CheckRow], known: &mut KnownAnswers) {
     if checks.is_empty() {
         return;
     }
     let mut delay = Duration::from_millis(50);
     loop {
-        match store.copy_checks(checks).await {
+        match store.copy_checks(checks, known).await {
             Ok(()) => return,
             // Bad data (class 22) or a broken constraint (class 23) would be refused forever.
             Err(sqlx::Error::Database(error))

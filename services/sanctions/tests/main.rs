@@ -195,6 +195,17 @@ async fn a_subject_graded_c_gets_the_measures_for_the_asking_department_and_matt
             .unwrap();
     assert!(stored.len() >= 7, "{stored:?}");
     assert!(stored.iter().any(|(department, _)| department == "finance-110108"));
+    // Each distinct answer is stored once, and every check finds its own.
+    let (checks, answers, orphans): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM checks), (SELECT count(*) FROM check_answers),
+                (SELECT count(*) FROM checks c WHERE NOT EXISTS
+                    (SELECT 1 FROM check_answers a WHERE a.digest = c.answer_digest))",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0, "a check without its answer");
+    assert!(answers < checks, "{answers} answers stored for {checks} checks: repeated answers are shared");
     app.service.stop().await;
 }
 
@@ -249,8 +260,8 @@ async fn not_applied_needs_a_reason_every_measure_is_reported_and_a_report_is_fi
     // The stored check is what was answered: every column as the binary COPY wrote it.
     type Stored = (String, String, i16, serde_json::Value, chrono::DateTime<chrono::Utc>, Option<chrono::NaiveDate>);
     let (code, department, matter, stored_answer, checked_at, due): Stored = sqlx::query_as(
-        "SELECT credit_code, department_id, matter_type, answer::jsonb, checked_at, report_due_on
-         FROM checks WHERE check_id = $1::uuid",
+        "SELECT c.credit_code, c.department_id, c.matter_type, a.answer::jsonb, c.checked_at, c.report_due_on
+         FROM checks c JOIN check_answers a ON a.digest = c.answer_digest WHERE c.check_id = $1::uuid",
     )
     .bind(&answer.check_id)
     .fetch_one(&app.pool)
