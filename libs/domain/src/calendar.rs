@@ -34,19 +34,12 @@ pub fn parse_day(text: &str) -> Option<NaiveDate> {
 /// and idempotency digests write two or three days per record, and chrono's `Display` was a
 /// visible part of a bulk submission's CPU.
 pub fn day_text(day: NaiveDate) -> String {
-    let mut text = String::with_capacity(10);
-    push_day(&mut text, day);
-    text
-}
-
-/// [`day_text`] appended to `out`.
-pub fn push_day(out: &mut String, day: NaiveDate) {
     let (year, month, date) = (day.year(), day.month(), day.day());
     if !(0..=9999).contains(&year) {
         // Signed and five-digit years, as chrono writes them.
-        out.push_str(&day.to_string());
-        return;
+        return day.to_string();
     }
+    let mut out = String::with_capacity(10);
     let digit = |value: u32| char::from(b'0' + value as u8);
     let year = year as u32;
     for value in [year / 1000, year / 100 % 10, year / 10 % 10, year % 10] {
@@ -58,6 +51,7 @@ pub fn push_day(out: &mut String, day: NaiveDate) {
     out.push('-');
     out.push(digit(date / 10));
     out.push(digit(date % 10));
+    out
 }
 
 /// The years shipped with the platform.

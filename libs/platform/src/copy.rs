@@ -91,25 +91,12 @@ impl BinaryCopy {
         }
     }
 
-    /// `json`, serialised straight into the data (no string of its own per row).
-    pub fn json_of(&mut self, value: &impl serde::Serialize) -> Result<&mut Self, serde_json::Error> {
-        self.serialised(value, None)
-    }
-
-    /// `jsonb`, serialised straight into the data (its binary form is a version byte, then the text).
+    /// `jsonb`, serialised straight into the data (no string of its own per row): its binary form
+    /// is a version byte, then the text, after the length patched in once known.
     pub fn jsonb_of(&mut self, value: &impl serde::Serialize) -> Result<&mut Self, serde_json::Error> {
-        self.serialised(value, Some(1))
-    }
-
-    /// A value's JSON after its length (patched in once known), with `version` first for `jsonb`.
-    fn serialised(
-        &mut self,
-        value: &impl serde::Serialize,
-        version: Option<u8>,
-    ) -> Result<&mut Self, serde_json::Error> {
         let start = self.out.len();
         self.out.extend_from_slice(&[0; 4]);
-        self.out.extend(version);
+        self.out.push(1);
         if let Err(error) = serde_json::to_writer(&mut self.out, value) {
             self.out.truncate(start);
             return Err(error);
@@ -262,7 +249,7 @@ mod tests {
             .jsonb_of(&serde_json::json!({}))
             .unwrap()
             .boolean(true);
-        copy.row(2).jsonb_of(&serde_json::json!({"a": 1})).unwrap().json_of(&[1, 2]).unwrap();
+        copy.row(2).jsonb_of(&serde_json::json!({"a": 1})).unwrap().jsonb_of(&[1, 2]).unwrap();
         let data = copy.finish();
         let mut expected = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
         expected.extend_from_slice(&[0, 6, 0, 0, 0, 2, 0, 7, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 8]);
@@ -271,7 +258,7 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 3, 1, b'{', b'}', 0, 0, 0, 1, 1]);
         expected.extend_from_slice(&[0, 2, 0, 0, 0, 8, 1]);
         expected.extend_from_slice(b"{\"a\":1}");
-        expected.extend_from_slice(&[0, 0, 0, 5]);
+        expected.extend_from_slice(&[0, 0, 0, 6, 1]);
         expected.extend_from_slice(b"[1,2]");
         expected.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(data, expected);
