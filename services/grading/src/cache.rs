@@ -46,13 +46,7 @@ impl GradeCache {
         let Some(mut connection) = self.redis.connection().await else { return };
         let mut pipeline = redis::pipe();
         for row in rows {
-            pipeline
-                .cmd("SET")
-                .arg(self.key(&row.scheme, &row.credit_code))
-                .arg(crate::api::grade_info(row, &self.schemes).encode_to_vec())
-                .arg("EX")
-                .arg(self.ttl.as_secs().max(1))
-                .ignore();
+            pipeline.add_command(self.set(row, false)).ignore();
         }
         let result: Result<(), redis::RedisError> = pipeline.query_async(&mut connection).await;
         if let Err(error) = result {
@@ -65,17 +59,23 @@ impl GradeCache {
     /// entry, which an unconditional write would replace with the older grade for a whole TTL.
     pub async fn fill(&self, row: &GradeRow) {
         let Some(mut connection) = self.redis.connection().await else { return };
-        let result: Result<(), redis::RedisError> = redis::cmd("SET")
-            .arg(self.key(&row.scheme, &row.credit_code))
-            .arg(crate::api::grade_info(row, &self.schemes).encode_to_vec())
-            .arg("NX")
-            .arg("EX")
-            .arg(self.ttl.as_secs().max(1))
-            .query_async(&mut connection)
-            .await;
+        let result: Result<(), redis::RedisError> = self.set(row, true).query_async(&mut connection).await;
         if let Err(error) = result {
             tracing::debug!(%error, "grade cache not filled");
         }
+    }
+
+    /// `SET` of a grade's entry with the TTL; with `only_if_absent`, `NX`.
+    fn set(&self, row: &GradeRow, only_if_absent: bool) -> redis::Cmd {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.key(&row.scheme, &row.credit_code))
+            .arg(crate::api::grade_info(row, &self.schemes).encode_to_vec());
+        if only_if_absent {
+            command.arg("NX");
+        }
+        command.arg("EX").arg(self.ttl.as_secs().max(1));
+        command
     }
 
     /// Drop grades from the read model (bulk work: a recompute changes up to every grade; writing

@@ -1,5 +1,7 @@
 //! All SQL of sanctions.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -68,7 +70,7 @@ impl KnownAnswers {
         self.0.contains(digest)
     }
 
-    fn extend(&mut self, digests: std::collections::HashSet<[u8; 32]>) {
+    fn extend(&mut self, digests: impl ExactSizeIterator<Item = [u8; 32]>) {
         if self.0.len() + digests.len() > Self::LIMIT {
             self.0.clear();
         }
@@ -164,17 +166,15 @@ impl Store {
     /// transaction, and join `known` once committed.
     pub async fn copy_checks(&self, checks: &[CheckRow], known: &mut KnownAnswers) -> Result<(), sqlx::Error> {
         let mut data = copy::BinaryCopy::new(checks.len() * 128);
-        let mut fresh: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
-        let mut fresh_digests: Vec<Vec<u8>> = Vec::new();
-        let mut fresh_answers: Vec<String> = Vec::new();
+        // Answers not stored yet, by digest: each once, however many checks of the batch carry it.
+        let mut fresh: HashMap<[u8; 32], String> = HashMap::new();
         let mut json = Vec::with_capacity(512);
         for check in checks {
             json.clear();
             serde_json::to_writer(&mut json, &check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
             let digest: [u8; 32] = Sha256::digest(&json).into();
-            if !known.contains(&digest) && fresh.insert(digest) {
-                fresh_digests.push(digest.to_vec());
-                fresh_answers.push(String::from_utf8_lossy(&json).into_owned());
+            if !known.contains(&digest) {
+                fresh.entry(digest).or_insert_with(|| String::from_utf8_lossy(&json).into_owned());
             }
             data.row(7)
                 .uuid(check.check_id)
@@ -187,24 +187,26 @@ impl Store {
         }
         const COPY: &str = "COPY checks (check_id, credit_code, department_id, matter_type, answer_digest, checked_at,
              report_due_on) FROM STDIN WITH (FORMAT binary)";
-        if fresh_digests.is_empty() {
+        if fresh.is_empty() {
             let mut connection = self.pool.acquire().await?;
             copy::copy_in_binary(&mut connection, COPY, data.finish()).await?;
             return Ok(());
         }
+        let (digests, answers): (Vec<&[u8]>, Vec<&str>) =
+            fresh.iter().map(|(digest, answer)| (digest.as_slice(), answer.as_str())).unzip();
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO check_answers (digest, answer)
              SELECT digest, answer::json FROM UNNEST($1::bytea[], $2::text[]) AS t(digest, answer)
              ON CONFLICT (digest) DO NOTHING",
         )
-        .bind(&fresh_digests)
-        .bind(&fresh_answers)
+        .bind(&digests)
+        .bind(&answers)
         .execute(&mut *transaction)
         .await?;
         copy::copy_in_binary(&mut transaction, COPY, data.finish()).await?;
         transaction.commit().await?;
-        known.extend(fresh);
+        known.extend(fresh.into_keys());
         Ok(())
     }
 
