@@ -2,7 +2,7 @@
 //! But the answer itself comes from memory in microseconds, and waiting for a commit would make
 //! every check cost a Postgres round trip and a WAL flush. So a call queues its check and
 //! answers; one writer stores whatever is queued with one `COPY`, in the order the calls came,
-//! at most one `COPY` every few milliseconds ([`GATHER`]).
+//! at most one `COPY` every few tens of milliseconds ([`GATHER`]).
 //!
 //! What that costs and what keeps it safe:
 //! - a queued check is lost only if the process dies without its shutdown; a graceful shutdown
@@ -23,15 +23,17 @@ use xinyong_platform::metrics::Metrics;
 use crate::store::{CheckRow, KnownAnswers, Store};
 
 /// Checks per `COPY` at most.
-const BATCH: usize = 1024;
+const BATCH: usize = 4096;
 /// Checks queued at most before calls wait for the writer.
 const QUEUE: usize = 64 * 1024;
-/// The shortest time between the starts of two `COPY`s. Each `COPY` is a statement, a commit and
-/// a WAL flush, and two round trips; under load, writing whatever had arrived each time made a
-/// thousand small `COPY`s a second, whose fixed costs fell on the same cores as the calls. A
-/// check waits at most this much longer to be stored, and so does a flush (a `ReportHandling`
-/// looking for its check); a full batch is written at once.
-const GATHER: Duration = Duration::from_millis(5);
+/// The shortest time between the starts of two `COPY`s. A `COPY` has a fixed cost in Postgres
+/// (a statement, its plan, opening the table and its indexes, a commit with its WAL flush) of about
+/// half a millisecond of CPU on the benchmark machine, and that CPU is taken from the cores that
+/// answer the calls: at 100 checks a `COPY` it was twice the cost of the rows themselves. So the
+/// writer gathers: a check waits at most this much longer to be stored. A flush (a
+/// `ReportHandling` looking for its check), a full batch or the stop cuts the wait short, so no
+/// caller waits on it.
+const GATHER: Duration = Duration::from_millis(25);
 
 enum Entry {
     Check(CheckRow),
@@ -98,27 +100,40 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
     let mut entries = Vec::with_capacity(BATCH);
     let mut known = KnownAnswers::default();
     let mut stopping = false;
-    // When the next `COPY` may start: `GATHER` after the last one began, or at once after a full
-    // batch, a flush or the stop.
+    // When the next `COPY` may start unless a flush, a full batch or the stop is waiting:
+    // `GATHER` after the last one began.
     let mut not_before = tokio::time::Instant::now();
     loop {
+        // Wait for the first entry, then gather until `not_before`, unless what came cannot wait.
         let received = tokio::select! {
-            received = async {
-                tokio::time::sleep_until(not_before).await;
-                receiver.recv_many(&mut entries, BATCH).await
-            } => received,
+            received = receiver.recv_many(&mut entries, BATCH) => received,
             _ = &mut stop, if !stopping => {
                 // Closed, the channel still yields what it holds, then nothing.
                 stopping = true;
                 receiver.close();
-                not_before = tokio::time::Instant::now();
                 continue;
             }
         };
         if received == 0 {
             return;
         }
-        let full = received == BATCH;
+        let mut urgent = entries.iter().any(|entry| matches!(entry, Entry::Flush(_)));
+        while !urgent && !stopping && entries.len() < BATCH {
+            let before = entries.len();
+            tokio::select! {
+                () = tokio::time::sleep_until(not_before) => break,
+                received = receiver.recv_many(&mut entries, BATCH - before) => {
+                    if received == 0 {
+                        break;
+                    }
+                    urgent = entries[before..].iter().any(|entry| matches!(entry, Entry::Flush(_)));
+                }
+                _ = &mut stop => {
+                    stopping = true;
+                    receiver.close();
+                }
+            }
+        }
         let mut checks = Vec::with_capacity(entries.len());
         let mut flushes = Vec::new();
         for entry in entries.drain(..) {
@@ -130,11 +145,10 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
         let started = tokio::time::Instant::now();
         store_with_retries(&store, &checks, &mut known).await;
         queued.dec_by(checks.len() as i64);
-        let flushed = !flushes.is_empty();
         for done in flushes {
             let _ = done.send(());
         }
-        not_before = if full || flushed || stopping { started } else { started + GATHER };
+        not_before = started + GATHER;
     }
 }
 
