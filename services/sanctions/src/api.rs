@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use sqlx::PgPool;
-use sqlx::types::Json;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use xinyong_domain::calendar::{Calendar, today};
@@ -20,9 +19,10 @@ use xinyong_proto::common::v1::FieldViolation;
 use xinyong_proto::sanctions::v1 as pb;
 use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsService;
 
+use crate::answers::{Answers, Asker, Prepared};
 use crate::notices;
 use crate::state::SubjectState;
-use crate::store::{Answer, CheckRow, HandlingRow, MeasureRow, Store};
+use crate::store::{HandlingRow, MeasureRow, NewCheck, Store};
 use crate::tasks::{self, Inbox, NewTasks, TaskRow};
 use crate::writer::CheckLog;
 
@@ -49,6 +49,7 @@ pub struct Sanctions {
     pool: PgPool,
     state: SubjectState,
     catalogue: Catalogue,
+    answers: Answers,
     calendar: Arc<Calendar>,
     report_within_working_days: u32,
     execute_within_working_days: u32,
@@ -70,6 +71,7 @@ impl Sanctions {
             pool,
             state,
             catalogue,
+            answers: Answers::default(),
             calendar: Arc::new(Calendar::official()),
             report_within_working_days: section.report_within_working_days,
             execute_within_working_days: section.execute_within_working_days,
@@ -176,21 +178,6 @@ fn to_proto(row: &MeasureRow) -> pb::Measure {
     }
 }
 
-/// A measure as `CheckEntity` answers it: what the department is to do and on what basis. The
-/// applicability fields stay out of every answer (and so out of every check's encoding and
-/// decoding); `ListMeasures` carries them.
-fn to_check_answer(row: &MeasureRow) -> pb::Measure {
-    pb::Measure {
-        code: row.code.clone(),
-        title: row.title.clone(),
-        legal_basis: row.legal_basis.clone(),
-        source: row.source.clone(),
-        target: i32::from(row.target),
-        incentive: row.incentive,
-        ..Default::default()
-    }
-}
-
 /// A measure a department submits, checked field by field.
 fn from_proto(measure: pb::Measure) -> Result<MeasureRow, Vec<FieldViolation>> {
     let mut problems = Vec::new();
@@ -248,18 +235,6 @@ fn from_proto(measure: pb::Measure) -> Result<MeasureRow, Vec<FieldViolation>> {
     })
 }
 
-/// Whether `measure` is for `department` handling `matter` about a subject with the grades and
-/// lists of `answer`.
-fn applies(measure: &MeasureRow, department: &str, matter: i16, answer: &Answer) -> bool {
-    let for_department =
-        measure.executing_departments.is_empty() || measure.executing_departments.iter().any(|d| d == department);
-    let for_matter = measure.matter_types.is_empty() || measure.matter_types.contains(&matter);
-    let by_grade =
-        answer.grades.iter().any(|grade| grade.scheme == measure.scheme && measure.grades.contains(&grade.grade));
-    let by_list = answer.lists.iter().any(|list| measure.lists.contains(list));
-    for_department && for_matter && (by_grade || by_list)
-}
-
 #[tonic::async_trait]
 impl SanctionsService for Sanctions {
     async fn check_entity(
@@ -284,53 +259,39 @@ impl SanctionsService for Sanctions {
         };
         let matter = request.matter_type as i16;
         let subject = self.state.subject(&code).await.map_err(internal)?;
-        let see_internal = caller.has(PERMISSION_INTERNAL_GRADES);
-        let visible: Vec<_> = subject.grades.iter().filter(|grade| see_internal || !grade.internal).cloned().collect();
-        let mut disputed: BTreeSet<String> = BTreeSet::new();
-        for grade in &visible {
-            disputed.extend(grade.disputed_record_ids.iter().cloned());
-        }
-        let mut answer = Answer {
-            grades: visible,
-            lists: subject.lists.clone(),
-            measures: Vec::new(),
-            disputed_record_ids: disputed.into_iter().collect(),
-        };
         let catalogue = self.catalogue.current();
-        let measures: Vec<&MeasureRow> =
-            catalogue.iter().filter(|measure| applies(measure, &caller.department_id, matter, &answer)).collect();
-        answer.measures = measures.iter().map(|measure| measure.code.clone()).collect();
+        let asker = Asker {
+            department_id: &caller.department_id,
+            matter,
+            see_internal: caller.has(PERMISSION_INTERNAL_GRADES),
+        };
+        let prepared = match self.answers.get(&code, &subject, &catalogue, &asker) {
+            Some(prepared) => prepared,
+            None => {
+                let prepared = Arc::new(
+                    Prepared::new(&code, subject, catalogue, &asker)
+                        .map_err(|error| Status::from(ApiError::internal(error)))?,
+                );
+                self.answers.keep(&code, prepared.clone());
+                prepared
+            }
+        };
         let now = Utc::now();
         let check_id = Uuid::now_v7();
-        // The response is built from the answer before the answer moves into the check log.
-        let response = pb::CheckEntityResponse {
-            check_id: check_id.to_string(),
-            credit_code: code.clone(),
-            grades: answer
-                .grades
-                .iter()
-                .map(|grade| pb::SchemeGrade {
-                    scheme: grade.scheme.clone(),
-                    grade: i32::from(grade.grade),
-                    rule_set_version: grade.rule_set_version,
-                })
-                .collect(),
-            lists: answer.lists.iter().map(|list| i32::from(*list)).collect(),
-            measures: measures.iter().map(|measure| to_check_answer(measure)).collect(),
-            disputed_record_ids: answer.disputed_record_ids.clone(),
-            checked_at: Some(timestamp(now)),
-        };
-        let check = CheckRow {
+        let mut response = prepared.response.clone();
+        response.check_id = check_id.to_string();
+        response.checked_at = Some(timestamp(now));
+        let check = NewCheck {
             check_id,
             credit_code: code,
             department_id: caller.department_id.clone(),
             matter_type: matter,
             // A check with measures to apply owes a report (发起—响应—反馈).
-            report_due_on: (!measures.is_empty())
+            report_due_on: prepared
+                .owes_report
                 .then(|| self.calendar.add_working_days(today(), self.report_within_working_days)),
-            answer: Json(answer),
+            answer: prepared.stored.clone(),
             checked_at: now,
-            reported_at: None,
         };
         self.checks.record(check).await.map_err(|error| Status::from(ApiError::internal(error)))?;
         Ok(Response::new(response))

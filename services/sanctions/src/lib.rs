@@ -2,6 +2,7 @@
 //! follow the grades and listings, notices before listing, precise push of registrations (双告知),
 //! leads and overdue work. See docs/sanctions.md.
 
+pub mod answers;
 pub mod api;
 pub mod notices;
 pub mod projection;

@@ -1,14 +1,16 @@
 //! All SQL of sanctions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 use xinyong_platform::copy;
+
+use crate::answers::StoredAnswer;
 
 /// A measure as stored (enums as their proto numbers).
 #[derive(Debug, Clone, FromRow)]
@@ -78,7 +80,19 @@ impl KnownAnswers {
     }
 }
 
-/// A stored check.
+/// A check to store: its answer as prepared, JSON and digest.
+#[derive(Debug, Clone)]
+pub struct NewCheck {
+    pub check_id: Uuid,
+    pub credit_code: String,
+    pub department_id: String,
+    pub matter_type: i16,
+    pub answer: Arc<StoredAnswer>,
+    pub checked_at: DateTime<Utc>,
+    pub report_due_on: Option<NaiveDate>,
+}
+
+/// A stored check, read back.
 #[derive(Debug, Clone, FromRow)]
 pub struct CheckRow {
     pub check_id: Uuid,
@@ -164,24 +178,21 @@ impl Store {
     /// clash): Postgres parses no text for the ids, times and days of the hottest write there is.
     /// A check carries its answer's digest; answers not in `known` are inserted first, in the same
     /// transaction, and join `known` once committed.
-    pub async fn copy_checks(&self, checks: &[CheckRow], known: &mut KnownAnswers) -> Result<(), sqlx::Error> {
+    pub async fn copy_checks(&self, checks: &[NewCheck], known: &mut KnownAnswers) -> Result<(), sqlx::Error> {
         let mut data = copy::BinaryCopy::new(checks.len() * 128);
         // Answers not stored yet, by digest: each once, however many checks of the batch carry it.
-        let mut fresh: HashMap<[u8; 32], String> = HashMap::new();
-        let mut json = Vec::with_capacity(512);
+        let mut fresh: HashMap<[u8; 32], &str> = HashMap::new();
         for check in checks {
-            json.clear();
-            serde_json::to_writer(&mut json, &check.answer.0).map_err(|error| sqlx::Error::Encode(error.into()))?;
-            let digest: [u8; 32] = Sha256::digest(&json).into();
-            if !known.contains(&digest) {
-                fresh.entry(digest).or_insert_with(|| String::from_utf8_lossy(&json).into_owned());
+            let digest = &check.answer.digest;
+            if !known.contains(digest) {
+                fresh.entry(*digest).or_insert(&check.answer.json);
             }
             data.row(7)
                 .uuid(check.check_id)
                 .text(&check.credit_code)
                 .text(&check.department_id)
                 .int2(check.matter_type)
-                .bytes(&digest)
+                .bytes(digest)
                 .timestamptz(check.checked_at)
                 .optional_date(check.report_due_on);
         }
@@ -193,7 +204,7 @@ impl Store {
             return Ok(());
         }
         let (digests, answers): (Vec<&[u8]>, Vec<&str>) =
-            fresh.iter().map(|(digest, answer)| (digest.as_slice(), answer.as_str())).unzip();
+            fresh.iter().map(|(digest, answer)| (digest.as_slice(), *answer)).unzip();
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO check_answers (digest, answer)

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use xinyong_platform::metrics::Metrics;
 
-use crate::store::{CheckRow, KnownAnswers, Store};
+use crate::store::{KnownAnswers, NewCheck, Store};
 
 /// Checks per `COPY` at most.
 const BATCH: usize = 4096;
@@ -36,7 +36,7 @@ const QUEUE: usize = 64 * 1024;
 const GATHER: Duration = Duration::from_millis(25);
 
 enum Entry {
-    Check(CheckRow),
+    Check(NewCheck),
     /// Answered once every entry queued before it is stored.
     Flush(oneshot::Sender<()>),
 }
@@ -68,7 +68,7 @@ impl CheckLog {
     }
 
     /// Queue a check for storing; waits only when the queue is full.
-    pub async fn record(&self, check: CheckRow) -> Result<(), String> {
+    pub async fn record(&self, check: NewCheck) -> Result<(), String> {
         self.queued.inc();
         self.sender.send(Entry::Check(check)).await.map_err(|_| {
             self.queued.dec();
@@ -154,7 +154,7 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
 
 /// Store `checks`, retrying while Postgres is unreachable. A row Postgres refuses outright would
 /// be refused forever; that batch is logged (without its contents) and dropped.
-async fn store_with_retries(store: &Store, checks: &[CheckRow], known: &mut KnownAnswers) {
+async fn store_with_retries(store: &Store, checks: &[NewCheck], known: &mut KnownAnswers) {
     if checks.is_empty() {
         return;
     }
