@@ -7,19 +7,19 @@
 //! catalogue, copying grades and measures into the response) and then writing its JSON and
 //! hashing that for the check log was a fifth of the service's CPU a check in the benchmark.
 //!
-//! A prepared answer holds the very subject and catalogue it was built from (`Arc`s), and is used
-//! only while the cache hands out those same ones: a changed subject or catalogue is a new `Arc`,
-//! so a stale answer can never be served, and the `Arc`s it holds cannot be freed and reused for
-//! something else while it exists.
+//! Prepared answers are kept with the subject's copy in the cache ([`crate::state::KnownSubject`]):
+//! a changed subject is a new copy that starts without any, so an answer about an old state of the
+//! subject cannot be served. Each holds the very catalogue it was built from (an `Arc`) and is
+//! used only while the catalogue in force is that same one; holding it, the `Arc` cannot be freed
+//! and reused for another catalogue while the answer exists.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use xinyong_proto::sanctions::v1 as pb;
 
-use crate::state::Known;
-use crate::store::{Answer, MeasureRow};
+use crate::store::{Answer, MeasureRow, Subject};
 
 /// What a check stores about its answer: the answer's JSON and its SHA-256 (the key it is stored
 /// under in `check_answers`).
@@ -47,7 +47,6 @@ pub struct Asker<'a> {
 /// An answer ready to send: the response lacks only its check id and time.
 #[derive(Debug)]
 pub struct Prepared {
-    subject: Known,
     catalogue: Arc<Vec<MeasureRow>>,
     department_id: String,
     matter: i16,
@@ -59,10 +58,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Work out the answer for `asker` about the subject `credit_code` as `subject` knows it.
+    /// Work out the answer for `asker` about the subject `credit_code` as `subject` describes it.
     pub fn new(
         credit_code: &str,
-        subject: Known,
+        subject: &Subject,
         catalogue: Arc<Vec<MeasureRow>>,
         asker: &Asker,
     ) -> Result<Prepared, serde_json::Error> {
@@ -101,7 +100,6 @@ impl Prepared {
         let owes_report = !measures.is_empty();
         let stored = Arc::new(StoredAnswer::of(&answer)?);
         Ok(Prepared {
-            subject,
             catalogue,
             department_id: asker.department_id.to_owned(),
             matter: asker.matter,
@@ -118,8 +116,8 @@ impl Prepared {
             && self.see_internal == asker.see_internal
     }
 
-    fn built_from(&self, subject: &Known, catalogue: &Arc<Vec<MeasureRow>>) -> bool {
-        Arc::ptr_eq(&self.subject, subject) && Arc::ptr_eq(&self.catalogue, catalogue)
+    fn built_from(&self, catalogue: &Arc<Vec<MeasureRow>>) -> bool {
+        Arc::ptr_eq(&self.catalogue, catalogue)
     }
 }
 
@@ -150,65 +148,47 @@ pub fn to_check_answer(row: &MeasureRow) -> pb::Measure {
     }
 }
 
-/// Prepared answers by credit code. Bounded: past [`Answers::CAPACITY`] answers it starts again
-/// empty, like the subject cache it follows.
-#[derive(Debug, Clone, Default)]
-pub struct Answers(Arc<Mutex<Held>>);
-
+/// The answers prepared from one copy of a subject, for the askers that asked. Few: a subject is
+/// checked by the departments that handle its matters; past [`PreparedAnswers::LIMIT`] the oldest
+/// goes.
 #[derive(Debug, Default)]
-struct Held {
-    by_code: HashMap<String, Vec<Arc<Prepared>>>,
-    count: usize,
-}
+pub struct PreparedAnswers(Mutex<Vec<Arc<Prepared>>>);
 
-impl Answers {
-    /// About 1 KiB each: 20 MiB at most.
-    pub const CAPACITY: usize = 20_000;
+impl PreparedAnswers {
+    pub const LIMIT: usize = 16;
 
-    /// The answer prepared for `asker` from this very `subject` and `catalogue`, if there is one.
-    pub fn get(
-        &self,
-        credit_code: &str,
-        subject: &Known,
-        catalogue: &Arc<Vec<MeasureRow>>,
-        asker: &Asker,
-    ) -> Option<Arc<Prepared>> {
+    /// The answer prepared for `asker` from `catalogue`, if there is one.
+    pub fn get(&self, catalogue: &Arc<Vec<MeasureRow>>, asker: &Asker) -> Option<Arc<Prepared>> {
         let held = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        held.by_code
-            .get(credit_code)?
-            .iter()
-            .find(|prepared| prepared.answers(asker) && prepared.built_from(subject, catalogue))
-            .cloned()
+        held.iter().find(|prepared| prepared.answers(asker) && prepared.built_from(catalogue)).cloned()
     }
 
-    /// Keep `prepared` for the next asker like it; answers built from another subject or
-    /// catalogue than it are dropped, as they will not be asked for again.
-    pub fn keep(&self, credit_code: &str, prepared: Arc<Prepared>) {
+    /// Keep `prepared` for the next asker like it; answers from another catalogue go, as they
+    /// will not be asked for again.
+    pub fn keep(&self, prepared: Arc<Prepared>) {
         let mut held = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if held.count >= Self::CAPACITY {
-            held.by_code.clear();
-            held.count = 0;
+        let asker = Asker {
+            department_id: &prepared.department_id,
+            matter: prepared.matter,
+            see_internal: prepared.see_internal,
+        };
+        held.retain(|other| other.built_from(&prepared.catalogue) && !other.answers(&asker));
+        if held.len() >= Self::LIMIT {
+            held.remove(0);
         }
-        let Held { by_code, count } = &mut *held;
-        let kept = by_code.entry(credit_code.to_owned()).or_default();
-        let before = kept.len();
-        kept.retain(|other| {
-            other.built_from(&prepared.subject, &prepared.catalogue)
-                && !other.answers(&Asker {
-                    department_id: &prepared.department_id,
-                    matter: prepared.matter,
-                    see_internal: prepared.see_internal,
-                })
-        });
-        kept.push(prepared);
-        *count = *count + kept.len() - before;
+        held.push(prepared);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{GradeRow, Subject};
+    use crate::store::GradeRow;
 
     fn measure(code: &str, grades: &[i16], departments: &[&str]) -> MeasureRow {
         MeasureRow {
@@ -226,8 +206,8 @@ mod tests {
         }
     }
 
-    fn subject(grade: i16) -> Known {
-        Arc::new(Subject {
+    fn subject(grade: i16) -> Subject {
+        Subject {
             grades: vec![GradeRow {
                 scheme: "public_credit".to_owned(),
                 grade,
@@ -236,7 +216,7 @@ mod tests {
                 disputed_record_ids: vec!["r-1".to_owned()],
             }],
             lists: Vec::new(),
-        })
+        }
     }
 
     const CODE: &str = "91110108MA01ABCD5X";
@@ -245,55 +225,62 @@ mod tests {
         Asker { department_id, matter: 3, see_internal: false }
     }
 
-    #[test]
-    fn an_answer_is_reused_only_for_the_same_subject_catalogue_and_asker() {
-        let answers = Answers::default();
-        let catalogue = Arc::new(vec![measure("M1", &[3], &["samr"])]);
-        let graded_c = subject(3);
-        let prepared = Arc::new(Prepared::new(CODE, graded_c.clone(), catalogue.clone(), &asker("samr")).unwrap());
-        assert_eq!(prepared.response.measures.len(), 1);
-        assert!(prepared.owes_report);
-        answers.keep(CODE, prepared.clone());
-
-        let again = answers.get(CODE, &graded_c, &catalogue, &asker("samr")).expect("kept");
-        assert!(Arc::ptr_eq(&again, &prepared));
-        // Another department, another matter, the internal grades: not the same answer.
-        assert!(answers.get(CODE, &graded_c, &catalogue, &asker("tax")).is_none());
-        assert!(answers.get(CODE, &graded_c, &catalogue, &Asker { matter: 4, ..asker("samr") }).is_none());
-        assert!(answers.get(CODE, &graded_c, &catalogue, &Asker { see_internal: true, ..asker("samr") }).is_none());
-        // The same grades read again are another state of the subject: prepared anew.
-        assert!(answers.get(CODE, &subject(3), &catalogue, &asker("samr")).is_none());
-        // A changed catalogue too.
-        let changed = Arc::new(vec![measure("M1", &[3, 4], &["samr"])]);
-        assert!(answers.get(CODE, &graded_c, &changed, &asker("samr")).is_none());
+    fn prepared(grade: i16, catalogue: &Arc<Vec<MeasureRow>>, asker: &Asker) -> Arc<Prepared> {
+        Arc::new(Prepared::new(CODE, &subject(grade), catalogue.clone(), asker).unwrap())
     }
 
     #[test]
-    fn a_newer_answer_replaces_what_it_makes_stale() {
-        let answers = Answers::default();
+    fn an_answer_is_reused_only_for_the_same_catalogue_and_asker() {
+        let answers = PreparedAnswers::default();
+        let catalogue = Arc::new(vec![measure("M1", &[3], &["samr"]), measure("M2", &[3], &["tax"])]);
+        let first = prepared(3, &catalogue, &asker("samr"));
+        assert_eq!(first.response.measures.len(), 1);
+        assert_eq!(first.response.measures[0].code, "M1");
+        assert!(first.owes_report);
+        answers.keep(first.clone());
+
+        let again = answers.get(&catalogue, &asker("samr")).expect("kept");
+        assert!(Arc::ptr_eq(&again, &first));
+        // Another department, another matter, the internal grades: not the same answer.
+        assert!(answers.get(&catalogue, &asker("tax")).is_none());
+        assert!(answers.get(&catalogue, &Asker { matter: 4, ..asker("samr") }).is_none());
+        assert!(answers.get(&catalogue, &Asker { see_internal: true, ..asker("samr") }).is_none());
+        // A changed catalogue, even one equal to the first, is another catalogue.
+        let changed = Arc::new(catalogue.as_ref().clone());
+        assert!(answers.get(&changed, &asker("samr")).is_none());
+    }
+
+    #[test]
+    fn a_newer_answer_replaces_what_it_makes_stale_and_the_oldest_goes_past_the_limit() {
+        let answers = PreparedAnswers::default();
         let catalogue = Arc::new(vec![measure("M1", &[3], &[])]);
-        let graded_c = subject(3);
-        for department in ["samr", "tax"] {
-            let prepared = Prepared::new(CODE, graded_c.clone(), catalogue.clone(), &asker(department)).unwrap();
-            answers.keep(CODE, Arc::new(prepared));
+        answers.keep(prepared(3, &catalogue, &asker("samr")));
+        answers.keep(prepared(3, &catalogue, &asker("tax")));
+        assert_eq!(answers.len(), 2);
+        // The same asker again: replaced, not added.
+        answers.keep(prepared(3, &catalogue, &asker("tax")));
+        assert_eq!(answers.len(), 2);
+        // Another catalogue: what came from the old one goes.
+        let changed = Arc::new(vec![measure("M1", &[3, 4], &[])]);
+        answers.keep(prepared(3, &changed, &asker("samr")));
+        assert_eq!(answers.len(), 1);
+        assert!(answers.get(&catalogue, &asker("tax")).is_none());
+        let departments: Vec<String> = (0..PreparedAnswers::LIMIT + 1).map(|n| format!("department-{n}")).collect();
+        for department in &departments {
+            answers.keep(prepared(3, &changed, &asker(department)));
         }
-        assert_eq!(answers.0.lock().unwrap().count, 2);
-        let graded_a = subject(1);
-        let prepared = Arc::new(Prepared::new(CODE, graded_a.clone(), catalogue.clone(), &asker("samr")).unwrap());
-        assert!(prepared.response.measures.is_empty());
-        assert!(!prepared.owes_report);
-        answers.keep(CODE, prepared);
-        // Both answers about the C grade are gone; only the new one is held.
-        assert_eq!(answers.0.lock().unwrap().count, 1);
-        assert!(answers.get(CODE, &graded_c, &catalogue, &asker("tax")).is_none());
-        assert!(answers.get(CODE, &graded_a, &catalogue, &asker("samr")).is_some());
+        assert_eq!(answers.len(), PreparedAnswers::LIMIT);
+        assert!(answers.get(&changed, &asker("samr")).is_none(), "the oldest went");
+        assert!(answers.get(&changed, &asker(&departments[PreparedAnswers::LIMIT])).is_some());
     }
 
     #[test]
     fn the_stored_digest_is_the_sha256_of_the_stored_json() {
-        let prepared = Prepared::new(CODE, subject(3), Arc::new(Vec::new()), &asker("samr")).unwrap();
+        let prepared = prepared(1, &Arc::new(Vec::new()), &asker("samr"));
+        assert!(prepared.response.measures.is_empty());
+        assert!(!prepared.owes_report);
         let answer: Answer = serde_json::from_str(&prepared.stored.json).unwrap();
-        assert_eq!(answer.grades[0].grade, 3);
+        assert_eq!(answer.grades[0].grade, 1);
         assert_eq!(answer.disputed_record_ids, vec!["r-1".to_owned()]);
         assert_eq!(prepared.stored.digest, <[u8; 32]>::from(Sha256::digest(prepared.stored.json.as_bytes())));
     }

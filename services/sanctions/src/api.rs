@@ -19,7 +19,7 @@ use xinyong_proto::common::v1::FieldViolation;
 use xinyong_proto::sanctions::v1 as pb;
 use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsService;
 
-use crate::answers::{Answers, Asker, Prepared};
+use crate::answers::{Asker, Prepared};
 use crate::notices;
 use crate::state::SubjectState;
 use crate::store::{HandlingRow, MeasureRow, NewCheck, Store};
@@ -49,7 +49,6 @@ pub struct Sanctions {
     pool: PgPool,
     state: SubjectState,
     catalogue: Catalogue,
-    answers: Answers,
     calendar: Arc<Calendar>,
     report_within_working_days: u32,
     execute_within_working_days: u32,
@@ -71,7 +70,6 @@ impl Sanctions {
             pool,
             state,
             catalogue,
-            answers: Answers::default(),
             calendar: Arc::new(Calendar::official()),
             report_within_working_days: section.report_within_working_days,
             execute_within_working_days: section.execute_within_working_days,
@@ -265,14 +263,14 @@ impl SanctionsService for Sanctions {
             matter,
             see_internal: caller.has(PERMISSION_INTERNAL_GRADES),
         };
-        let prepared = match self.answers.get(&code, &subject, &catalogue, &asker) {
+        let prepared = match subject.answers.get(&catalogue, &asker) {
             Some(prepared) => prepared,
             None => {
                 let prepared = Arc::new(
-                    Prepared::new(&code, subject, catalogue, &asker)
+                    Prepared::new(&code, &subject.subject, catalogue, &asker)
                         .map_err(|error| Status::from(ApiError::internal(error)))?,
                 );
-                self.answers.keep(&code, prepared.clone());
+                subject.answers.keep(prepared.clone());
                 prepared
             }
         };

@@ -15,14 +15,29 @@ use std::time::{Duration, Instant};
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::redis::Redis;
 
+use crate::answers::PreparedAnswers;
 use crate::store::{Store, Subject};
 
 const CACHE: &str = "sanctions_subject";
 
-/// Entries the in-process cache holds before it starts over (about 300 bytes each).
-const LOCAL_CAPACITY: usize = 200_000;
+/// Entries the in-process cache holds before it starts over: about 300 bytes each, and about a
+/// kilobyte more for each answer prepared from one (most are asked by one department about one
+/// matter), so 150 MiB at most in the usual case.
+const LOCAL_CAPACITY: usize = 100_000;
 
-pub type Known = Arc<Subject>;
+/// A subject as this replica knows it, with the answers prepared from it (see `answers`): they
+/// are dropped with the copy, and a changed subject is a new copy that starts with none.
+#[derive(Debug, Default)]
+pub struct KnownSubject {
+    pub subject: Subject,
+    pub answers: PreparedAnswers,
+}
+
+pub type Known = Arc<KnownSubject>;
+
+fn known(subject: Subject) -> Known {
+    Arc::new(KnownSubject { subject, answers: PreparedAnswers::default() })
+}
 
 #[derive(Clone)]
 pub struct SubjectState {
@@ -146,10 +161,10 @@ impl SubjectState {
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let subject = match self.cached(credit_code).await {
-            Some(subject) => Arc::new(subject),
+            Some(subject) => known(subject),
             None => {
-                let subject = Arc::new(self.store.subject(credit_code).await?);
-                self.cache(credit_code, &subject).await;
+                let subject = known(self.store.subject(credit_code).await?);
+                self.cache(credit_code, &subject.subject).await;
                 subject
             }
         };
@@ -161,8 +176,8 @@ impl SubjectState {
 
     /// After a committed change: the subject as it is now, everywhere.
     pub async fn refresh(&self, credit_code: &str) -> Result<(), sqlx::Error> {
-        let subject = Arc::new(self.store.subject(credit_code).await?);
-        self.cache(credit_code, &subject).await;
+        let subject = known(self.store.subject(credit_code).await?);
+        self.cache(credit_code, &subject.subject).await;
         self.announce(credit_code.to_owned()).await;
         self.remember(credit_code, subject);
         Ok(())
