@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::redis::Redis;
 
@@ -44,6 +45,8 @@ pub struct SubjectState {
     store: Store,
     redis: Redis,
     metrics: Metrics,
+    /// `xinyong_cache_lookups_total{cache="sanctions_local",outcome="hit"}`: counted on most checks.
+    local_hits: Counter,
     /// Each copy with the moment it stops being trusted.
     local: Arc<Mutex<HashMap<String, (Instant, Known)>>>,
     local_ttl: Duration,
@@ -59,6 +62,7 @@ impl SubjectState {
         SubjectState {
             store,
             redis,
+            local_hits: metrics.cache_counter("sanctions_local", "hit"),
             metrics,
             local: Arc::default(),
             local_ttl,
@@ -156,7 +160,7 @@ impl SubjectState {
                 self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(credit_code)
             && Instant::now() < *until
         {
-            self.metrics.cache_lookup("sanctions_local", "hit");
+            self.local_hits.inc();
             return Ok(subject.clone());
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
