@@ -296,7 +296,13 @@ mod tests {
         metrics.cache_lookup("subjects", "hit");
         metrics.cache_lookup("subjects", "miss");
         let text = metrics.encode();
-        assert!(text.contains(r#"xinyong_cache_lookups_total{component="test",cache="subjects",outcome="hit"} 2"#), "{text}");
-        assert!(text.contains(r#"xinyong_cache_lookups_total{component="test",cache="subjects",outcome="miss"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"xinyong_cache_lookups_total{component="test",cache="subjects",outcome="hit"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"xinyong_cache_lookups_total{component="test",cache="subjects",outcome="miss"} 1"#),
+            "{text}"
+        );
     }
 }
