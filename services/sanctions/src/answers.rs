@@ -3,9 +3,9 @@
 //! An answer depends on the subject (its grades and lists), the catalogue, the asking department,
 //! the matter and whether the caller may see internal grades, and on nothing else: between two
 //! grade changes a subject asked about by one department for one matter gets the same answer, and
-//! checks come in far more often than grades change. Building it every time (filtering the
-//! catalogue, copying grades and measures into the response) and then writing its JSON and
-//! hashing that for the check log was a fifth of the service's CPU a check in the benchmark.
+//! checks come in far more often than grades change. It was built on every call (the catalogue
+//! filtered, grades and measures copied into the response), and its JSON written and hashed again
+//! for the check log: half of the check log writer's CPU in the benchmark's profile.
 //!
 //! Prepared answers are kept with the subject's copy in the cache ([`crate::state::KnownSubject`]):
 //! a changed subject is a new copy that starts without any, so an answer about an old state of the
