@@ -16,6 +16,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use prost::bytes::{Buf, BufMut};
+use prost::{DecodeError, Message, encoding};
 use sha2::{Digest, Sha256};
 use xinyong_proto::sanctions::v1 as pb;
 
@@ -51,7 +53,10 @@ pub struct Prepared {
     department_id: String,
     matter: i16,
     see_internal: bool,
-    pub response: pb::CheckEntityResponse,
+    /// The `CheckEntityResponse` without `check_id` and `checked_at`, encoded: a call adds those
+    /// two fields around these bytes ([`CheckAnswer`]) instead of copying every string of the
+    /// response into a new message and encoding it again.
+    encoded: Vec<u8>,
     /// Whether measures apply, so the check owes a report (发起—响应—反馈).
     pub owes_report: bool,
     pub stored: Arc<StoredAnswer>,
@@ -104,10 +109,16 @@ impl Prepared {
             department_id: asker.department_id.to_owned(),
             matter: asker.matter,
             see_internal: asker.see_internal,
-            response,
+            encoded: response.encode_to_vec(),
             owes_report,
             stored,
         })
+    }
+
+    /// The response as a message, without the check's id and time.
+    pub fn response(&self) -> pb::CheckEntityResponse {
+        pb::CheckEntityResponse::decode(self.encoded.as_slice())
+            .expect("a prepared answer decodes: it was encoded here")
     }
 
     fn answers(&self, asker: &Asker) -> bool {
@@ -118,6 +129,56 @@ impl Prepared {
 
     fn built_from(&self, catalogue: &Arc<Vec<MeasureRow>>) -> bool {
         Arc::ptr_eq(&self.catalogue, catalogue)
+    }
+}
+
+/// `CheckEntityResponse` as sent: the prepared answer's bytes with the check's id before them and
+/// its time after, which is what prost would write for the same message (fields in number order).
+#[derive(Debug, Default)]
+pub struct CheckAnswer {
+    pub check_id: String,
+    pub checked_at: prost_types::Timestamp,
+    pub prepared: Option<Arc<Prepared>>,
+}
+
+impl CheckAnswer {
+    /// The same answer as a message.
+    pub fn into_response(self) -> pb::CheckEntityResponse {
+        let mut response = self.prepared.map(|prepared| prepared.response()).unwrap_or_default();
+        response.check_id = self.check_id;
+        response.checked_at = Some(self.checked_at);
+        response
+    }
+}
+
+impl Message for CheckAnswer {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::string::encode(1, &self.check_id, buf);
+        if let Some(prepared) = &self.prepared {
+            buf.put_slice(&prepared.encoded);
+        }
+        encoding::message::encode(7, &self.checked_at, buf);
+    }
+
+    /// Only ever sent; what a decoder would read is skipped.
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: encoding::WireType,
+        buf: &mut impl Buf,
+        ctx: encoding::DecodeContext,
+    ) -> Result<(), DecodeError> {
+        encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::string::encoded_len(1, &self.check_id)
+            + self.prepared.as_ref().map_or(0, |prepared| prepared.encoded.len())
+            + encoding::message::encoded_len(7, &self.checked_at)
+    }
+
+    fn clear(&mut self) {
+        *self = CheckAnswer::default();
     }
 }
 
@@ -234,8 +295,8 @@ mod tests {
         let answers = PreparedAnswers::default();
         let catalogue = Arc::new(vec![measure("M1", &[3], &["samr"]), measure("M2", &[3], &["tax"])]);
         let first = prepared(3, &catalogue, &asker("samr"));
-        assert_eq!(first.response.measures.len(), 1);
-        assert_eq!(first.response.measures[0].code, "M1");
+        assert_eq!(first.response().measures.len(), 1);
+        assert_eq!(first.response().measures[0].code, "M1");
         assert!(first.owes_report);
         answers.keep(first.clone());
 
@@ -275,9 +336,29 @@ mod tests {
     }
 
     #[test]
+    fn a_check_answer_is_sent_as_the_same_bytes_as_the_generated_message() {
+        let catalogue = Arc::new(vec![measure("M1", &[3], &["samr"])]);
+        let answer = CheckAnswer {
+            check_id: "0190f3a2-7c1e-7000-8000-000000000001".to_owned(),
+            checked_at: prost_types::Timestamp { seconds: 1_763_900_000, nanos: 123_000 },
+            prepared: Some(prepared(3, &catalogue, &asker("samr"))),
+        };
+        let sent = answer.encode_to_vec();
+        assert_eq!(sent.len(), answer.encoded_len());
+        let response = answer.into_response();
+        assert_eq!(response.check_id, "0190f3a2-7c1e-7000-8000-000000000001");
+        assert_eq!(response.credit_code, CODE);
+        assert_eq!(response.measures[0].code, "M1");
+        assert_eq!(response.grades[0].grade, 3);
+        assert_eq!(response.disputed_record_ids, vec!["r-1".to_owned()]);
+        assert_eq!(sent, response.encode_to_vec());
+        assert_eq!(pb::CheckEntityResponse::decode(sent.as_slice()).unwrap(), response);
+    }
+
+    #[test]
     fn the_stored_digest_is_the_sha256_of_the_stored_json() {
         let prepared = prepared(1, &Arc::new(Vec::new()), &asker("samr"));
-        assert!(prepared.response.measures.is_empty());
+        assert!(prepared.response().measures.is_empty());
         assert!(!prepared.owes_report);
         let answer: Answer = serde_json::from_str(&prepared.stored.json).unwrap();
         assert_eq!(answer.grades[0].grade, 1);

@@ -19,7 +19,7 @@ use xinyong_proto::common::v1::FieldViolation;
 use xinyong_proto::sanctions::v1 as pb;
 use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsService;
 
-use crate::answers::{Asker, Prepared};
+use crate::answers::{Asker, CheckAnswer, Prepared};
 use crate::notices;
 use crate::state::SubjectState;
 use crate::store::{HandlingRow, MeasureRow, NewCheck, Store};
@@ -233,12 +233,10 @@ fn from_proto(measure: pb::Measure) -> Result<MeasureRow, Vec<FieldViolation>> {
     })
 }
 
-#[tonic::async_trait]
-impl SanctionsService for Sanctions {
-    async fn check_entity(
-        &self,
-        request: Request<pb::CheckEntityRequest>,
-    ) -> Result<Response<pb::CheckEntityResponse>, Status> {
+impl Sanctions {
+    /// `CheckEntity`: what the calling department must do now about a subject, from the answer
+    /// prepared for it (see `answers`), and the check queued for the check log.
+    pub async fn check(&self, request: Request<pb::CheckEntityRequest>) -> Result<CheckAnswer, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let mut problems = Vec::new();
@@ -276,9 +274,6 @@ impl SanctionsService for Sanctions {
         };
         let now = Utc::now();
         let check_id = Uuid::now_v7();
-        let mut response = prepared.response.clone();
-        response.check_id = check_id.to_string();
-        response.checked_at = Some(timestamp(now));
         let check = NewCheck {
             check_id,
             credit_code: code,
@@ -292,7 +287,19 @@ impl SanctionsService for Sanctions {
             checked_at: now,
         };
         self.checks.record(check).await.map_err(|error| Status::from(ApiError::internal(error)))?;
-        Ok(Response::new(response))
+        Ok(CheckAnswer { check_id: check_id.to_string(), checked_at: timestamp(now), prepared: Some(prepared) })
+    }
+}
+
+#[tonic::async_trait]
+impl SanctionsService for Sanctions {
+    /// Served by [`SanctionsRoutes`], which sends the prepared answer's bytes as they are; this
+    /// is the same answer as a message, for a caller of the generated server.
+    async fn check_entity(
+        &self,
+        request: Request<pb::CheckEntityRequest>,
+    ) -> Result<Response<pb::CheckEntityResponse>, Status> {
+        Ok(Response::new(self.check(request).await?.into_response()))
     }
 
     async fn report_handling(

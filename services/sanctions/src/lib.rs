@@ -6,6 +6,7 @@ pub mod answers;
 pub mod api;
 pub mod notices;
 pub mod projection;
+pub mod routes;
 pub mod state;
 pub mod store;
 pub mod tasks;
@@ -21,7 +22,6 @@ use xinyong_platform::PlatformSettings;
 use xinyong_platform::bus::Consumer;
 use xinyong_platform::server::ShutdownSignal;
 use xinyong_platform::service::{Background, Context, StartError};
-use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsServiceServer;
 
 /// The service's own schema, migrated at start after the platform's event-bus tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -137,7 +137,7 @@ pub async fn run(
 
     let (checks, check_writer) = writer::CheckLog::start(store.clone(), &context.host.metrics);
     let api = api::Sanctions::new(store, checks, context.pool.clone(), state, catalogue, &section);
-    let routes = Routes::new(SanctionsServiceServer::new(api));
+    let routes = Routes::new(routes::SanctionsRoutes::new(api));
     // Once the server has drained no call can queue a check any more; the queue is written out
     // before the pool closes.
     let served = context
@@ -145,7 +145,7 @@ pub async fn run(
             listener,
             admin_listener,
             routes,
-            &[SanctionsServiceServer::<api::Sanctions>::NAME],
+            &[routes::SanctionsRoutes::NAME],
             shutdown,
             check_writer.finish(CHECK_LOG_DRAIN),
         )
