@@ -219,14 +219,31 @@ impl PreparedAnswers {
     pub const LIMIT: usize = 16;
 
     /// The answer prepared for `asker` from `catalogue`, if there is one.
-    pub fn get(&self, catalogue: &Arc<Vec<MeasureRow>>, asker: &Asker) -> Option<Arc<Prepared>> {
+    fn get(&self, catalogue: &Arc<Vec<MeasureRow>>, asker: &Asker) -> Option<Arc<Prepared>> {
         let held = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         held.iter().find(|prepared| prepared.answers(asker) && prepared.built_from(catalogue)).cloned()
     }
 
+    /// The answer for `asker` about `subject` (this copy's subject), prepared now and kept when
+    /// there is none from `catalogue` yet.
+    pub fn get_or_prepare(
+        &self,
+        credit_code: &str,
+        subject: &Subject,
+        catalogue: Arc<Vec<MeasureRow>>,
+        asker: &Asker,
+    ) -> Result<Arc<Prepared>, serde_json::Error> {
+        if let Some(prepared) = self.get(&catalogue, asker) {
+            return Ok(prepared);
+        }
+        let prepared = Arc::new(Prepared::new(credit_code, subject, catalogue, asker)?);
+        self.keep(prepared.clone());
+        Ok(prepared)
+    }
+
     /// Keep `prepared` for the next asker like it; answers from another catalogue go, as they
     /// will not be asked for again.
-    pub fn keep(&self, prepared: Arc<Prepared>) {
+    fn keep(&self, prepared: Arc<Prepared>) {
         let mut held = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let asker = Asker {
             department_id: &prepared.department_id,

@@ -19,7 +19,7 @@ use xinyong_proto::common::v1::FieldViolation;
 use xinyong_proto::sanctions::v1 as pb;
 use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsService;
 
-use crate::answers::{Asker, CheckAnswer, Prepared};
+use crate::answers::{Asker, CheckAnswer};
 use crate::notices;
 use crate::state::SubjectState;
 use crate::store::{HandlingRow, MeasureRow, NewCheck, Store};
@@ -261,17 +261,10 @@ impl Sanctions {
             matter,
             see_internal: caller.has(PERMISSION_INTERNAL_GRADES),
         };
-        let prepared = match subject.answers.get(&catalogue, &asker) {
-            Some(prepared) => prepared,
-            None => {
-                let prepared = Arc::new(
-                    Prepared::new(&code, &subject.subject, catalogue, &asker)
-                        .map_err(|error| Status::from(ApiError::internal(error)))?,
-                );
-                subject.answers.keep(prepared.clone());
-                prepared
-            }
-        };
+        let prepared = subject
+            .answers
+            .get_or_prepare(&code, &subject.subject, catalogue, &asker)
+            .map_err(|error| Status::from(ApiError::internal(error)))?;
         let now = Utc::now();
         let check_id = Uuid::now_v7();
         let check = NewCheck {
@@ -293,7 +286,7 @@ impl Sanctions {
 
 #[tonic::async_trait]
 impl SanctionsService for Sanctions {
-    /// Served by [`SanctionsRoutes`], which sends the prepared answer's bytes as they are; this
+    /// Served by [`crate::routes::SanctionsRoutes`], which sends the prepared answer's bytes as they are; this
     /// is the same answer as a message, for a caller of the generated server.
     async fn check_entity(
         &self,
