@@ -269,9 +269,31 @@ pub fn core(normalised: &str) -> &str {
     }
 }
 
+/// The length in characters of a normalised name's core, which is always a prefix of it: the
+/// registry's trigram index holds only `left(name_normalised, core_length)`. Every name shares
+/// the trigrams of 有限公司 and the like, which cost every insert an index entry each and narrow
+/// no search.
+pub fn core_length(normalised: &str) -> usize {
+    core(normalised).chars().count()
+}
+
+/// The part of a normalised search text that the core of every name containing the text contains
+/// too: the text without its trailing characters that company forms are made of. A name's core is
+/// the name less a tail of such characters only, so whatever of the text ends before that tail
+/// lies inside the core ("保险集团" → "保险" for 中国平安保险集团股份有限公司). Empty when the
+/// text is all form characters: then the core narrows nothing.
+pub fn core_of_contained(text: &str) -> &str {
+    text.trim_end_matches(is_form_character)
+}
+
+fn is_form_character(character: char) -> bool {
+    FORM_SUFFIXES.iter().any(|suffix| suffix.contains(character))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn variants_of_one_name_normalise_alike() {
@@ -309,5 +331,46 @@ mod tests {
         assert_eq!(core(&normalise("华为技术有限公司")), "华为技术");
         assert_eq!(core(&normalise("中国平安保险(集团)股份有限公司")), "中国平安保险");
         assert_eq!(core("公司"), "公司", "a name that is only a suffix keeps it");
+        assert_eq!(core_length("华为技术有限公司"), 4);
+    }
+
+    #[test]
+    fn a_search_text_keeps_what_a_core_must_contain() {
+        assert_eq!(core_of_contained("平安保险集团"), "平安保险");
+        assert_eq!(core_of_contained("华为技术有限公司"), "华为技术");
+        assert_eq!(core_of_contained("技术有限"), "技术");
+        assert_eq!(core_of_contained("联想北京"), "联想北京");
+        assert_eq!(core_of_contained("有限公司"), "", "only form characters narrow nothing");
+    }
+
+    /// Names and texts over a few ordinary characters and every character of the company forms,
+    /// so that forms, parts of forms and runs of them turn up in every position.
+    fn name_characters() -> impl Strategy<Value = String> {
+        let mut alphabet: Vec<char> = "联想北京1a".chars().collect();
+        alphabet.extend(FORM_SUFFIXES.iter().flat_map(|suffix| suffix.chars()));
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        proptest::collection::vec(proptest::sample::select(alphabet), 1..16)
+            .prop_map(|characters| characters.into_iter().collect())
+    }
+
+    proptest! {
+        /// What the registry's search relies on: a name that contains a text has the text's
+        /// `core_of_contained` inside its core, and its core is where the index looks.
+        #[test]
+        fn every_name_containing_a_text_has_its_core_part_in_its_core(
+            name in name_characters(),
+            start in 0usize..16,
+            length in 0usize..16,
+        ) {
+            let characters: Vec<char> = name.chars().collect();
+            let start = start % characters.len();
+            let end = (start + length).min(characters.len());
+            let text: String = characters[start..end].iter().collect();
+            let core = core(&name);
+            prop_assert!(name.starts_with(core));
+            prop_assert_eq!(core_length(&name), core.chars().count());
+            prop_assert!(core.contains(core_of_contained(&text)), "{} in {} (core {})", text, name, core);
+        }
     }
 }

@@ -167,6 +167,12 @@ pub struct DirectoryRow {
     pub status: i16,
 }
 
+/// `name_core_length` of a normalised name (see migration 20261123000001).
+fn core_length(normalised: &str) -> i16 {
+    // Names are at most 200 characters (rules::validate).
+    xinyong_domain::name::core_length(normalised) as i16
+}
+
 /// Escape `%`, `_` and `\` for LIKE.
 fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
@@ -299,60 +305,107 @@ impl Store {
     }
 
     pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchRow>, StoreError> {
-        let name = &query.name_normalised;
-        let escaped = like_escape(name);
-        let (after_score, after_code) =
-            query.after.clone().map_or((None, None), |(score, code)| (Some(score), Some(code)));
-        let sql = format!(
-            "WITH scored AS (
-                SELECT {COLUMNS},
-                    CASE WHEN $1 = '' THEN 0.0::float8
-                         WHEN name_normalised = $1 THEN 1.0::float8
-                         WHEN name_normalised LIKE $2 THEN 0.9::float8
-                         WHEN name_normalised LIKE $3 THEN 0.8::float8
-                         ELSE (similarity(name_normalised, $1) * 0.7)::float8 END AS score,
-                    CASE WHEN $1 = '' THEN 'filter'
-                         WHEN name_normalised = $1 THEN 'exact'
-                         WHEN name_normalised LIKE $2 THEN 'prefix'
-                         WHEN name_normalised LIKE $3 THEN 'contains'
-                         ELSE 'similar' END AS match_kind
-                FROM entities
-                WHERE ($1 = '' OR name_normalised LIKE $3 OR name_normalised % $1)
-                  AND ($4 = '' OR region_code LIKE $4)
-                  AND ($5 = '' OR industry_code LIKE $5)
-                  AND (cardinality($6::smallint[]) = 0 OR kind = ANY($6))
-                  AND (cardinality($7::smallint[]) = 0 OR status = ANY($7))
-            )
-            SELECT * FROM scored
-            WHERE $8::float8 IS NULL OR score < $8 OR (score = $8 AND credit_code > $9)
-            ORDER BY score DESC, credit_code
-            LIMIT $10"
-        );
-        let region = if query.region_prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}%", like_escape(&query.region_prefix))
-        };
-        let industry = if query.industry_prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}%", like_escape(&query.industry_prefix))
-        };
-        Ok(sqlx::query_as(&sql)
-            .bind(name)
-            .bind(format!("{escaped}%"))
-            .bind(format!("%{escaped}%"))
-            .bind(region)
-            .bind(industry)
-            .bind(&query.kinds)
-            .bind(&query.statuses)
-            .bind(after_score)
-            .bind(after_code)
-            .bind(query.limit)
-            .fetch_all(&self.pool)
-            .await?)
+        let values = SearchValues::of(query);
+        Ok(values.bind(sqlx::query_as(&search_sql())).fetch_all(&self.pool).await?)
+    }
+
+    /// Postgres's plan for `search`, one line per row of `EXPLAIN`: whether names are found
+    /// through the trigram index is a property of the statement and the index together, which a
+    /// test holds.
+    pub async fn explain_search(&self, query: &SearchQuery) -> Result<Vec<String>, StoreError> {
+        let values = SearchValues::of(query);
+        let sql = format!("EXPLAIN {}", search_sql());
+        let rows: Vec<(String,)> = values.bind(sqlx::query_as(&sql)).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(line,)| line).collect())
     }
 }
+
+/// The search statement. The trigram index holds only each name's core (its company-form tail cut
+/// off), so the index finds candidates by the core and the full name decides: a name containing
+/// the text has the text's `core_of_contained` in its core (libs/domain name.rs, with a property
+/// test), and similarity is that of the cores, which a shared 有限公司 does not inflate.
+fn search_sql() -> String {
+    format!(
+        "WITH scored AS (
+            SELECT {COLUMNS},
+                CASE WHEN $1 = '' THEN 0.0::float8
+                     WHEN name_normalised = $1 THEN 1.0::float8
+                     WHEN name_normalised LIKE $2 THEN 0.9::float8
+                     WHEN name_normalised LIKE $3 THEN 0.8::float8
+                     ELSE (similarity({CORE}, $11) * 0.7)::float8 END AS score,
+                CASE WHEN $1 = '' THEN 'filter'
+                     WHEN name_normalised = $1 THEN 'exact'
+                     WHEN name_normalised LIKE $2 THEN 'prefix'
+                     WHEN name_normalised LIKE $3 THEN 'contains'
+                     ELSE 'similar' END AS match_kind
+            FROM entities
+            WHERE ($1 = '' OR ({CORE} LIKE $12 AND name_normalised LIKE $3) OR {CORE} % $11)
+              AND ($4 = '' OR region_code LIKE $4)
+              AND ($5 = '' OR industry_code LIKE $5)
+              AND (cardinality($6::smallint[]) = 0 OR kind = ANY($6))
+              AND (cardinality($7::smallint[]) = 0 OR status = ANY($7))
+        )
+        SELECT * FROM scored
+        WHERE $8::float8 IS NULL OR score < $8 OR (score = $8 AND credit_code > $9)
+        ORDER BY score DESC, credit_code
+        LIMIT $10"
+    )
+}
+
+/// The parameters of `search_sql` for one query.
+struct SearchValues<'a> {
+    query: &'a SearchQuery,
+    prefix: String,
+    contains: String,
+    region: String,
+    industry: String,
+    after_score: Option<f64>,
+    after_code: Option<&'a str>,
+    core: &'a str,
+    core_contains: String,
+}
+
+impl<'a> SearchValues<'a> {
+    fn of(query: &'a SearchQuery) -> SearchValues<'a> {
+        let name = query.name_normalised.as_str();
+        let escaped = like_escape(name);
+        let starting =
+            |prefix: &str| if prefix.is_empty() { String::new() } else { format!("{}%", like_escape(prefix)) };
+        SearchValues {
+            query,
+            prefix: format!("{escaped}%"),
+            contains: format!("%{escaped}%"),
+            region: starting(&query.region_prefix),
+            industry: starting(&query.industry_prefix),
+            after_score: query.after.as_ref().map(|(score, _)| *score),
+            after_code: query.after.as_ref().map(|(_, code)| code.as_str()),
+            core: xinyong_domain::name::core(name),
+            core_contains: format!("%{}%", like_escape(xinyong_domain::name::core_of_contained(name))),
+        }
+    }
+
+    fn bind<'q, O>(
+        &'q self,
+        statement: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        statement
+            .bind(&self.query.name_normalised)
+            .bind(&self.prefix)
+            .bind(&self.contains)
+            .bind(&self.region)
+            .bind(&self.industry)
+            .bind(&self.query.kinds)
+            .bind(&self.query.statuses)
+            .bind(self.after_score)
+            .bind(self.after_code)
+            .bind(self.query.limit)
+            .bind(self.core)
+            .bind(&self.core_contains)
+    }
+}
+
+/// A name's core as the trigram index holds it (migration 20261123000001).
+const CORE: &str = "left(name_normalised, name_core_length)";
 
 /// The directory query: filters in SQL, ordered by code, streamed row by row.
 pub const DIRECTORY_SQL: &str = "SELECT credit_code, name, region_code, industry_code, kind, status FROM entities
@@ -372,10 +425,11 @@ async fn copy_entities(
     let mut data = BinaryCopy::new(rows.len() * 512);
     for row in rows {
         let entity = &row.entity;
-        data.row(20)
+        data.row(21)
             .text(&entity.credit_code)
             .text(&entity.name)
             .text(&entity.name_normalised)
+            .int2(core_length(&entity.name_normalised))
             .int2(entity.kind as i16)
             .optional_text(entity.registration_number.as_deref())
             .text(&entity.region_code)
@@ -397,7 +451,7 @@ async fn copy_entities(
             .date(entity.status_since)
             .text(department_id);
     }
-    copy_in_binary(connection, "COPY entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
+    copy_in_binary(connection, "COPY entities (credit_code, name, name_normalised, name_core_length, kind, registration_number, region_code, industry_code,
                  business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
                  representative_id_sealed, representative_id_digest, status, status_since, registered_status,
                  registered_status_since, registered_by) FROM STDIN WITH (FORMAT binary)", data.finish()).await?;
@@ -416,16 +470,17 @@ async fn insert_entities(
         };
     }
     let query = sqlx::query_scalar::<_, String>(
-        "INSERT INTO entities (credit_code, name, name_normalised, kind, registration_number, region_code, industry_code,
-             business_scope, established_on, registered_capital, address, representative_name, representative_id_masked,
-             representative_id_sealed, representative_id_digest, status, status_since, registered_status,
-             registered_status_since, registered_by)
-         SELECT code, name, normalised, kind, number, region, industry, scope, established, capital::numeric, address,
-             rep_name, rep_masked, rep_sealed, rep_digest, status, since, status, since, $18
+        "INSERT INTO entities (credit_code, name, name_normalised, name_core_length, kind, registration_number, region_code,
+             industry_code, business_scope, established_on, registered_capital, address, representative_name,
+             representative_id_masked, representative_id_sealed, representative_id_digest, status, status_since,
+             registered_status, registered_status_since, registered_by)
+         SELECT code, name, normalised, core_length, kind, number, region, industry, scope, established, capital::numeric,
+             address, rep_name, rep_masked, rep_sealed, rep_digest, status, since, status, since, $18
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::text[], $7::text[], $8::text[],
-             $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::smallint[], $17::date[])
+             $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::smallint[], $17::date[],
+             $19::smallint[])
              AS t(code, name, normalised, kind, number, region, industry, scope, established, capital, address,
-                  rep_name, rep_masked, rep_sealed, rep_digest, status, since)
+                  rep_name, rep_masked, rep_sealed, rep_digest, status, since, core_length)
          ON CONFLICT DO NOTHING RETURNING credit_code",
     )
     .bind(column!(|row| row.entity.credit_code.as_str()))
@@ -445,7 +500,8 @@ async fn insert_entities(
         .bind(column!(|row| row.id_digest.as_deref()))
         .bind(column!(|row| row.entity.status as i16))
         .bind(column!(|row| row.entity.status_since))
-        .bind(department_id);
+        .bind(department_id)
+        .bind(column!(|row| core_length(&row.entity.name_normalised)));
     query.fetch_all(&mut *connection).await
 }
 

@@ -3,5 +3,6 @@
 mod support;
 
 mod directory_and_import;
+mod migrations;
 mod registration;
 mod search;

@@ -122,3 +122,51 @@ async fn filters_and_pages() {
     assert!(bad.message().contains("page_token"), "{}", bad.message());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn text_running_into_the_company_form_or_only_forms_still_matches_contains() {
+    let mut app = spawn_app().await;
+    let huawei = register(&mut app, "440300", 1, "华为技术有限公司", SubjectKind::Enterprise).await;
+    let ping_an = register(&mut app, "440300", 2, "中国平安保险(集团)股份有限公司", SubjectKind::Enterprise).await;
+    let shop = register(&mut app, "110108", 3, "海淀餐饮店", SubjectKind::IndividualBusiness).await;
+    let search = |name: &str| SearchEntitiesRequest { name: name.into(), ..Default::default() };
+    let found = |hits: &[xinyong_proto::registry::v1::SearchHit]| -> Vec<(String, String)> {
+        hits.iter().map(|hit| (hit.entity.as_ref().unwrap().credit_code.clone(), hit.r#match.clone())).collect()
+    };
+
+    let hits = app.clerk.search_entities(search("技术有限")).await.unwrap().into_inner().hits;
+    assert_eq!(found(&hits), [(huawei.clone(), "contains".to_owned())], "the text ends inside 有限公司");
+    let hits = app.clerk.search_entities(search("平安保险集团股份")).await.unwrap().into_inner().hits;
+    assert_eq!(found(&hits), [(ping_an.clone(), "contains".to_owned())]);
+    let hits = app.clerk.search_entities(search("有限公司")).await.unwrap().into_inner().hits;
+    let mut codes: Vec<String> = found(&hits).into_iter().map(|(code, _)| code).collect();
+    codes.sort();
+    let mut companies = vec![huawei, ping_an];
+    companies.sort();
+    assert_eq!(codes, companies, "a text of company forms alone matches every company, and not the shop");
+    let hits = app.clerk.search_entities(search("餐饮店")).await.unwrap().into_inner().hits;
+    assert_eq!(found(&hits), [(shop, "contains".to_owned())]);
+    app.stop().await;
+}
+
+/// The index holds `left(name_normalised, name_core_length)`: if the statement stopped naming that
+/// expression, every search would read the whole table, and only the plan shows it.
+#[tokio::test]
+async fn names_are_found_through_the_trigram_index_of_cores() {
+    let mut app = spawn_app().await;
+    register(&mut app, "110108", 1, "联想(北京)有限公司", SubjectKind::Enterprise).await;
+    // A small table is cheaper to read whole; forbid that, so the plan shows what could be used.
+    let options = (*app.pool.connect_options()).clone().options([("enable_seqscan", "off")]);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    let store = xinyong_registry::store::Store::new(pool);
+    for name in ["联想北京", "华为技朮有限公司", "有限公司"] {
+        let query = xinyong_registry::store::SearchQuery {
+            name_normalised: xinyong_domain::name::normalise(name),
+            limit: 10,
+            ..Default::default()
+        };
+        let plan = store.explain_search(&query).await.unwrap().join("\n");
+        assert!(plan.contains("entities_name_core_trgm"), "{name}: {plan}");
+    }
+    app.stop().await;
+}
