@@ -1,6 +1,6 @@
 //! All SQL of sanctions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -177,15 +177,22 @@ impl Store {
     /// Store new checks with one binary `COPY` (check ids are fresh UUIDv7s, so nothing can
     /// clash): Postgres parses no text for the ids, times and days of the hottest write there is.
     /// A check carries its answer's digest; answers not in `known` are inserted first, in the same
-    /// transaction, and join `known` once committed.
+    /// transaction, and join `known` once committed. The checks that owe a report are added to
+    /// `reports_owed` in the same transaction too, a row per department and day.
     pub async fn copy_checks(&self, checks: &[NewCheck], known: &mut KnownAnswers) -> Result<(), sqlx::Error> {
         let mut data = copy::BinaryCopy::new(checks.len() * 128);
         // Answers not stored yet, by digest: each once, however many checks of the batch carry it.
         let mut fresh: HashMap<[u8; 32], &str> = HashMap::new();
+        // In key order, so that the check logs of several replicas lock the counters they share in
+        // the same order and never wait on one another in a cycle.
+        let mut owed: BTreeMap<(&str, NaiveDate), i64> = BTreeMap::new();
         for check in checks {
             let digest = &check.answer.digest;
             if !known.contains(digest) {
                 fresh.entry(*digest).or_insert(&check.answer.json);
+            }
+            if let Some(due_on) = check.report_due_on {
+                *owed.entry((check.department_id.as_str(), due_on)).or_default() += 1;
             }
             data.row(7)
                 .uuid(check.check_id)
@@ -198,24 +205,46 @@ impl Store {
         }
         const COPY: &str = "COPY checks (check_id, credit_code, department_id, matter_type, answer_digest, checked_at,
              report_due_on) FROM STDIN WITH (FORMAT binary)";
-        if fresh.is_empty() {
+        if fresh.is_empty() && owed.is_empty() {
             let mut connection = self.pool.acquire().await?;
             copy::copy_in_binary(&mut connection, COPY, data.finish()).await?;
             return Ok(());
         }
-        let (digests, answers): (Vec<&[u8]>, Vec<&str>) =
-            fresh.iter().map(|(digest, answer)| (digest.as_slice(), *answer)).unzip();
         let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO check_answers (digest, answer)
-             SELECT digest, answer::json FROM UNNEST($1::bytea[], $2::text[]) AS t(digest, answer)
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(&digests)
-        .bind(&answers)
-        .execute(&mut *transaction)
-        .await?;
+        if !fresh.is_empty() {
+            let (digests, answers): (Vec<&[u8]>, Vec<&str>) =
+                fresh.iter().map(|(digest, answer)| (digest.as_slice(), *answer)).unzip();
+            sqlx::query(
+                "INSERT INTO check_answers (digest, answer)
+                 SELECT digest, answer::json FROM UNNEST($1::bytea[], $2::text[]) AS t(digest, answer)
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(&digests)
+            .bind(&answers)
+            .execute(&mut *transaction)
+            .await?;
+        }
         copy::copy_in_binary(&mut transaction, COPY, data.finish()).await?;
+        if !owed.is_empty() {
+            let mut departments = Vec::with_capacity(owed.len());
+            let mut days = Vec::with_capacity(owed.len());
+            let mut counts = Vec::with_capacity(owed.len());
+            for ((department, day), count) in owed {
+                departments.push(department);
+                days.push(day);
+                counts.push(count);
+            }
+            sqlx::query(
+                "INSERT INTO reports_owed (department_id, due_on, owed)
+                 SELECT * FROM UNNEST($1::text[], $2::date[], $3::bigint[])
+                 ON CONFLICT (department_id, due_on) DO UPDATE SET owed = reports_owed.owed + EXCLUDED.owed",
+            )
+            .bind(&departments)
+            .bind(&days)
+            .bind(&counts)
+            .execute(&mut *transaction)
+            .await?;
+        }
         transaction.commit().await?;
         known.extend(fresh.into_keys());
         Ok(())
@@ -244,14 +273,23 @@ impl Store {
     /// concurrent call).
     pub async fn report(&self, check_id: Uuid, handlings: &[HandlingRow], by: &str) -> Result<bool, sqlx::Error> {
         let mut transaction = self.pool.begin().await?;
-        let claimed = sqlx::query("UPDATE checks SET reported_at = now() WHERE check_id = $1 AND reported_at IS NULL")
-            .bind(check_id)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected()
-            == 1;
-        if !claimed {
+        let claimed: Option<(String, Option<NaiveDate>)> = sqlx::query_as(
+            "UPDATE checks SET reported_at = now() WHERE check_id = $1 AND reported_at IS NULL
+             RETURNING department_id, report_due_on",
+        )
+        .bind(check_id)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some((department_id, due_on)) = claimed else {
             return Ok(false);
+        };
+        if let Some(due_on) = due_on {
+            // The check log counted it as owed when it stored it, in the same transaction.
+            sqlx::query("UPDATE reports_owed SET reported = reported + 1 WHERE department_id = $1 AND due_on = $2")
+                .bind(&department_id)
+                .bind(due_on)
+                .execute(&mut *transaction)
+                .await?;
         }
         let codes: Vec<&str> = handlings.iter().map(|handling| handling.measure_code.as_str()).collect();
         let applied: Vec<bool> = handlings.iter().map(|handling| handling.applied).collect();

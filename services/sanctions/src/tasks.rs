@@ -369,8 +369,8 @@ pub async fn overdue(
              SELECT department_id, count(*) AS tasks, 0 AS checks FROM tasks
              WHERE status = 1 AND due_on < $1 AND ($2::text IS NULL OR department_id = $2) GROUP BY 1
              UNION ALL
-             SELECT department_id, 0, count(*) FROM checks
-             WHERE reported_at IS NULL AND report_due_on < $1 AND ($2::text IS NULL OR department_id = $2) GROUP BY 1
+             SELECT department_id, 0, sum(owed - reported) FROM reports_owed
+             WHERE due_on < $1 AND owed > reported AND ($2::text IS NULL OR department_id = $2) GROUP BY 1
          ) o GROUP BY 1 ORDER BY 1",
     )
     .bind(today)

@@ -175,18 +175,21 @@ async fn a_subject_graded_c_gets_the_measures_for_the_asking_department_and_matt
         codes(&check(&app.market, MatterType::Licensing).await),
         ["c-food-licence-review", "c-licensing-restrict"]
     );
-    assert_eq!(codes(&check(&app.finance, MatterType::Licensing).await), ["c-licensing-restrict"]);
+    let finance = check(&app.finance, MatterType::Licensing).await;
+    assert_eq!(codes(&finance), ["c-licensing-restrict"]);
 
     // The grade improves: the restrictions stop applying in the next check.
     publish_event(&app.settings, "grading", &graded("public_credit", Grade::A, &[])).await;
     let priority = check_when(&app.market, MatterType::Procurement, Grade::A).await;
     assert_eq!(codes(&priority), ["a-procurement-priority"]);
     assert!(priority.measures[0].incentive);
-    assert!(codes(&check(&app.market, MatterType::Licensing).await).is_empty());
+    let last = check(&app.market, MatterType::Licensing).await;
+    assert!(codes(&last).is_empty());
 
-    // Every check was stored with who asked and what was answered (the log writes just after
-    // the answer).
-    stored_checks(&app.pool, 7).await;
+    // Every check was stored with who asked and what was answered. The log writes just after the
+    // answer, so the test waits for these checks by id: the polling checks above are stored too,
+    // and a count could be reached before the ones that matter are in.
+    stored_ids(&app.pool, &[unknown.check_id.clone(), finance.check_id.clone(), last.check_id.clone()]).await;
     let stored: Vec<(String, i16)> =
         sqlx::query_as("SELECT department_id, matter_type FROM checks WHERE credit_code = $1 ORDER BY checked_at")
             .bind(SUBJECT)
@@ -328,17 +331,17 @@ async fn check_entity_keeps_answering_with_redis_stopped() {
     app.service.stop().await;
 }
 
-/// Wait until at least `count` checks are stored; the check log writes just after the answer.
-async fn stored_checks(pool: &sqlx::PgPool, count: i64) -> i64 {
-    let mut stored = 0;
+/// Wait until every check of `ids` is stored.
+async fn stored_ids(pool: &sqlx::PgPool, ids: &[String]) {
+    let mut missing = Vec::new();
     for _ in 0..600 {
-        stored = sqlx::query_scalar("SELECT count(*) FROM checks").fetch_one(pool).await.unwrap();
-        if stored >= count {
-            return stored;
+        missing = missing_checks(pool, ids).await;
+        if missing.is_empty() {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{stored} checks stored, expected {count}");
+    panic!("checks {missing:?} never stored");
 }
 
 /// Those of `ids` not stored.
@@ -381,13 +384,7 @@ async fn checks_answered_while_postgres_is_away_are_stored_when_it_is_back() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(missing_checks(&app.pool, &answered).await.len(), 5, "nothing can be stored yet");
     let _back = TcpProxy::start_at(at, postgres).await;
-    for _ in 0..600 {
-        if missing_checks(&app.pool, &answered).await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(missing_checks(&app.pool, &answered).await, Vec::<String>::new());
+    stored_ids(&app.pool, &answered).await;
     app.service.stop().await;
 }
 
@@ -591,12 +588,13 @@ async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
     assert!(tasks_of(&app.market, &[]).await.iter().all(|task| !task.overdue), "nothing is late yet");
 
     // Time passes: the deadlines are behind us.
-    stored_checks(&app.pool, 1).await;
+    stored_ids(&app.pool, std::slice::from_ref(&checked.check_id)).await;
     sqlx::query("UPDATE tasks SET due_on = current_date - 1").execute(&app.pool).await.unwrap();
     sqlx::query("UPDATE checks SET report_due_on = current_date - 1 WHERE report_due_on IS NOT NULL")
         .execute(&app.pool)
         .await
         .unwrap();
+    sqlx::query("UPDATE reports_owed SET due_on = current_date - 1").execute(&app.pool).await.unwrap();
     let late = app
         .market
         .clone()
@@ -621,6 +619,36 @@ async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
         .departments;
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].tasks.len(), 1);
+
+    // A report settles its check: the department owes one report fewer, and a retry changes nothing.
+    let unreported = |departments: &[xinyong_proto::sanctions::v1::DepartmentOverdue]| {
+        departments.iter().find(|d| d.department_id == "samr-110108").map_or(0, |d| d.unreported_checks)
+    };
+    let before = unreported(&overdue);
+    let handlings = checked
+        .measures
+        .iter()
+        .map(|measure| MeasureHandling { measure_code: measure.code.clone(), applied: true, reason: String::new() })
+        .collect::<Vec<_>>();
+    for _ in 0..2 {
+        let request = ReportHandlingRequest { check_id: checked.check_id.clone(), handlings: handlings.clone() };
+        assert!(app.market.clone().report_handling(request).await.unwrap().into_inner().recorded);
+    }
+    let after = app.market.clone().get_overdue(GetOverdueRequest::default()).await.unwrap().into_inner().departments;
+    assert_eq!(unreported(&after), before - 1);
+    let (owed, reported): (i64, i64) = sqlx::query_as(
+        "SELECT sum(owed)::bigint, sum(reported)::bigint FROM reports_owed WHERE department_id = 'samr-110108'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM checks WHERE department_id = 'samr-110108' AND report_due_on IS NOT NULL",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((owed, reported), (stored, 1), "the counts are the stored checks'");
     app.service.stop().await;
 }
 
@@ -922,4 +950,50 @@ async fn a_measure_changed_reaches_the_subjects_already_graded_at_once() {
     let again = tasks_of(&app.market, &[TaskKind::Sanction]).await;
     assert_eq!(again.iter().filter(|task| task.measure_code == "c-subsidy-review").count(), 1);
     app.service.stop().await;
+}
+
+/// Checks stored while a partial index counted the unreported ones become the counts of
+/// `reports_owed` when the index goes.
+#[tokio::test]
+async fn checks_stored_before_the_report_counters_are_counted() {
+    let database = xinyong_platform::testing::TestDatabase::new().await;
+    let pool = database.pool_of("sanctions").await;
+    let before: Vec<_> = xinyong_sanctions::MIGRATOR
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < 20261123000002)
+        .cloned()
+        .collect();
+    let earlier = sqlx::migrate::Migrator { migrations: before.into(), ..sqlx::migrate::Migrator::DEFAULT };
+    xinyong_platform::db::migrate(&pool, &earlier).await.unwrap();
+    // Three owed a report on one day, one of them reported; one on another day; one owed none.
+    let rows = [
+        ("samr-110108", Some(1), false),
+        ("samr-110108", Some(1), true),
+        ("samr-110108", Some(1), false),
+        ("samr-110108", Some(2), false),
+        ("finance-110108", None, false),
+    ];
+    for (department, due_in, reported) in rows {
+        sqlx::query(
+            "INSERT INTO checks (check_id, credit_code, department_id, matter_type, answer_digest, report_due_on, reported_at)
+             VALUES (gen_random_uuid(), '91110000600037341L', $1, 3, '\\x00', current_date + $2, CASE WHEN $3 THEN now() END)",
+        )
+        .bind(department)
+        .bind(due_in)
+        .bind(reported)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    xinyong_platform::db::migrate(&pool, &xinyong_sanctions::MIGRATOR).await.unwrap();
+    let counts: Vec<(String, i32, i64, i64)> = sqlx::query_as(
+        "SELECT department_id, due_on - current_date, owed, reported FROM reports_owed ORDER BY department_id, due_on",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counts, [("samr-110108".to_owned(), 1, 3, 1), ("samr-110108".to_owned(), 2, 1, 0)]);
+    pool.close().await;
 }
