@@ -124,7 +124,7 @@ async fn check_until(
     done: impl Fn(&CheckEntityResponse) -> bool,
 ) -> CheckEntityResponse {
     let mut last = None;
-    for _ in 0..200 {
+    for _ in 0..500 {
         let answer = check(client, matter).await;
         if done(&answer) {
             return answer;
