@@ -833,12 +833,14 @@ async fn every_replica_stops_answering_a_changed_grade_once_one_of_them_handles_
     check_when(&other, MatterType::Procurement, Grade::C).await;
     check_when(&other, MatterType::Procurement, Grade::C).await;
 
-    // One of them consumes the change; both answer it within a second.
+    // One of them consumes the change; both answer it. Expiry cannot be what refreshes them: the
+    // in-process copies live 30 s and Redis's an hour, and `check_when` gives up after about five
+    // seconds. How fast the change arrives is the check benchmark's business, not a test's.
+    let section = SanctionsSection::default();
+    assert_eq!((section.local_cache_ms, section.cache_ttl_seconds), (30_000, 3600));
     publish_event(&app.settings, "grading", &graded("public_credit", Grade::A, &[])).await;
-    let started = std::time::Instant::now();
     check_when(&app.market, MatterType::Procurement, Grade::A).await;
     check_when(&other, MatterType::Procurement, Grade::A).await;
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     second.stop().await;
     app.service.stop().await;
 }
