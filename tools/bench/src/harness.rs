@@ -126,3 +126,103 @@ pub async fn wal_and_checkpoints(pool: &PgPool) -> (i64, i64) {
     .await
     .expect("WAL position")
 }
+
+/// CPU seconds used so far by this process (the services under test and their load run in it)
+/// and by the local Postgres server, exited backends included. Rows per second say how well the
+/// two cores were kept busy as much as what a row costs; the CPU a row, per side, says which side
+/// a change made cheaper.
+#[derive(Clone, Copy)]
+pub struct CpuUse {
+    pub own: f64,
+    /// `None` when Postgres runs elsewhere (its processes are not in this machine's `/proc`).
+    pub postgres: Option<f64>,
+}
+
+impl CpuUse {
+    pub async fn now(pool: &PgPool) -> CpuUse {
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(pool).await.expect("backend pid");
+        let postgres = proc_stat(backend).and_then(|backend| {
+            let postmaster = backend.parent;
+            let server = proc_stat(postmaster)?;
+            // Exited backends count in the postmaster's reaped-children times; live ones by themselves.
+            let live: u64 = std::fs::read_dir("/proc")
+                .ok()?
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(proc_stat)
+                .filter(|process| process.parent == postmaster)
+                .map(|process| process.ticks)
+                .sum();
+            Some((server.ticks + server.children_ticks + live) as f64 / clock_ticks())
+        });
+        let own = proc_stat(std::process::id() as i32).map_or(0.0, |process| process.ticks as f64 / clock_ticks());
+        CpuUse { own, postgres }
+    }
+
+    /// `"Postgres X µs + ours Y µs"` a row between `self` and `later`, over `rows` rows.
+    pub fn per_row(&self, later: &CpuUse, rows: u64) -> String {
+        let micros = |seconds: f64| seconds * 1e6 / rows as f64;
+        let ours = micros(later.own - self.own);
+        match (self.postgres, later.postgres) {
+            (Some(before), Some(after)) => format!("Postgres {:.2} µs + ours {ours:.2} µs", micros(after - before)),
+            _ => format!("ours {ours:.2} µs (Postgres not on this machine)"),
+        }
+    }
+
+    /// Both sides' CPU seconds between `self` and `later`, when Postgres's are known.
+    pub fn total_until(&self, later: &CpuUse) -> Option<f64> {
+        Some(later.own - self.own + later.postgres? - self.postgres?)
+    }
+}
+
+/// Print the CPU a row of the baseline (its runs together) and of the measured phase, and how
+/// the two compare: the baseline's CPU a row over the measured phase's, the CPU-side counterpart
+/// of the ratio of rates.
+pub fn report_cpu(bench: &str, measured: &str, baseline: (&CpuUse, &CpuUse), run: (&CpuUse, &CpuUse), rows: u64) {
+    let baseline_rows = rows * baseline_runs();
+    let compared = match (baseline.0.total_until(baseline.1), run.0.total_until(run.1)) {
+        (Some(copy), Some(ours)) => {
+            format!("; the COPY's CPU a row over ours: {:.3}", (copy / baseline_rows as f64) / (ours / rows as f64))
+        }
+        _ => String::new(),
+    };
+    eprintln!(
+        "{bench}: CPU a row: raw COPY {}; {measured} {}{compared}",
+        baseline.0.per_row(baseline.1, baseline_rows),
+        run.0.per_row(run.1, rows),
+    );
+}
+
+struct ProcStat {
+    parent: i32,
+    /// User and system time.
+    ticks: u64,
+    /// User and system time of the children it has waited for.
+    children_ticks: u64,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after its closing one do not.
+    let fields: Vec<u64> =
+        stat.rsplit_once(')')?.1.split_whitespace().skip(1).map(|field| field.parse().unwrap_or(0)).collect();
+    // From field 4 (ppid) on: utime and stime are fields 14 and 15, cutime and cstime 16 and 17.
+    Some(ProcStat {
+        parent: *fields.first()? as i32,
+        ticks: fields.get(10)? + fields.get(11)?,
+        children_ticks: fields.get(12)? + fields.get(13)?,
+    })
+}
+
+/// Ticks a second of `/proc`'s CPU times (`USER_HZ`): 100 on every Linux this runs on, asked of
+/// `getconf` in case one differs.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

@@ -143,6 +143,7 @@ pub async fn run() {
     let count = harness::setting("BENCH_SUBJECTS", 1_000_000);
     let database = TestDatabase::new().await;
     let admin = harness::admin_pool(&database).await;
+    let cpu_before_copy = harness::CpuUse::now(&admin).await;
     let copy_rate = harness::copy_baseline(
         &admin,
         "CREATE TABLE public.bench_copy (credit_code TEXT PRIMARY KEY, name TEXT, kind SMALLINT, region_code TEXT,
@@ -153,6 +154,7 @@ pub async fn run() {
         copy_line,
     )
     .await;
+    let cpu_after_copy = harness::CpuUse::now(&admin).await;
     eprintln!("import: raw COPY of {count} rows: {copy_rate:.0} rows/s");
 
     let settings = harness::registry_settings(&database, harness::setting("BENCH_BATCH", 4000) as usize);
@@ -164,9 +166,18 @@ pub async fn run() {
     );
 
     eprintln!("import: streaming {count} generated subjects through ImportEntities");
+    let cpu_before = harness::CpuUse::now(&admin).await;
     let started = Instant::now();
     let created = load(&mut client, count).await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = harness::CpuUse::now(&admin).await;
+    harness::report_cpu(
+        "import",
+        "ImportEntities",
+        (&cpu_before_copy, &cpu_after_copy),
+        (&cpu_before, &cpu_after),
+        count,
+    );
     assert_eq!(created, count, "every generated subject is created");
     let rate = count as f64 / seconds;
     let peak = crate::peak_rss_mib();

@@ -68,6 +68,7 @@ pub async fn run() {
     let codes: std::sync::Arc<Vec<String>> =
         std::sync::Arc::new((0..subjects).map(|index| import::subject(index).credit_code).collect());
     let before_copy = harness::wal_and_checkpoints(&admin).await;
+    let cpu_before_copy = harness::CpuUse::now(&admin).await;
     let copy_rate = harness::copy_baseline(
         &admin,
         "CREATE TABLE public.bench_copy (record_id UUID PRIMARY KEY, department_id TEXT, source_record_id TEXT,
@@ -79,6 +80,7 @@ pub async fn run() {
     )
     .await;
     let after_copy = harness::wal_and_checkpoints(&admin).await;
+    let cpu_after_copy = harness::CpuUse::now(&admin).await;
     eprintln!("ingest: raw COPY of {count} rows: {copy_rate:.0} rows/s");
 
     let settings = harness::registry_settings(&database, 2000);
@@ -108,6 +110,7 @@ pub async fn run() {
 
     eprintln!("ingest: streaming {count} generated records over {subjects} subjects through SubmitRecords");
     let before = harness::wal_and_checkpoints(&admin).await;
+    let cpu_before = harness::CpuUse::now(&admin).await;
     let started = Instant::now();
     let rows = tokio_stream::iter((0..count).map(move |index| SubmitRecordsRequest {
         row: index as i64,
@@ -129,6 +132,14 @@ pub async fn run() {
     }
     let seconds = started.elapsed().as_secs_f64();
     let after = harness::wal_and_checkpoints(&admin).await;
+    let cpu_after = harness::CpuUse::now(&admin).await;
+    harness::report_cpu(
+        "ingest",
+        "SubmitRecords",
+        (&cpu_before_copy, &cpu_after_copy),
+        (&cpu_before, &cpu_after),
+        count,
+    );
     eprintln!(
         "ingest: write-ahead log a row: raw COPY {} bytes, SubmitRecords {} bytes; checkpoints requested: {} and {}",
         (after_copy.0 - before_copy.0) / (count * harness::baseline_runs()) as i64,
