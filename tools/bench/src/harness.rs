@@ -226,3 +226,25 @@ fn clock_ticks() -> f64 {
             .unwrap_or(100.0)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields are read at the right places: the parent is the parent, and the CPU this
+    /// process spends shows in its times.
+    #[test]
+    fn own_stat_names_the_parent_and_counts_cpu() {
+        let pid = std::process::id() as i32;
+        let before = proc_stat(pid).expect("own stat");
+        assert_eq!(before.parent, std::os::unix::process::parent_id() as i32);
+        // A fixed amount of work (tens of milliseconds of CPU or more, however busy the machine is),
+        // well over the 10 ms a tick stands for.
+        let mut spin = 0u64;
+        for step in 0..100_000_000u64 {
+            spin = std::hint::black_box(spin.wrapping_add(step));
+        }
+        let after = proc_stat(pid).expect("own stat");
+        assert!(after.ticks > before.ticks, "{} then {} ticks", before.ticks, after.ticks);
+    }
+}
