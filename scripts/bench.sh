@@ -13,7 +13,8 @@
 #                               (BENCH_SECONDS per run, default 10; BENCH_IN_FLIGHT, default 64); servers on
 #                               core 0, the load on core 1
 #
-# Each ends with a line `<name>: ratio R (...)` that a script can check.
+# Each ends with a line `<name>: ratio R (...)` that a script can check. import and ingest also
+# print the CPU a row on each side (Postgres's from /proc, so only when it runs on this machine).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
