@@ -131,11 +131,10 @@ pub async fn wal_and_checkpoints(pool: &PgPool) -> (i64, i64) {
 /// and by the local Postgres server, exited backends included. Rows per second say how well the
 /// two cores were kept busy as much as what a row costs; the CPU a row, per side, says which side
 /// a change made cheaper.
-#[derive(Clone, Copy)]
 pub struct CpuUse {
-    pub own: f64,
+    own: f64,
     /// `None` when Postgres runs elsewhere (its processes are not in this machine's `/proc`).
-    pub postgres: Option<f64>,
+    postgres: Option<f64>,
 }
 
 impl CpuUse {
@@ -159,7 +158,7 @@ impl CpuUse {
     }
 
     /// `"Postgres X µs + ours Y µs"` a row between `self` and `later`, over `rows` rows.
-    pub fn per_row(&self, later: &CpuUse, rows: u64) -> String {
+    fn per_row(&self, later: &CpuUse, rows: u64) -> String {
         let micros = |seconds: f64| seconds * 1e6 / rows as f64;
         let ours = micros(later.own - self.own);
         match (self.postgres, later.postgres) {
@@ -169,7 +168,7 @@ impl CpuUse {
     }
 
     /// Both sides' CPU seconds between `self` and `later`, when Postgres's are known.
-    pub fn total_until(&self, later: &CpuUse) -> Option<f64> {
+    fn total_until(&self, later: &CpuUse) -> Option<f64> {
         Some(later.own - self.own + later.postgres? - self.postgres?)
     }
 }
