@@ -306,7 +306,23 @@ impl Grader {
         .bind(&sorted)
         .fetch_all(&mut *connection)
         .await?;
-        // A code without a subject row (yet) is graded as operating.
+        // Projection makes a subject's row before it regrades it; a code without one (yet) gets a
+        // row now, so that every subject regraded is locked: a first grade is then written with a
+        // plain insert (see `Changes::write`).
+        let statuses = if statuses.len() < sorted.len() {
+            sqlx::query("INSERT INTO subjects (credit_code) SELECT UNNEST($1::text[]) ON CONFLICT DO NOTHING")
+                .bind(&sorted)
+                .execute(&mut *connection)
+                .await?;
+            sqlx::query_as(
+                "SELECT credit_code, status FROM subjects WHERE credit_code = ANY($1) ORDER BY credit_code FOR UPDATE",
+            )
+            .bind(&sorted)
+            .fetch_all(&mut *connection)
+            .await?
+        } else {
+            statuses
+        };
         let statuses: HashMap<String, i16> = statuses.into_iter().collect();
         let subjects: Vec<(String, i16)> = sorted
             .into_iter()
@@ -318,8 +334,9 @@ impl Grader {
         self.regrade_locked(connection, &subjects, Read::Listed, as_of, cause, announce, only_scheme).await
     }
 
-    /// Regrade subjects whose rows the caller has locked: `subjects` in code order, each with its
-    /// status.
+    /// Regrade subjects whose rows the caller has locked (every one of them: a subject's first
+    /// grade is inserted without a conflict clause, which only the lock makes safe): `subjects` in
+    /// code order, each with its status.
     #[allow(clippy::too_many_arguments)]
     pub async fn regrade_locked(
         &self,
@@ -483,7 +500,14 @@ impl Changes {
         if self.changed.is_empty() {
             return Ok(());
         }
-        let rows = self.changed.iter().map(|change| &change.row);
+        // First grades, then grades that replace one: a first grade is a plain insert (its subject
+        // is locked, so no one else inserts it meanwhile), which costs Postgres a third less than
+        // the speculative insertion of `ON CONFLICT`.
+        let (first, again): (Vec<&Change>, Vec<&Change>) =
+            self.changed.iter().partition(|change| change.old_grade.is_none());
+        let split = first.len();
+        let ordered: Vec<&Change> = first.into_iter().chain(again).collect();
+        let rows = ordered.iter().map(|change| &change.row);
         let codes: Vec<&str> = rows.clone().map(|row| row.credit_code.as_str()).collect();
         let schemes: Vec<&str> = rows.clone().map(|row| row.scheme.as_str()).collect();
         let grades: Vec<i16> = rows.clone().map(|row| row.grade).collect();
@@ -491,26 +515,32 @@ impl Changes {
         let reasons: Vec<Json<&Vec<StoredReason>>> = rows.clone().map(|row| Json(&row.reasons.0)).collect();
         let as_of: Vec<NaiveDate> = rows.clone().map(|row| row.as_of).collect();
         let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
-        let old_grades: Vec<Option<i16>> = self.changed.iter().map(|change| change.old_grade).collect();
-        let digests: Vec<i64> = self.changed.iter().map(|change| change.digest).collect();
-        sqlx::query(
-            "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
+        let old_grades: Vec<Option<i16>> = ordered.iter().map(|change| change.old_grade).collect();
+        let digests: Vec<i64> = ordered.iter().map(|change| change.digest).collect();
+        const INSERT: &str = "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of,
+                 review_on, digest)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[], $7::date[],
-                 $8::int8[])
-             ON CONFLICT (credit_code, scheme) DO UPDATE SET grade = excluded.grade,
+                 $8::int8[])";
+        const REPLACE: &str = " ON CONFLICT (credit_code, scheme) DO UPDATE SET grade = excluded.grade,
                  rule_set_version = excluded.rule_set_version, reasons = excluded.reasons, as_of = excluded.as_of,
-                 review_on = excluded.review_on, digest = excluded.digest, graded_at = now()",
-        )
-        .bind(&codes)
-        .bind(&schemes)
-        .bind(&grades)
-        .bind(&versions)
-        .bind(&reasons)
-        .bind(&as_of)
-        .bind(&reviews)
-        .bind(&digests)
-        .execute(&mut *connection)
-        .await?;
+                 review_on = excluded.review_on, digest = excluded.digest, graded_at = now()";
+        let replace = [INSERT, REPLACE].concat();
+        for (range, sql) in [(0..split, INSERT), (split..ordered.len(), replace.as_str())] {
+            if range.is_empty() {
+                continue;
+            }
+            sqlx::query(sql)
+                .bind(&codes[range.clone()])
+                .bind(&schemes[range.clone()])
+                .bind(&grades[range.clone()])
+                .bind(&versions[range.clone()])
+                .bind(&reasons[range.clone()])
+                .bind(&as_of[range.clone()])
+                .bind(&reviews[range.clone()])
+                .bind(&digests[range])
+                .execute(&mut *connection)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
              SELECT u.*, $8 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int2[], $5::int4[], $6::jsonb[],
@@ -528,7 +558,7 @@ impl Changes {
         .await?;
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.
-        let events: Vec<GradeChanged> = self.changed.iter().map(Change::event).collect();
+        let events: Vec<GradeChanged> = ordered.iter().map(|change| change.event()).collect();
         bus::announce(connection, PRODUCER, announce, events, |grades| GradesChanged { grades }).await
     }
 }

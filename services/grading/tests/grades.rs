@@ -10,6 +10,7 @@ use xinyong_grading::cache::GradeCache;
 use xinyong_grading::grades::{Grader, Schemes};
 use xinyong_grading::jobs;
 use xinyong_grading::store::Store;
+use xinyong_platform::bus::Announce;
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::redis::Redis;
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
@@ -136,6 +137,49 @@ async fn a_revoked_business_licence_is_d_even_when_a_record_arrives_before_the_r
         .unwrap();
     assert_eq!(region, "110108");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_regrade_of_a_code_without_a_subject_row_makes_the_row_locks_it_and_grades_it_once() {
+    let app = spawn_app().await;
+    let store = Store::new(app.pool.clone());
+    let schemes = Schemes::default();
+    schemes.refresh(&store).await.unwrap();
+    let grader = Grader::new(schemes);
+    let subject = code("110108", 4);
+    let today = xinyong_domain::calendar::today();
+    let mut first = app.pool.begin().await.unwrap();
+    let regraded = grader
+        .regrade(&mut first, std::slice::from_ref(&subject), today, "test", Announce::OneBatch, None)
+        .await
+        .unwrap();
+    // A first grade is written with a plain insert, which only the lock on the subject row makes
+    // safe: a second regrade of the same code waits for this one instead of failing on the key.
+    let second = {
+        let pool = app.pool.clone();
+        let grader = grader.clone();
+        let subject = subject.clone();
+        tokio::spawn(async move {
+            let mut transaction = pool.begin().await.unwrap();
+            let regraded = grader
+                .regrade(&mut transaction, &[subject], today, "test", Announce::OneBatch, None)
+                .await
+                .unwrap();
+            transaction.commit().await.unwrap();
+            regraded.changed.len()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!second.is_finished(), "the second regrade waits for the first one's lock");
+    first.commit().await.unwrap();
+    assert_eq!(regraded.changed.len(), 2, "a first grade under each shipped scheme");
+    assert_eq!(second.await.unwrap(), 0, "the second regrade finds the grades in place");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM subjects WHERE credit_code = $1")
+        .bind(&subject)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
 }
 
 #[tokio::test]
