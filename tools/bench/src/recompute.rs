@@ -13,7 +13,7 @@ use futures::StreamExt;
 use sqlx::Executor;
 use xinyong_grading::{GradingSection, GradingSettings};
 use xinyong_platform::testing::{TestDatabase, redis_url};
-use xinyong_proto::grading::v1::RecomputeRequest;
+use xinyong_proto::grading::v1::{PublishRuleSetRequest, RecomputeRequest};
 use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
 
 use crate::{harness, import};
@@ -181,10 +181,41 @@ pub async fn run() {
         "recompute: again with every grade in place: {again_seconds:.1} s, {changed} changed (ratio {:.3})",
         scan_seconds / again_seconds
     );
+    // A new version of a scheme, and the recompute an operator runs after publishing it: every
+    // grade of that scheme is rewritten (it names the version it was computed under).
+    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 5");
+    client
+        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
+        .await
+        .expect("a new version of public_credit");
+    let republished = Instant::now();
+    let mut progress = client
+        .recompute(RecomputeRequest { scheme: "public_credit".into(), ..RecomputeRequest::default() })
+        .await
+        .expect("recompute starts")
+        .into_inner();
+    let mut rewritten = 0;
+    while let Some(message) = progress.next().await {
+        rewritten = message.expect("progress").grades_changed;
+    }
+    let republished_seconds = republished.elapsed().as_secs_f64();
+    assert_eq!(rewritten as u64, subjects, "every public_credit grade names the new version");
+    eprintln!(
+        "recompute: public_credit after a new version: {republished_seconds:.1} s, {rewritten} grades rewritten (ratio {:.3})",
+        scan_seconds / republished_seconds
+    );
+    let size: String = sqlx::query_scalar(
+        "SELECT pg_size_pretty(pg_total_relation_size('grading.grades')) || ' grades, '
+             || pg_size_pretty(pg_total_relation_size('grading.grade_history')) || ' history'",
+    )
+    .fetch_one(&admin)
+    .await
+    .expect("table sizes");
+    eprintln!("recompute: on disk {size}");
     grading.stop().await;
     admin.close().await;
     println!(
-        "recompute: ratio {:.3} (seconds vs scan seconds: {seconds:.1} s recompute from no grades, {scan_seconds:.2} s scan, {again_seconds:.1} s again with grades in place; {subjects} subjects, {} records)",
+        "recompute: ratio {:.3} (seconds vs scan seconds: {seconds:.1} s recompute from no grades, {scan_seconds:.2} s scan, {again_seconds:.1} s again with grades in place, {republished_seconds:.1} s for a new version of one scheme; {subjects} subjects, {} records)",
         scan_seconds / seconds,
         subjects * per_subject
     );
