@@ -517,19 +517,32 @@ impl Changes {
         let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
         let old_grades: Vec<Option<i16>> = ordered.iter().map(|change| change.old_grade).collect();
         let digests: Vec<i64> = ordered.iter().map(|change| change.digest).collect();
-        const INSERT: &str = "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of,
-                 review_on, digest)
+        // Each grade and its history row in one statement: the history row is copied from the
+        // grade as written, so the reasons travel and are parsed as JSON once, not twice.
+        const INSERT: &str = "WITH written AS (
+             INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[], $7::date[],
                  $8::int8[])";
+        const FIRST: &str = " RETURNING credit_code, scheme, grade, rule_set_version, reasons, as_of)
+             INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
+             SELECT credit_code, scheme, NULL, grade, rule_set_version, reasons, as_of, $9 FROM written";
         const REPLACE: &str = " ON CONFLICT (credit_code, scheme) DO UPDATE SET grade = excluded.grade,
                  rule_set_version = excluded.rule_set_version, reasons = excluded.reasons, as_of = excluded.as_of,
-                 review_on = excluded.review_on, digest = excluded.digest, graded_at = now()";
+                 review_on = excluded.review_on, digest = excluded.digest, graded_at = now()
+             RETURNING credit_code, scheme, grade, rule_set_version, reasons, as_of)
+             INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
+             SELECT w.credit_code, w.scheme, o.old_grade, w.grade, w.rule_set_version, w.reasons, w.as_of, $9
+             FROM written w JOIN UNNEST($1::text[], $2::text[], $10::int2[]) AS o (credit_code, scheme, old_grade)
+                 ON o.credit_code = w.credit_code AND o.scheme = w.scheme";
+        let first = [INSERT, FIRST].concat();
         let replace = [INSERT, REPLACE].concat();
-        for (range, sql) in [(0..split, INSERT), (split..ordered.len(), replace.as_str())] {
+        for (range, sql, replacing) in
+            [(0..split, first.as_str(), false), (split..ordered.len(), replace.as_str(), true)]
+        {
             if range.is_empty() {
                 continue;
             }
-            sqlx::query(sql)
+            let query = sqlx::query(sql)
                 .bind(&codes[range.clone()])
                 .bind(&schemes[range.clone()])
                 .bind(&grades[range.clone()])
@@ -537,25 +550,11 @@ impl Changes {
                 .bind(&reasons[range.clone()])
                 .bind(&as_of[range.clone()])
                 .bind(&reviews[range.clone()])
-                .bind(&digests[range])
-                .execute(&mut *connection)
-                .await?;
+                .bind(&digests[range.clone()])
+                .bind(cause);
+            let query = if replacing { query.bind(&old_grades[range]) } else { query };
+            query.execute(&mut *connection).await?;
         }
-        sqlx::query(
-            "INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
-             SELECT u.*, $8 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int2[], $5::int4[], $6::jsonb[],
-                 $7::date[]) AS u",
-        )
-        .bind(&codes)
-        .bind(&schemes)
-        .bind(&old_grades)
-        .bind(&grades)
-        .bind(&versions)
-        .bind(&reasons)
-        .bind(&as_of)
-        .bind(cause)
-        .execute(&mut *connection)
-        .await?;
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.
         let events: Vec<GradeChanged> = ordered.iter().map(|change| change.event()).collect();

@@ -161,10 +161,8 @@ async fn a_regrade_of_a_code_without_a_subject_row_makes_the_row_locks_it_and_gr
         let subject = subject.clone();
         tokio::spawn(async move {
             let mut transaction = pool.begin().await.unwrap();
-            let regraded = grader
-                .regrade(&mut transaction, &[subject], today, "test", Announce::OneBatch, None)
-                .await
-                .unwrap();
+            let regraded =
+                grader.regrade(&mut transaction, &[subject], today, "test", Announce::OneBatch, None).await.unwrap();
             transaction.commit().await.unwrap();
             regraded.changed.len()
         })
