@@ -233,9 +233,164 @@ pub async fn copy_in_binary(
     result
 }
 
+/// The whole output of `statement` (`COPY (…) TO STDOUT WITH (FORMAT binary)`), to read with
+/// [`BinaryRows`]. For reading many rows: each row of a query costs the client a row object and
+/// a type check per column it reads; a COPY's rows are bytes to walk.
+pub async fn copy_out_binary(connection: &mut sqlx::PgConnection, statement: &str) -> Result<Vec<u8>, sqlx::Error> {
+    use futures::TryStreamExt;
+    let mut stream = connection.copy_out_raw(statement).await?;
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.try_next().await? {
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
+/// A string literal for a statement that cannot take parameters (a COPY): quotes doubled, under
+/// `standard_conforming_strings` (on since PostgreSQL 9.1), where backslashes are plain characters.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The rows of a binary COPY's output, in order.
+pub struct BinaryRows<'a> {
+    rest: &'a [u8],
+}
+
+fn malformed(what: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("binary COPY data: {what}"))
+}
+
+impl<'a> BinaryRows<'a> {
+    /// Check the header and start before the first row.
+    pub fn new(data: &'a [u8]) -> Result<BinaryRows<'a>, sqlx::Error> {
+        const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+        let rest = data.strip_prefix(SIGNATURE).ok_or_else(|| malformed("no PGCOPY signature"))?;
+        let mut rows = BinaryRows { rest };
+        let _flags = rows.take(4)?;
+        let extension = i32::from_be_bytes(rows.take(4)?.try_into().map_err(|_| malformed("header"))?);
+        rows.take(usize::try_from(extension).map_err(|_| malformed("header extension length"))?)?;
+        Ok(rows)
+    }
+
+    fn take(&mut self, count: usize) -> Result<&'a [u8], sqlx::Error> {
+        if self.rest.len() < count {
+            return Err(malformed("cut short"));
+        }
+        let (taken, rest) = self.rest.split_at(count);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    /// The next row, `None` after the last; a row must have `columns` values.
+    pub fn next_row(&mut self, columns: i16) -> Result<Option<BinaryRow<'_, 'a>>, sqlx::Error> {
+        let count = i16::from_be_bytes(self.take(2)?.try_into().map_err(|_| malformed("row header"))?);
+        if count == -1 {
+            return Ok(None);
+        }
+        if count != columns {
+            return Err(malformed(&format!("a row of {count} values where {columns} were expected")));
+        }
+        Ok(Some(BinaryRow { rows: self }))
+    }
+}
+
+/// One row's values: read each in column order with the method of its type.
+pub struct BinaryRow<'r, 'a> {
+    rows: &'r mut BinaryRows<'a>,
+}
+
+impl<'a> BinaryRow<'_, 'a> {
+    /// The next value's bytes, `None` for NULL.
+    pub fn optional_value(&mut self) -> Result<Option<&'a [u8]>, sqlx::Error> {
+        let length = i32::from_be_bytes(self.rows.take(4)?.try_into().map_err(|_| malformed("value length"))?);
+        if length < 0 {
+            return Ok(None);
+        }
+        self.rows.take(length as usize).map(Some)
+    }
+
+    fn value(&mut self, what: &str) -> Result<&'a [u8], sqlx::Error> {
+        self.optional_value()?.ok_or_else(|| malformed(&format!("NULL where {what} was expected")))
+    }
+
+    pub fn text(&mut self) -> Result<&'a str, sqlx::Error> {
+        std::str::from_utf8(self.value("text")?).map_err(|_| malformed("text that is not UTF-8"))
+    }
+
+    pub fn int2(&mut self) -> Result<i16, sqlx::Error> {
+        Ok(i16::from_be_bytes(self.value("an int2")?.try_into().map_err(|_| malformed("an int2 not of 2 bytes"))?))
+    }
+
+    pub fn int8(&mut self) -> Result<i64, sqlx::Error> {
+        Ok(i64::from_be_bytes(self.value("an int8")?.try_into().map_err(|_| malformed("an int8 not of 8 bytes"))?))
+    }
+
+    pub fn boolean(&mut self) -> Result<bool, sqlx::Error> {
+        match self.value("a boolean")? {
+            [byte] => Ok(*byte != 0),
+            _ => Err(malformed("a boolean not of 1 byte")),
+        }
+    }
+
+    pub fn optional_date(&mut self) -> Result<Option<chrono::NaiveDate>, sqlx::Error> {
+        let Some(bytes) = self.optional_value()? else { return Ok(None) };
+        let days = i32::from_be_bytes(bytes.try_into().map_err(|_| malformed("a date not of 4 bytes"))?);
+        chrono::NaiveDate::from_num_days_from_ce_opt(days + POSTGRES_EPOCH_DAYS_FROM_CE)
+            .map(Some)
+            .ok_or_else(|| malformed("a date out of range (infinity?)"))
+    }
+
+    pub fn date(&mut self) -> Result<chrono::NaiveDate, sqlx::Error> {
+        self.optional_date()?.ok_or_else(|| malformed("NULL where a date was expected"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_rows_read_back_what_binary_copy_writes() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let mut copy = BinaryCopy::new(64);
+        copy.row(6).text("91110108MA01ABCD2X").int2(-3).date(day).optional_date(None).boolean(true).int4(7);
+        copy.row(6).text("税务").int2(5).date(day).optional_date(Some(day)).boolean(false).null();
+        let data = copy.finish();
+
+        let mut rows = BinaryRows::new(&data).unwrap();
+        let mut row = rows.next_row(6).unwrap().unwrap();
+        assert_eq!(row.text().unwrap(), "91110108MA01ABCD2X");
+        assert_eq!(row.int2().unwrap(), -3);
+        assert_eq!(row.date().unwrap(), day);
+        assert_eq!(row.optional_date().unwrap(), None);
+        assert!(row.boolean().unwrap());
+        assert_eq!(row.optional_value().unwrap(), Some(&7i32.to_be_bytes()[..]));
+        let mut row = rows.next_row(6).unwrap().unwrap();
+        assert_eq!(row.text().unwrap(), "税务");
+        assert_eq!(row.int2().unwrap(), 5);
+        assert_eq!(row.date().unwrap(), day);
+        assert_eq!(row.optional_date().unwrap(), Some(day));
+        assert!(!row.boolean().unwrap());
+        assert!(row.int8().unwrap_err().to_string().contains("NULL where an int8 was expected"));
+        assert!(rows.next_row(6).unwrap().is_none(), "the trailer ends the rows");
+    }
+
+    #[test]
+    fn binary_rows_refuse_what_is_not_the_expected_copy() {
+        assert!(BinaryRows::new(b"PGCOPY\n").is_err(), "a short header");
+        let mut copy = BinaryCopy::new(16);
+        copy.row(2).int2(1).int2(2);
+        let data = copy.finish();
+        let error = BinaryRows::new(&data).unwrap().next_row(3).err().unwrap();
+        assert!(error.to_string().contains("a row of 2 values where 3 were expected"), "{error}");
+        let cut = &data[..data.len() - 3];
+        let mut rows = BinaryRows::new(cut).unwrap();
+        let mut row = rows.next_row(2).unwrap().unwrap();
+        assert_eq!(row.int2().unwrap(), 1);
+        assert!(row.int2().unwrap_err().to_string().contains("cut short"));
+        assert_eq!(literal("it's"), "'it''s'");
+    }
 
     #[test]
     fn binary_rows_carry_postgres_epochs_and_lengths() {
