@@ -167,6 +167,15 @@ impl CpuUse {
         }
     }
 
+    /// `"CPU Postgres X s + ours Y s"` between `self` and `later`: for a phase that is not rows.
+    pub fn spent_until(&self, later: &CpuUse) -> String {
+        let ours = later.own - self.own;
+        match (self.postgres, later.postgres) {
+            (Some(before), Some(after)) => format!("CPU Postgres {:.1} s + ours {ours:.1} s", after - before),
+            _ => format!("CPU ours {ours:.1} s (Postgres not on this machine)"),
+        }
+    }
+
     /// Both sides' CPU seconds between `self` and `later`, when Postgres's are known.
     fn total_until(&self, later: &CpuUse) -> Option<f64> {
         Some(later.own - self.own + later.postgres? - self.postgres?)

@@ -13,10 +13,11 @@ use futures::StreamExt;
 use sqlx::Executor;
 use xinyong_grading::{GradingSection, GradingSettings};
 use xinyong_platform::testing::{TestDatabase, redis_url};
-use xinyong_proto::grading::v1::{PublishRuleSetRequest, RecomputeRequest};
 use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
+use xinyong_proto::grading::v1::{PublishRuleSetRequest, RecomputeRequest};
 
-use crate::{harness, import};
+use crate::harness::{self, CpuUse};
+use crate::import;
 
 /// A small deterministic mixer, so that every run grades the same population.
 fn mix(mut value: u64) -> u64 {
@@ -124,15 +125,22 @@ pub async fn run() {
     // The baseline, twice: the first run warms the cache the way the recompute will find it.
     let window_start = today - Duration::days(365);
     let mut scan_seconds = f64::MAX;
+    let mut scan_cpu = String::new();
     for _ in 0..2 {
+        let cpu = CpuUse::now(&admin).await;
         let started = Instant::now();
         let graded: i64 =
             sqlx::query_scalar(SCAN).bind(window_start).bind(today).fetch_one(&admin).await.expect("scan");
         scan_seconds = scan_seconds.min(started.elapsed().as_secs_f64());
+        scan_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
         assert!(graded as u64 <= subjects);
     }
-    eprintln!("recompute: aggregation scan over {} records: {scan_seconds:.2} s", subjects * per_subject);
+    eprintln!(
+        "recompute: aggregation scan over {} records: {scan_seconds:.2} s ({scan_cpu}, the second run)",
+        subjects * per_subject
+    );
 
+    let cpu = CpuUse::now(&admin).await;
     let started = Instant::now();
     let mut progress = client
         .recompute(RecomputeRequest {
@@ -154,6 +162,7 @@ pub async fn run() {
         last = Some(message);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let first_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
     let last = last.expect("a final message");
     assert!(last.finished);
     assert_eq!(last.subjects_done as u64, subjects);
@@ -164,12 +173,13 @@ pub async fn run() {
     .await
     .expect("grade counts");
     eprintln!(
-        "recompute: {subjects} subjects, {} grades written in {seconds:.1} s = {:.0} subjects/s; public_credit A..D: {grades:?}; peak RSS {:.0} MiB",
+        "recompute: {subjects} subjects, {} grades written in {seconds:.1} s = {:.0} subjects/s ({first_cpu}); public_credit A..D: {grades:?}; peak RSS {:.0} MiB",
         last.grades_changed,
         subjects as f64 / seconds,
         crate::peak_rss_mib()
     );
     // Again, with every grade in place: what a periodic recompute that changes little costs.
+    let cpu = CpuUse::now(&admin).await;
     let again = Instant::now();
     let mut progress = client.recompute(RecomputeRequest::default()).await.expect("recompute starts").into_inner();
     let mut changed = 0;
@@ -177,8 +187,9 @@ pub async fn run() {
         changed = message.expect("progress").grades_changed;
     }
     let again_seconds = again.elapsed().as_secs_f64();
+    let again_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
     eprintln!(
-        "recompute: again with every grade in place: {again_seconds:.1} s, {changed} changed (ratio {:.3})",
+        "recompute: again with every grade in place: {again_seconds:.1} s ({again_cpu}), {changed} changed (ratio {:.3})",
         scan_seconds / again_seconds
     );
     // A new version of a scheme, and the recompute an operator runs after publishing it: every
@@ -188,6 +199,7 @@ pub async fn run() {
         .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
         .await
         .expect("a new version of public_credit");
+    let cpu = CpuUse::now(&admin).await;
     let republished = Instant::now();
     let mut progress = client
         .recompute(RecomputeRequest { scheme: "public_credit".into(), ..RecomputeRequest::default() })
@@ -199,9 +211,10 @@ pub async fn run() {
         rewritten = message.expect("progress").grades_changed;
     }
     let republished_seconds = republished.elapsed().as_secs_f64();
+    let republished_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
     assert_eq!(rewritten as u64, subjects, "every public_credit grade names the new version");
     eprintln!(
-        "recompute: public_credit after a new version: {republished_seconds:.1} s, {rewritten} grades rewritten (ratio {:.3})",
+        "recompute: public_credit after a new version: {republished_seconds:.1} s ({republished_cpu}), {rewritten} grades rewritten (ratio {:.3})",
         scan_seconds / republished_seconds
     );
     let size: String = sqlx::query_scalar(
