@@ -6,7 +6,8 @@
 #   scripts/bench.sh import     ImportEntities vs raw COPY (BENCH_SUBJECTS, default 1000000)
 #   scripts/bench.sh ingest     SubmitRecords vs raw COPY (BENCH_RECORDS, default 1000000, over BENCH_SUBJECTS=10000)
 #   scripts/bench.sh recompute  full Recompute vs one SQL aggregation scan (BENCH_SUBJECTS, default 1000000,
-#                               with BENCH_RECORDS_PER_SUBJECT=5 records each)
+#                               with BENCH_RECORDS_PER_SUBJECT=5 records each): from no grades, again in
+#                               place, and after a new version of public_credit
 #   scripts/bench.sh grade-latency
 #                               SubmitRecord to the new grade in GetGrade (BENCH_CHANGES, default 1000)
 #   scripts/bench.sh check      CheckEntity direct vs a bare echo, and through the gateway vs a bare proxy
@@ -14,7 +15,8 @@
 #                               core 0, the load on core 1
 #
 # Each ends with a line `<name>: ratio R (...)` that a script can check. import and ingest also
-# print the CPU a row on each side (Postgres's from /proc, so only when it runs on this machine).
+# print the CPU a row on each side, recompute the CPU of each pass (Postgres's from /proc, so only
+# when it runs on this machine).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"

@@ -9,3 +9,5 @@ CREATE INDEX record_facts_by_subject_with_facts ON record_facts (credit_code)
     INCLUDE (record_id, category, nature, penalty_kind, decided_on, active, disputed, published,
              disclosure_until, removed_on);
 DROP INDEX record_facts_by_subject;
+-- On a populated projection the build holds off the projection's writes while it runs (about 8 s
+-- for 5M facts on the benchmark machine); events wait in their streams meanwhile, nothing is lost.

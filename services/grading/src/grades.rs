@@ -433,18 +433,18 @@ impl Grader {
             // rows, each cost a row object and a type check per column, half of the service's time
             // in a recompute over grades in place.
             Read::WholeRange => {
-                let copy = |select: &str| {
+                let as_copy = |select: &str| {
                     let select =
                         select.replacen("$1", &copy::literal(first), 1).replacen("$2", &copy::literal(last), 1);
                     format!("COPY ({select}) TO STDOUT WITH (FORMAT binary)")
                 };
-                let data = copy::copy_out_binary(connection, &copy(facts!(""))).await?;
+                let data = copy::copy_out_binary(connection, &as_copy(facts!(""))).await?;
                 let mut rows = BinaryRows::new(&data)?;
                 let mut facts = Vec::new();
                 while let Some(mut row) = rows.next_row(11)? {
                     facts.push(FactRow::from_binary(&mut row)?);
                 }
-                let data = copy::copy_out_binary(connection, &copy(current!(""))).await?;
+                let data = copy::copy_out_binary(connection, &as_copy(current!(""))).await?;
                 let mut rows = BinaryRows::new(&data)?;
                 let mut current = Vec::new();
                 while let Some(mut row) = rows.next_row(5)? {
