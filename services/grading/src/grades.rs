@@ -532,7 +532,7 @@ struct Changes {
 }
 
 impl Changes {
-    async fn write(&self, connection: &mut PgConnection, cause: &str, announce: Announce) -> Result<(), sqlx::Error> {
+    async fn write(&mut self, connection: &mut PgConnection, cause: &str, announce: Announce) -> Result<(), sqlx::Error> {
         if !self.reviews.is_empty() {
             let mut codes = Vec::with_capacity(self.reviews.len());
             let mut schemes = Vec::with_capacity(self.reviews.len());
@@ -556,6 +556,7 @@ impl Changes {
         if self.changed.is_empty() {
             return Ok(());
         }
+        let events: Vec<GradeChanged> = self.changed.iter_mut().map(Change::take_event).collect();
         // First grades, then grades that replace one: a first grade is a plain insert (its subject
         // is locked, so no one else inserts it meanwhile), which costs Postgres a third less than
         // the speculative insertion of `ON CONFLICT`.
@@ -613,27 +614,27 @@ impl Changes {
         }
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.
-        let events: Vec<GradeChanged> = ordered.iter().map(|change| change.event()).collect();
         bus::announce(connection, PRODUCER, announce, events, |grades| GradesChanged { grades }).await
     }
 }
 
 impl Change {
-    fn event(&self) -> GradeChanged {
+    /// The change's event, its reasons moved into it (they serve nothing else): a recompute's
+    /// events carry two million grades' reasons, texts and record ids.
+    fn take_event(&mut self) -> GradeChanged {
         GradeChanged {
             credit_code: self.row.credit_code.clone(),
             scheme: self.row.scheme.clone(),
             old_grade: self.old_grade.map_or(0, i32::from),
             new_grade: i32::from(self.row.grade),
             rule_set_version: self.row.rule_set_version,
-            reasons: self
-                .reasons
-                .iter()
+            reasons: std::mem::take(&mut self.reasons)
+                .into_iter()
                 .map(|reason| GradeReason {
-                    code: reason.code.clone(),
-                    text: reason.text.clone(),
-                    record_ids: reason.record_ids.clone(),
-                    disputed_record_ids: reason.disputed_record_ids.clone(),
+                    code: reason.code,
+                    text: reason.text,
+                    record_ids: reason.record_ids,
+                    disputed_record_ids: reason.disputed_record_ids,
                 })
                 .collect(),
             internal: self.internal,
