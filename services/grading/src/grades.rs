@@ -532,7 +532,12 @@ struct Changes {
 }
 
 impl Changes {
-    async fn write(&mut self, connection: &mut PgConnection, cause: &str, announce: Announce) -> Result<(), sqlx::Error> {
+    async fn write(
+        &mut self,
+        connection: &mut PgConnection,
+        cause: &str,
+        announce: Announce,
+    ) -> Result<(), sqlx::Error> {
         if !self.reviews.is_empty() {
             let mut codes = Vec::with_capacity(self.reviews.len());
             let mut schemes = Vec::with_capacity(self.reviews.len());
