@@ -12,6 +12,9 @@ pub struct BinaryCopy {
     out: Vec<u8>,
 }
 
+/// What every binary COPY's data begins with.
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
 /// Postgres's epoch for dates and timestamps: 2000-01-01.
 const POSTGRES_EPOCH_DAYS_FROM_CE: i32 = 730_120;
 const POSTGRES_EPOCH_MICROS_FROM_UNIX: i64 = 946_684_800_000_000;
@@ -46,7 +49,7 @@ impl BinaryCopy {
     pub fn new(capacity: usize) -> BinaryCopy {
         let mut out = spare_buffer();
         out.reserve(capacity + 21);
-        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        out.extend_from_slice(SIGNATURE);
         out.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
         out.extend_from_slice(&0i32.to_be_bytes()); // no header extension
         BinaryCopy { out }
@@ -233,17 +236,28 @@ pub async fn copy_in_binary(
     result
 }
 
-/// The whole output of `statement` (`COPY (…) TO STDOUT WITH (FORMAT binary)`), to read with
-/// [`BinaryRows`]. For reading many rows: each row of a query costs the client a row object and
-/// a type check per column it reads; a COPY's rows are bytes to walk.
-pub async fn copy_out_binary(connection: &mut sqlx::PgConnection, statement: &str) -> Result<Vec<u8>, sqlx::Error> {
+/// The rows of `statement` (`COPY (…) TO STDOUT WITH (FORMAT binary)` of `columns` columns), each
+/// made by `parse` from its values in column order. For reading many rows: each row of a query
+/// costs the client a row object and a type check per column it reads; a COPY's rows are bytes
+/// to walk.
+pub async fn copy_out_rows<T>(
+    connection: &mut sqlx::PgConnection,
+    statement: &str,
+    columns: i16,
+    mut parse: impl FnMut(&mut BinaryRow<'_, '_>) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
     use futures::TryStreamExt;
     let mut stream = connection.copy_out_raw(statement).await?;
     let mut data = Vec::new();
     while let Some(chunk) = stream.try_next().await? {
         data.extend_from_slice(&chunk);
     }
-    Ok(data)
+    let mut rows = BinaryRows::new(&data)?;
+    let mut parsed = Vec::new();
+    while let Some(mut row) = rows.next_row(columns)? {
+        parsed.push(parse(&mut row)?);
+    }
+    Ok(parsed)
 }
 
 /// A string literal for a statement that cannot take parameters (a COPY): quotes doubled, under
@@ -264,11 +278,10 @@ fn malformed(what: &str) -> sqlx::Error {
 impl<'a> BinaryRows<'a> {
     /// Check the header and start before the first row.
     pub fn new(data: &'a [u8]) -> Result<BinaryRows<'a>, sqlx::Error> {
-        const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
         let rest = data.strip_prefix(SIGNATURE).ok_or_else(|| malformed("no PGCOPY signature"))?;
         let mut rows = BinaryRows { rest };
-        let _flags = rows.take(4)?;
-        let extension = i32::from_be_bytes(rows.take(4)?.try_into().map_err(|_| malformed("header"))?);
+        let _flags = rows.take_array::<4>()?;
+        let extension = i32::from_be_bytes(rows.take_array()?);
         rows.take(usize::try_from(extension).map_err(|_| malformed("header extension length"))?)?;
         Ok(rows)
     }
@@ -282,9 +295,14 @@ impl<'a> BinaryRows<'a> {
         Ok(taken)
     }
 
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], sqlx::Error> {
+        // `take` gives exactly N bytes or an error.
+        Ok(self.take(N)?.try_into().unwrap_or([0; N]))
+    }
+
     /// The next row, `None` after the last; a row must have `columns` values.
     pub fn next_row(&mut self, columns: i16) -> Result<Option<BinaryRow<'_, 'a>>, sqlx::Error> {
-        let count = i16::from_be_bytes(self.take(2)?.try_into().map_err(|_| malformed("row header"))?);
+        let count = i16::from_be_bytes(self.take_array()?);
         if count == -1 {
             return Ok(None);
         }
@@ -303,7 +321,7 @@ pub struct BinaryRow<'r, 'a> {
 impl<'a> BinaryRow<'_, 'a> {
     /// The next value's bytes, `None` for NULL.
     pub fn optional_value(&mut self) -> Result<Option<&'a [u8]>, sqlx::Error> {
-        let length = i32::from_be_bytes(self.rows.take(4)?.try_into().map_err(|_| malformed("value length"))?);
+        let length = i32::from_be_bytes(self.rows.take_array()?);
         if length < 0 {
             return Ok(None);
         }

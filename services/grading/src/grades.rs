@@ -13,7 +13,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Row};
 use xinyong_domain::grading::{Grade, Reason, RecordFact, RuleSet, Subject};
 use xinyong_platform::bus::{self, Announce};
-use xinyong_platform::copy::{self, BinaryRow, BinaryRows};
+use xinyong_platform::copy::{self, BinaryRow};
 use xinyong_proto::events::v1::{GradeChanged, GradeReason, GradesChanged};
 
 use crate::store::Store;
@@ -438,18 +438,9 @@ impl Grader {
                         select.replacen("$1", &copy::literal(first), 1).replacen("$2", &copy::literal(last), 1);
                     format!("COPY ({select}) TO STDOUT WITH (FORMAT binary)")
                 };
-                let data = copy::copy_out_binary(connection, &as_copy(facts!(""))).await?;
-                let mut rows = BinaryRows::new(&data)?;
-                let mut facts = Vec::new();
-                while let Some(mut row) = rows.next_row(11)? {
-                    facts.push(FactRow::from_binary(&mut row)?);
-                }
-                let data = copy::copy_out_binary(connection, &as_copy(current!(""))).await?;
-                let mut rows = BinaryRows::new(&data)?;
-                let mut current = Vec::new();
-                while let Some(mut row) = rows.next_row(5)? {
-                    current.push(CurrentGrade::from_binary(&mut row)?);
-                }
+                let facts = copy::copy_out_rows(connection, &as_copy(facts!("")), 11, FactRow::from_binary).await?;
+                let current =
+                    copy::copy_out_rows(connection, &as_copy(current!("")), 5, CurrentGrade::from_binary).await?;
                 (facts, current)
             }
         };
