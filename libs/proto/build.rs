@@ -26,6 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_bytes = prost::Message::encode_to_vec(&descriptors);
     std::fs::write(out_dir.join("xinyong_descriptor.bin"), descriptor_bytes)?;
 
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
+    // A record's category fields as a BTreeMap: they are stored and digested sorted by name, so
+    // ingestion moves the decoded map as it is instead of rebuilding it (and no hashing per entry).
+    tonic_prost_build::configure()
+        .btree_map(".xinyong.ingestion.v1")
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -129,6 +129,11 @@ impl CreditCode {
         &self.0
     }
 
+    /// The code as an owned string, without copying it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// Registration authority code (登记管理部门代码), position 1.
     pub fn registration_authority(&self) -> char {
         self.0.as_bytes()[0] as char

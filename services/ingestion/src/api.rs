@@ -149,7 +149,7 @@ impl Ingestion {
     /// Validate one input and derive its record.
     async fn prepare(
         &self,
-        input: &pb::RecordInput,
+        input: pb::RecordInput,
         caller: &Caller,
         today: NaiveDate,
     ) -> Result<NewRecord, Vec<FieldViolation>> {
@@ -176,7 +176,7 @@ impl IngestionService for Ingestion {
         let caller = Caller::of(&request)?;
         let input = request.into_inner().record.ok_or_else(|| Status::from(ApiError::invalid("record", "required")))?;
         let new = self
-            .prepare(&input, &caller, today())
+            .prepare(input, &caller, today())
             .await
             .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
         let unknown = self
@@ -238,7 +238,7 @@ impl IngestionService for Ingestion {
             return Err(status(StoreError::NotOwner { record_id: id, owner: current.department_id }));
         }
         let new = self
-            .prepare(&input, &caller, today())
+            .prepare(input, &caller, today())
             .await
             .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
         let mut problems = Vec::new();
@@ -503,7 +503,7 @@ async fn read_batches(
     while let Some(messages) = inbound.next().await {
         let mut batch = Vec::with_capacity(messages.len());
         for message in messages {
-            let record = match &message.record {
+            let record = match message.record {
                 Some(input) => service.prepare(input, &caller, today).await,
                 None => Err(vec![violation("record", "required")]),
             };

@@ -11,7 +11,7 @@
 //! `field.<name>` column per category field, e.g. `field.content`, `field.legal_basis`.
 //! JSON lines: one object per line with the same names, the fields in an object `fields`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -84,7 +84,7 @@ struct JsonRecord {
     #[serde(default)]
     text: String,
     #[serde(default)]
-    fields: HashMap<String, String>,
+    fields: BTreeMap<String, String>,
 }
 
 fn nature(text: &str) -> Result<i32, String> {
@@ -177,7 +177,7 @@ fn read_file(path: &Path, rows: mpsc::Sender<ReadRow>) -> Result<(), IngestError
                         .unwrap_or("")
                         .to_owned()
                 };
-                let fields: HashMap<String, String> = headers
+                let fields: BTreeMap<String, String> = headers
                     .iter()
                     .zip(record.iter())
                     .filter_map(|(header, value)| {
