@@ -154,7 +154,19 @@ impl Ingestion {
         today: NaiveDate,
     ) -> Result<NewRecord, Vec<FieldViolation>> {
         let catalogue = self.catalogue.read().await;
-        let valid = rules::validate(input, &catalogue, &caller.permissions, today)?;
+        self.prepare_in(&catalogue, input, caller, today)
+    }
+
+    /// [`Ingestion::prepare`] against a catalogue already at hand: a batch takes it once for all
+    /// its rows.
+    fn prepare_in(
+        &self,
+        catalogue: &HashMap<String, Category>,
+        input: pb::RecordInput,
+        caller: &Caller,
+        today: NaiveDate,
+    ) -> Result<NewRecord, Vec<FieldViolation>> {
+        let valid = rules::validate(input, catalogue, &caller.permissions, today)?;
         // Borrowed from the catalogue, not cloned: this runs for every submitted row.
         let category = catalogue.get(&valid.category).ok_or_else(|| vec![violation("category", "unknown")])?;
         Ok(self.derive(valid, category, today))
@@ -501,14 +513,19 @@ async fn read_batches(
     let today = today();
     let mut inbound = Batches::new(inbound, service.batch, Duration::from_millis(20));
     while let Some(messages) = inbound.next().await {
-        let mut batch = Vec::with_capacity(messages.len());
-        for message in messages {
-            let record = match message.record {
-                Some(input) => service.prepare(input, &caller, today).await,
-                None => Err(vec![violation("record", "required")]),
-            };
-            batch.push(Row { row: message.row, record });
-        }
+        let batch: Vec<Row> = {
+            let catalogue = service.catalogue.read().await;
+            messages
+                .into_iter()
+                .map(|message| Row {
+                    row: message.row,
+                    record: match message.record {
+                        Some(input) => service.prepare_in(&catalogue, input, &caller, today),
+                        None => Err(vec![violation("record", "required")]),
+                    },
+                })
+                .collect()
+        };
         if batches.send(batch).await.is_err() {
             return;
         }
