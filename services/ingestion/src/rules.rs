@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use xinyong_domain::calendar::parse_day;
+use xinyong_domain::trimmed;
 
 use chrono::{Datelike, Months, NaiveDate};
 use sha2::{Digest, Sha256};
@@ -80,11 +81,6 @@ fn digest(record: &ValidRecord) -> Vec<u8> {
         hasher.update([0x1f]);
     }
     hasher.finalize().to_vec()
-}
-
-/// `text` without surrounding white space, reusing its allocation when there is none to cut.
-fn trimmed(text: String) -> String {
-    if text.trim().len() == text.len() { text } else { text.trim().to_owned() }
 }
 
 /// Validate a submission against the catalogue. Every problem is reported, each naming its field.

@@ -169,7 +169,7 @@ impl RegistryService for Registry {
         let caller = Caller::of(&request)?;
         let entity =
             request.into_inner().entity.ok_or_else(|| Status::from(ApiError::invalid("entity", "required")))?;
-        let valid = rules::validate(&entity, today(), false)
+        let valid = rules::validate(entity, today(), false)
             .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
         let code = valid.credit_code.clone();
         let prepared = self.prepare(valid);
@@ -490,7 +490,7 @@ async fn read_batches(
             .map(|message| {
                 let entity = message.entity.unwrap_or_default();
                 let credit_code = entity.credit_code.trim().to_ascii_uppercase();
-                let prepared = rules::validate(&entity, today, true).map(|valid| registry.prepare(valid));
+                let prepared = rules::validate(entity, today, true).map(|valid| registry.prepare(valid));
                 ImportRow { row: message.row, credit_code, prepared }
             })
             .collect();
