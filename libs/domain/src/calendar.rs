@@ -12,7 +12,12 @@ use chrono::{Datelike, Duration, NaiveDate, Weekday};
 
 /// Today in China Standard Time (UTC+8, no daylight saving), the calendar decisions are dated in.
 pub fn today() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+    day_at(chrono::Utc::now())
+}
+
+/// The day `instant` falls on in China Standard Time: for a caller that has read the clock already.
+pub fn day_at(instant: chrono::DateTime<chrono::Utc>) -> NaiveDate {
+    (instant + chrono::Duration::hours(8)).date_naive()
 }
 
 /// A `YYYY-MM-DD` day, as the contracts and events write them (surrounding spaces allowed).

@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
-use xinyong_domain::calendar::{Calendar, today};
+use xinyong_domain::calendar::{Calendar, day_at, today};
 use xinyong_domain::credit_code::CreditCode;
 use xinyong_platform::error::violation;
 use xinyong_platform::identity::PERMISSION_INTERNAL_GRADES;
@@ -51,6 +51,9 @@ pub struct Sanctions {
     catalogue: Catalogue,
     calendar: Arc<Calendar>,
     report_within_working_days: u32,
+    /// The last day a report was due by, for the day it was worked out on: the same for every
+    /// check of a day, so worked out once a day instead of once a check.
+    report_due: Arc<std::sync::Mutex<Option<(NaiveDate, NaiveDate)>>>,
     execute_within_working_days: u32,
     registration_authority: String,
 }
@@ -72,13 +75,27 @@ impl Sanctions {
             catalogue,
             calendar: Arc::new(Calendar::official()),
             report_within_working_days: section.report_within_working_days,
+            report_due: Arc::default(),
             execute_within_working_days: section.execute_within_working_days,
             registration_authority: section.registration_authority.clone(),
         }
     }
 
+    /// The day a check made `today` that requires measures must be reported on by.
+    fn report_due_on(&self, today: NaiveDate) -> NaiveDate {
+        let mut known = self.report_due.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *known {
+            Some((day, due)) if day == today => due,
+            _ => {
+                let due = self.calendar.add_working_days(today, self.report_within_working_days);
+                *known = Some((today, due));
+                due
+            }
+        }
+    }
+
     /// The deadline of a task pushed today (002 art. 9: 15 working days by default).
-    fn due_on(&self) -> chrono::NaiveDate {
+    fn due_on(&self) -> NaiveDate {
         self.calendar.add_working_days(today(), self.execute_within_working_days)
     }
 
@@ -132,7 +149,7 @@ impl Sanctions {
     }
 }
 
-fn day(date: Option<chrono::NaiveDate>) -> String {
+fn day(date: Option<NaiveDate>) -> String {
     date.map(|date| date.to_string()).unwrap_or_default()
 }
 
@@ -241,7 +258,7 @@ impl Sanctions {
         let request = request.into_inner();
         let mut problems = Vec::new();
         let code = match CreditCode::parse(request.credit_code.trim()) {
-            Ok(code) => Some(code.as_str().to_owned()),
+            Ok(code) => Some(code.into_string()),
             Err(error) => {
                 problems.push(violation("credit_code", error.to_string()));
                 None
@@ -270,12 +287,10 @@ impl Sanctions {
         let check = NewCheck {
             check_id,
             credit_code: code,
-            department_id: caller.department_id.clone(),
+            department_id: caller.department_id,
             matter_type: matter,
             // A check with measures to apply owes a report (发起—响应—反馈).
-            report_due_on: prepared
-                .owes_report
-                .then(|| self.calendar.add_working_days(today(), self.report_within_working_days)),
+            report_due_on: prepared.owes_report.then(|| self.report_due_on(day_at(now))),
             answer: prepared.stored.clone(),
             checked_at: now,
         };
