@@ -12,8 +12,8 @@ use uuid::Uuid;
 use xinyong_platform::bus::consumer::{EventHandler, HandlerError};
 use xinyong_platform::bus::outbox::decode;
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityRegistered, EntityStatusChanged, Envelope, RecordCorrected, RecordDisputeChanged,
-    RecordFacts, RecordIngested, RecordRepaired, RecordWithdrawn, RecordsIngested,
+    EntitiesRegistered, EntityRegistered, EntityStatusChanged, EntityUpdated, Envelope, RecordCorrected,
+    RecordDisputeChanged, RecordFacts, RecordIngested, RecordRepaired, RecordWithdrawn, RecordsIngested,
 };
 
 use crate::cache::GradeCache;
@@ -49,6 +49,18 @@ impl Projection {
             let event = event?;
             register(connection, &event.entities).await?;
             (event.entities.into_iter().map(|entity| entity.credit_code).collect(), Announce::OneBatch)
+        } else if let Some(event) = decode::<EntityUpdated>(envelope) {
+            // Kind, region and industry place a subject in the statistics; they never move its
+            // grade, so nothing is regraded.
+            let event = event?;
+            sqlx::query("UPDATE subjects SET kind = $2, region_code = $3, industry_code = $4 WHERE credit_code = $1")
+                .bind(&event.credit_code)
+                .bind(event.kind as i16)
+                .bind(&event.region_code)
+                .bind(&event.industry_code)
+                .execute(&mut *connection)
+                .await?;
+            return Ok(Vec::new());
         } else if let Some(event) = decode::<EntityStatusChanged>(envelope) {
             let event = event?;
             sqlx::query(

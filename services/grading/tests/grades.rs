@@ -14,10 +14,10 @@ use xinyong_platform::bus::Announce;
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::redis::Redis;
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
-use xinyong_proto::common::v1::{DateRange, EntityStatus, Grade, Nature};
+use xinyong_proto::common::v1::{DateRange, EntityStatus, Grade, Nature, SubjectKind};
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityStatusChanged, RecordCorrected, RecordDisputeChanged, RecordFacts, RecordWithdrawn,
-    RecordsIngested,
+    EntitiesRegistered, EntityStatusChanged, EntityUpdated, RecordCorrected, RecordDisputeChanged, RecordFacts,
+    RecordWithdrawn, RecordsIngested,
 };
 use xinyong_proto::grading::v1::{
     GetGradeHistoryRequest, GetGradeRequest, GetStatisticsRequest, PublishRuleSetRequest, RecomputeRequest,
@@ -136,6 +136,49 @@ async fn a_revoked_business_licence_is_d_even_when_a_record_arrives_before_the_r
         .await
         .unwrap();
     assert_eq!(region, "110108");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_registration_moves_the_subject_in_the_statistics_not_its_grade() {
+    let app = spawn_app().await;
+    let subject = code("110108", 5);
+    app.register(&subject, "110108").await;
+    app.grade_becomes(&subject, Grade::A).await;
+    let updated = EntityUpdated {
+        credit_code: subject.clone(),
+        name: "测试科技有限公司".into(),
+        kind: SubjectKind::Enterprise as i32,
+        region_code: "110105".into(),
+        industry_code: "I6510".into(),
+        business_scope: "软件开发".into(),
+        changed_fields: vec!["name".into(), "region_code".into(), "industry_code".into()],
+    };
+    app.publish("registry", &updated).await;
+    let mut placed = (String::new(), String::new());
+    for _ in 0..200 {
+        placed = sqlx::query_as("SELECT region_code, industry_code FROM subjects WHERE credit_code = $1")
+            .bind(&subject)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if placed.0 == "110105" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(placed, ("110105".to_owned(), "I6510".to_owned()));
+    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_history WHERE credit_code = $1")
+        .bind(&subject)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let first_grades: i64 = sqlx::query_scalar("SELECT count(*) FROM grades WHERE credit_code = $1")
+        .bind(&subject)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(changes, first_grades, "only the first grades: the change regraded nothing");
     app.stop().await;
 }
 

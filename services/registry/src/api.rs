@@ -41,6 +41,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound(code) => ApiError::NotFound { what: "subject", key: code },
             StoreError::Transition(reason) => ApiError::FailedPrecondition(reason),
+            StoreError::RegistrationNumberTaken(_) => ApiError::FailedPrecondition(error.to_string()),
             StoreError::EffectiveBeforeCurrent { .. } => ApiError::invalid("effective_on", error.to_string()),
             StoreError::Database(error) => error.into(),
         }
@@ -126,6 +127,28 @@ impl Registry {
         PreparedEntity { entity, id_masked, id_sealed, id_digest }
     }
 
+    async fn versions(&self, credit_code: &str) -> Result<Vec<pb::EntityVersion>, Status> {
+        Ok(self
+            .store
+            .versions(credit_code)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|row| pb::EntityVersion {
+                version: row.version,
+                changes: row
+                    .changes
+                    .0
+                    .into_iter()
+                    .map(|change| pb::FieldChange { field: change.field, previous: change.previous })
+                    .collect(),
+                reason: row.reason,
+                department_id: row.department_id,
+                changed_at: Some(timestamp(row.changed_at)),
+            })
+            .collect())
+    }
+
     async fn history(&self, credit_code: &str) -> Result<Vec<pb::StatusChange>, Status> {
         Ok(self
             .store
@@ -153,9 +176,9 @@ fn conflict_status(code: &str, outcome: &RegisterOutcome) -> Option<Status> {
             ))
             .into(),
         ),
-        RegisterOutcome::RegistrationNumberTaken(number) => Some(
-            ApiError::FailedPrecondition(format!("registration_number `{number}` belongs to another subject")).into(),
-        ),
+        RegisterOutcome::RegistrationNumberTaken(number) => {
+            Some(ApiError::from(StoreError::RegistrationNumberTaken(number.clone())).into())
+        }
         _ => None,
     }
 }
@@ -264,7 +287,11 @@ impl RegistryService for Registry {
                 let code = credit_code("credit_code", &text)?;
                 if cacheable {
                     if let Some(entity) = self.cache.get(code.as_str()).await {
-                        return Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history: Vec::new() }));
+                        return Ok(Response::new(pb::GetEntityResponse {
+                            entity: Some(entity),
+                            history: Vec::new(),
+                            versions: Vec::new(),
+                        }));
                     }
                     missed_cache = true;
                 }
@@ -285,8 +312,59 @@ impl RegistryService for Registry {
         if missed_cache {
             self.cache.put(&entity).await;
         }
-        let history = if request.include_history { self.history(&row.credit_code).await? } else { Vec::new() };
-        Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history }))
+        let (history, versions) = if request.include_history {
+            (self.history(&row.credit_code).await?, self.versions(&row.credit_code).await?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Response::new(pb::GetEntityResponse { entity: Some(entity), history, versions }))
+    }
+
+    async fn update_entity(
+        &self,
+        request: Request<pb::UpdateEntityRequest>,
+    ) -> Result<Response<pb::UpdateEntityResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let mut problems = Vec::new();
+        let reason = request.reason.trim();
+        if reason.is_empty() {
+            problems.push(violation(
+                "reason",
+                "required: why the data changes, e.g. the change registration's document number",
+            ));
+        } else if reason.chars().count() > 500 {
+            problems.push(violation("reason", "at most 500 characters"));
+        }
+        let entity = request.entity.ok_or_else(|| Status::from(ApiError::invalid("entity", "required")))?;
+        if entity.status != 0 || !entity.status_since.trim().is_empty() {
+            problems.push(violation(
+                "status",
+                "changes only through UpdateEntityStatus, which keeps its own history; leave status and status_since unset",
+            ));
+        }
+        let valid = match rules::validate(entity, today(), false) {
+            Ok(valid) => Some(valid),
+            Err(more) => {
+                problems.extend(more);
+                None
+            }
+        };
+        let Some(valid) = valid.filter(|_| problems.is_empty()) else {
+            return Err(ApiError::InvalidArgument(problems).into());
+        };
+        let prepared = self.prepare(valid);
+        let (row, changed, version) =
+            self.store.update_entity(&prepared, reason, &caller.department_id).await.map_err(status)?;
+        if !changed.is_empty() {
+            self.cache.invalidate(&[row.credit_code.as_str()]).await;
+            tracing::info!(credit_code = %row.credit_code, fields = ?changed, version, "subject data changed");
+        }
+        Ok(Response::new(pb::UpdateEntityResponse {
+            entity: Some(self.to_proto(&row, caller.has(PERMISSION_PERSONAL_DATA))),
+            changed_fields: changed.iter().map(|field| (*field).to_owned()).collect(),
+            version,
+        }))
     }
 
     async fn search_entities(

@@ -3,13 +3,15 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 use xinyong_domain::calendar::day_text;
 use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::copy::{BinaryCopy, copy_in_binary};
 use xinyong_platform::db;
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
-use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered, EntityStatusChanged};
+use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered, EntityStatusChanged, EntityUpdated};
 
 use crate::rules::{self, ValidEntity};
 
@@ -109,6 +111,43 @@ pub struct StatusRow {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// One field an update replaced, with its value before (an ID number masked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub previous: String,
+}
+
+/// A version of a subject's data that an update replaced.
+#[derive(Debug, Clone, FromRow)]
+pub struct VersionRow {
+    pub version: i32,
+    pub changes: Json<Vec<FieldChange>>,
+    pub reason: String,
+    pub department_id: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The stored value of `field` (a name of [`rules::differing_fields`]) as `UpdateEntity` shows
+/// what it replaced: text as in `registry.v1.Entity`, the ID number masked.
+fn stored_value(row: &EntityRow, field: &str) -> String {
+    match field {
+        "name" => row.name.clone(),
+        "kind" => SubjectKind::try_from(i32::from(row.kind))
+            .map_or_else(|_| row.kind.to_string(), |kind| kind.as_str_name().to_owned()),
+        "registration_number" => row.registration_number.clone().unwrap_or_default(),
+        "region_code" => row.region_code.clone(),
+        "industry_code" => row.industry_code.clone(),
+        "business_scope" => row.business_scope.clone(),
+        "established_on" => day_text(row.established_on),
+        "registered_capital" => row.registered_capital.clone().unwrap_or_default(),
+        "address" => row.address.clone(),
+        "legal_representative.name" => row.representative_name.clone(),
+        "legal_representative.id_number" => row.representative_id_masked.clone(),
+        _ => String::new(),
+    }
+}
+
 /// What registering one subject came to.
 #[derive(Debug)]
 pub enum RegisterOutcome {
@@ -128,6 +167,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Transition(String),
+    #[error("registration_number `{0}` belongs to another subject")]
+    RegistrationNumberTaken(String),
     #[error("the effective date {effective_on} is before the current status's date {since}")]
     EffectiveBeforeCurrent { effective_on: NaiveDate, since: NaiveDate },
     #[error(transparent)]
@@ -228,6 +269,109 @@ impl Store {
         .bind(credit_code)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The versions of a subject's data that updates replaced, oldest first.
+    pub async fn versions(&self, credit_code: &str) -> Result<Vec<VersionRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT version, changes, reason, department_id, changed_at FROM entity_versions
+             WHERE credit_code = $1 ORDER BY version",
+        )
+        .bind(credit_code)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Change a registered subject's data to `new` (its status stays): keep what the change
+    /// replaced as a version, and announce it. Returns the subject as it is now, the fields that
+    /// changed (none: `new` is what is stored, and nothing is written) and the data's version.
+    pub async fn update_entity(
+        &self,
+        new: &PreparedEntity,
+        reason: &str,
+        department_id: &str,
+    ) -> Result<(EntityRow, Vec<&'static str>, i32), StoreError> {
+        let code = new.entity.credit_code.as_str();
+        let mut transaction = self.pool.begin().await?;
+        let current: EntityRow =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM entities WHERE credit_code = $1 FOR UPDATE"))
+                .bind(code)
+                .fetch_optional(&mut *transaction)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(code.to_owned()))?;
+        let replaced: i64 = sqlx::query_scalar("SELECT count(*) FROM entity_versions WHERE credit_code = $1")
+            .bind(code)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let version = replaced as i32 + 1;
+        let changed = rules::differing_fields(
+            &current.as_valid(),
+            current.representative_id_digest.as_deref(),
+            &new.entity,
+            new.id_digest.as_deref(),
+        );
+        if changed.is_empty() {
+            return Ok((current, changed, version));
+        }
+        let changes: Vec<FieldChange> = changed
+            .iter()
+            .map(|field| FieldChange { field: (*field).to_owned(), previous: stored_value(&current, field) })
+            .collect();
+        sqlx::query(
+            "INSERT INTO entity_versions (credit_code, version, changes, reason, department_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(code)
+        .bind(version)
+        .bind(Json(&changes))
+        .bind(reason)
+        .bind(department_id)
+        .execute(&mut *transaction)
+        .await?;
+        let entity = &new.entity;
+        let updated = sqlx::query_as::<_, EntityRow>(&format!(
+            "UPDATE entities SET name = $2, name_normalised = $3, name_core_length = $4, kind = $5,
+                 registration_number = $6, region_code = $7, industry_code = $8, business_scope = $9,
+                 established_on = $10, registered_capital = $11::numeric, address = $12, representative_name = $13,
+                 representative_id_masked = $14, representative_id_sealed = $15, representative_id_digest = $16,
+                 updated_at = now()
+             WHERE credit_code = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(code)
+        .bind(&entity.name)
+        .bind(&entity.name_normalised)
+        .bind(core_length(&entity.name_normalised))
+        .bind(entity.kind as i16)
+        .bind(&entity.registration_number)
+        .bind(&entity.region_code)
+        .bind(&entity.industry_code)
+        .bind(&entity.business_scope)
+        .bind(entity.established_on)
+        .bind(&entity.registered_capital)
+        .bind(&entity.address)
+        .bind(&entity.representative_name)
+        .bind(&new.id_masked)
+        .bind(&new.id_sealed)
+        .bind(&new.id_digest)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(database) if database.constraint() == Some("entities_registration_number") => {
+                StoreError::RegistrationNumberTaken(entity.registration_number.clone().unwrap_or_default())
+            }
+            _ => StoreError::Database(error),
+        })?;
+        let event = EntityUpdated {
+            credit_code: code.to_owned(),
+            name: entity.name.clone(),
+            kind: entity.kind as i32,
+            region_code: entity.region_code.clone(),
+            industry_code: entity.industry_code.clone(),
+            business_scope: entity.business_scope.clone(),
+            changed_fields: changed.iter().map(|field| (*field).to_owned()).collect(),
+        };
+        bus::enqueue(&mut transaction, PRODUCER, &event).await?;
+        transaction.commit().await?;
+        Ok((updated, changed, version + 1))
     }
 
     /// Register many subjects in one transaction: new ones are inserted (their first status and

@@ -4,9 +4,11 @@
 use tonic::Code;
 use tonic_types::StatusExt;
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
+use xinyong_proto::common::v1::Person;
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
 use xinyong_proto::registry::v1::{
-    GetEntityRequest, RegisterEntityRequest, UpdateEntityStatusRequest, ValidateCreditCodeRequest, get_entity_request,
+    GetEntityRequest, RegisterEntityRequest, SearchEntitiesRequest, UpdateEntityRequest, UpdateEntityStatusRequest,
+    ValidateCreditCodeRequest, get_entity_request,
 };
 
 use crate::support::{lenovo, spawn_app, spawn_app_with_redis};
@@ -224,6 +226,119 @@ async fn status_changes_keep_history_and_deregistration_is_final() {
         .unwrap()
         .into_inner();
     assert_eq!(with_history.history.len(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_registration_updates_the_subject_and_keeps_what_it_replaced() {
+    let mut app = spawn_app().await;
+    app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap();
+    // Cached before the change, so the change must invalidate it.
+    app.clerk.get_entity(by_code("91110000600037341L")).await.unwrap();
+
+    let new_representative = xinyong_domain::resident_id::complete("11010819800101001").unwrap();
+    let mut changed = lenovo();
+    changed.name = "联想集团(北京)有限公司".into();
+    changed.address = "北京市海淀区西北旺东路10号院".into();
+    changed.legal_representative =
+        Some(Person { name: "刘军".into(), id_number: new_representative.clone(), id_number_masked: false });
+    let update = |entity, reason: &str| UpdateEntityRequest { entity: Some(entity), reason: reason.into() };
+    let updated = app.clerk.update_entity(update(changed.clone(), "京海市监变〔2026〕3号")).await.unwrap().into_inner();
+    assert_eq!(
+        updated.changed_fields,
+        ["name", "address", "legal_representative.name", "legal_representative.id_number"]
+    );
+    assert_eq!(updated.version, 2);
+    let entity = updated.entity.unwrap();
+    assert_eq!(entity.name, "联想集团(北京)有限公司");
+    assert_eq!(entity.status, EntityStatus::Operating as i32, "the status is not touched");
+    assert_eq!(
+        entity.legal_representative.unwrap().id_number,
+        xinyong_domain::masking::mask_id_number(&new_representative)
+    );
+
+    let read = app.clerk.get_entity(by_code("91110000600037341L")).await.unwrap().into_inner();
+    assert_eq!(read.entity.unwrap().name, "联想集团(北京)有限公司", "the cache was invalidated");
+    let clear = app.officer.get_entity(by_code("91110000600037341L")).await.unwrap().into_inner();
+    assert_eq!(clear.entity.unwrap().legal_representative.unwrap().id_number, new_representative);
+
+    // The same data again is a retry: nothing changes, no version, no event.
+    let again = app.clerk.update_entity(update(changed.clone(), "京海市监变〔2026〕3号")).await.unwrap().into_inner();
+    assert!(again.changed_fields.is_empty());
+    assert_eq!(again.version, 2);
+
+    let history = app
+        .clerk
+        .get_entity(GetEntityRequest {
+            key: Some(get_entity_request::Key::CreditCode("91110000600037341L".into())),
+            include_history: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.versions.len(), 1);
+    let replaced = &history.versions[0];
+    assert_eq!((replaced.version, replaced.reason.as_str()), (1, "京海市监变〔2026〕3号"));
+    assert_eq!(replaced.department_id, "samr-110108");
+    let previous: Vec<(&str, &str)> =
+        replaced.changes.iter().map(|change| (change.field.as_str(), change.previous.as_str())).collect();
+    assert_eq!(
+        previous,
+        [
+            ("name", "联想(北京)有限公司"),
+            ("address", "北京市海淀区上地信息产业基地创业路6号"),
+            ("legal_representative.name", "杨元庆"),
+            ("legal_representative.id_number", "110105********002X"),
+        ]
+    );
+    assert_eq!(history.history.len(), 1, "the status history is its own");
+
+    // Search finds the subject under its new name.
+    let hits = app
+        .clerk
+        .search_entities(SearchEntitiesRequest { name: "联想集团".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].entity.as_ref().unwrap().credit_code, "91110000600037341L");
+
+    // Neither number is kept in clear anywhere: the versions keep the masked one.
+    let dump: String = sqlx::query_scalar(
+        "SELECT (SELECT string_agg(t::text, ' ') FROM entities t) || (SELECT string_agg(v::text, ' ') FROM entity_versions v)
+             || (SELECT string_agg(encode(envelope, 'escape'), ' ') FROM outbox)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(!dump.contains("19491231") && !dump.contains("19800101"), "clear ID number stored");
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(events, ["xinyong.events.v1.EntityRegistered", "xinyong.events.v1.EntityUpdated"]);
+
+    // Bad input names its field and changes nothing.
+    let no_reason = app.clerk.update_entity(update(lenovo(), " ")).await.unwrap_err();
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    assert!(no_reason.message().contains("reason"), "{}", no_reason.message());
+    let mut with_status = lenovo();
+    with_status.status = EntityStatus::Deregistered as i32;
+    let status = app.clerk.update_entity(update(with_status, "注销")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("UpdateEntityStatus"), "{}", status.message());
+    let mut wrong_kind = changed.clone();
+    wrong_kind.kind = SubjectKind::IndividualBusiness as i32;
+    let kind = app.clerk.update_entity(update(wrong_kind, "变更")).await.unwrap_err();
+    assert_eq!(kind.get_error_details().bad_request().unwrap().field_violations[0].field, "kind");
+    let mut unknown = lenovo();
+    unknown.credit_code = "9144030071526726XG".into();
+    unknown.registration_number = String::new();
+    unknown.region_code = "440300".into();
+    let missing = app.clerk.update_entity(update(unknown, "变更")).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(missing.message().contains("9144030071526726XG"));
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM entity_versions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(versions, 1);
     app.stop().await;
 }
 

@@ -27,6 +27,7 @@ macro_rules! events {
 
 events!(
     EntityRegistered,
+    EntityUpdated,
     EntityStatusChanged,
     RecordIngested,
     RecordCorrected,
