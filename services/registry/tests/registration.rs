@@ -17,6 +17,10 @@ fn by_code(code: &str) -> GetEntityRequest {
     GetEntityRequest { key: Some(get_entity_request::Key::CreditCode(code.into())), include_history: false }
 }
 
+fn with_history(code: &str) -> GetEntityRequest {
+    GetEntityRequest { include_history: true, ..by_code(code) }
+}
+
 #[tokio::test]
 async fn validate_credit_code_explains_and_parses() {
     let mut app = spawn_app().await;
@@ -216,15 +220,7 @@ async fn status_changes_keep_history_and_deregistration_is_final() {
             "xinyong.events.v1.EntityStatusChanged"
         ]
     );
-    let with_history = app
-        .clerk
-        .get_entity(GetEntityRequest {
-            key: Some(get_entity_request::Key::CreditCode("91110000600037341L".into())),
-            include_history: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let with_history = app.clerk.get_entity(with_history("91110000600037341L")).await.unwrap().into_inner();
     assert_eq!(with_history.history.len(), 3);
     app.stop().await;
 }
@@ -267,15 +263,7 @@ async fn a_change_registration_updates_the_subject_and_keeps_what_it_replaced() 
     assert!(again.changed_fields.is_empty());
     assert_eq!(again.version, 2);
 
-    let history = app
-        .clerk
-        .get_entity(GetEntityRequest {
-            key: Some(get_entity_request::Key::CreditCode("91110000600037341L".into())),
-            include_history: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let history = app.clerk.get_entity(with_history("91110000600037341L")).await.unwrap().into_inner();
     assert_eq!(history.versions.len(), 1);
     let replaced = &history.versions[0];
     assert_eq!((replaced.version, replaced.reason.as_str()), (1, "京海市监变〔2026〕3号"));
