@@ -7,8 +7,8 @@ use xinyong_platform::bus::Event;
 use xinyong_platform::bus::consumer::{EventHandler, HandlerError};
 use xinyong_platform::bus::outbox::decode;
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityRegistered, Envelope, GradeChanged, GradesChanged, RecordCorrected, RecordIngested,
-    RecordRepaired, RecordWithdrawn, RecordsIngested,
+    EntitiesRegistered, EntityRegistered, EntityUpdated, Envelope, GradeChanged, GradesChanged, RecordCorrected,
+    RecordIngested, RecordRepaired, RecordWithdrawn, RecordsIngested,
 };
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use xinyong_domain::calendar::{Calendar, today};
 use crate::api::Catalogue;
 use crate::notices;
 use crate::state::SubjectState;
-use crate::tasks;
+use crate::tasks::{self, Registration};
 
 pub const PRODUCERS: &[&str] = &["grading", "registry", "ingestion", "objections"];
 pub const GROUP: &str = "sanctions";
@@ -136,7 +136,7 @@ impl Projection {
         registrations: Vec<(String, String)>,
     ) -> Result<(), sqlx::Error> {
         let due_on = self.due_on();
-        tasks::push_registrations(connection, &registrations, due_on).await
+        tasks::push_registrations(connection, &registrations, Registration::New, due_on).await
     }
 }
 
@@ -168,6 +168,14 @@ impl EventHandler for Projection {
         } else if let Some(event) = decode::<EntitiesRegistered>(envelope) {
             let entities = event?.entities.into_iter().map(|entity| (entity.credit_code, entity.business_scope));
             self.registrations(connection, entities.collect()).await?;
+        } else if let Some(event) = decode::<EntityUpdated>(envelope) {
+            // A change registration that widens the business scope is told to the departments
+            // approving what it adds, as a registration is (双告知).
+            let event = event?;
+            if event.changed_fields.iter().any(|field| field == "business_scope") {
+                let changed = [(event.credit_code, event.business_scope)];
+                tasks::push_registrations(connection, &changed, Registration::ScopeChanged, self.due_on()).await?;
+            }
         }
         Ok(())
     }

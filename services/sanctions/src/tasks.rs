@@ -166,12 +166,22 @@ pub async fn reconcile_measure(
     Ok(codes.len())
 }
 
-/// Push new registrations to the departments whose approval items their business scope names
-/// (双告知); a registration that names none goes to the pool departments claim from. Keyed by
-/// subject and department, so a repeated event pushes nothing new.
+/// What a registration's business scope is pushed as: a new subject, or a change of its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    New,
+    ScopeChanged,
+}
+
+/// Push registrations to the departments whose approval items their business scope names
+/// (双告知). A new registration that names none goes to the pool departments claim from; a change
+/// of scope (变更登记) reaches only the departments it names. Keyed by subject and department, so
+/// a repeated event pushes nothing new, and a changed scope reaches only the departments the
+/// subject was not pushed to before.
 pub async fn push_registrations(
     connection: &mut PgConnection,
     registrations: &[(String, String)],
+    how: Registration,
     due_on: NaiveDate,
 ) -> Result<(), sqlx::Error> {
     let items: Vec<(String, String, String)> =
@@ -187,20 +197,17 @@ pub async fn push_registrations(
                 matched.entry(department.as_str()).or_default().insert(item.as_str());
             }
         }
-        if matched.is_empty() {
+        if matched.is_empty() && how == Registration::New {
             new.push(REGISTRATION, "", code, "", "新设立市场主体，经营范围未匹配审批事项，请认领".to_owned(), due_on);
             new.mark(POOLED, 0, 0, format!("registration:{code}:pool"));
         }
+        let what = match how {
+            Registration::New => "新设立市场主体涉及审批事项",
+            Registration::ScopeChanged => "市场主体变更经营范围，涉及审批事项",
+        };
         for (department, items) in matched {
             let items: Vec<&str> = items.into_iter().collect();
-            new.push(
-                REGISTRATION,
-                department,
-                code,
-                "",
-                format!("新设立市场主体涉及审批事项：{}", items.join("、")),
-                due_on,
-            );
+            new.push(REGISTRATION, department, code, "", format!("{what}：{}", items.join("、")), due_on);
             new.mark(OPEN, 0, 0, format!("registration:{code}:{department}"));
         }
     }

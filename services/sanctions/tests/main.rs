@@ -16,8 +16,8 @@ use xinyong_platform::testing::{
 };
 use xinyong_proto::common::v1::{Grade, ListKind};
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityRegistered, GradeChanged, GradeReason, GradesChanged, RecordIngested, RecordRepaired,
-    RecordWithdrawn,
+    EntitiesRegistered, EntityRegistered, EntityUpdated, GradeChanged, GradeReason, GradesChanged, RecordIngested,
+    RecordRepaired, RecordWithdrawn,
 };
 use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
 use xinyong_proto::sanctions::v1::{
@@ -741,6 +741,37 @@ async fn registrations_are_pushed_to_approving_departments_returned_to_the_autho
     let empty_pool =
         housing.clone().list_tasks(ListTasksRequest { pool: true, ..Default::default() }).await.unwrap().into_inner();
     assert!(empty_pool.tasks.is_empty());
+
+    // A change registration that adds approval items reaches the departments approving what it
+    // adds, and no one it reached before; a change that adds none goes nowhere, not to the pool.
+    let widened = EntityUpdated {
+        credit_code: SUBJECT.into(),
+        business_scope: "食品经营（销售预包装食品）；第二类医疗器械销售；技术开发；旅行社业务".into(),
+        changed_fields: vec!["business_scope".into()],
+        ..Default::default()
+    };
+    publish_event(&app.settings, "registry", &widened).await;
+    publish_event(&app.settings, "registry", &widened).await;
+    let travel = tasks_when(&culture, &[TaskKind::Registration], 2).await;
+    let changed: Vec<&str> = travel.iter().map(|task| task.summary.as_str()).filter(|s| s.contains("变更")).collect();
+    assert_eq!(changed.len(), 1, "{travel:?}");
+    assert!(changed[0].contains("旅行社业务经营许可"), "{}", changed[0]);
+    let renamed = EntityUpdated {
+        credit_code: plain.into(),
+        business_scope: "软件开发".into(),
+        changed_fields: vec!["name".into(), "business_scope".into()],
+        ..Default::default()
+    };
+    publish_event(&app.settings, "registry", &renamed).await;
+    // Events of one stream are handled in order: once this one shows, the ones before it are done.
+    let marker = registration("91110108MA01B2C4X0", "烟草制品零售");
+    publish_event(&app.settings, "registry", &marker).await;
+    tasks_when(&client("tobacco-monopoly"), &[TaskKind::Registration], 1).await;
+    assert_eq!(tasks_of(&market, &[TaskKind::Registration]).await.len(), 2, "nothing new for food: pushed before");
+    assert_eq!(tasks_of(&medical, &[TaskKind::Registration]).await.len(), 1);
+    let pool =
+        housing.clone().list_tasks(ListTasksRequest { pool: true, ..Default::default() }).await.unwrap().into_inner();
+    assert!(pool.tasks.is_empty(), "a change without approval items is not pooled");
     app.service.stop().await;
 }
 
