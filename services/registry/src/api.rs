@@ -171,7 +171,7 @@ fn conflict_status(code: &str, outcome: &RegisterOutcome) -> Option<Status> {
     match outcome {
         RegisterOutcome::Conflict(fields) => Some(
             ApiError::FailedPrecondition(format!(
-                "subject `{code}` is registered with different data in: {}; RegisterEntity does not change a registration",
+                "subject `{code}` is registered with different data in: {}; RegisterEntity does not change a registration, UpdateEntity does",
                 fields.join(", ")
             ))
             .into(),
@@ -612,7 +612,12 @@ async fn write_batches(
                             pb::ImportOutcome::Rejected,
                             fields
                                 .iter()
-                                .map(|field| violation(*field, "differs from the registered subject"))
+                                .map(|field| {
+                                    violation(
+                                        *field,
+                                        "differs from the registered subject; change it with UpdateEntity",
+                                    )
+                                })
                                 .collect(),
                         ),
                         Some(RegisterOutcome::RegistrationNumberTaken(_)) | None => (

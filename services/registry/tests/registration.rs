@@ -64,6 +64,7 @@ async fn registering_is_idempotent_and_refuses_different_data() {
     let refused = app.clerk.register_entity(RegisterEntityRequest { entity: Some(changed) }).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains("address, legal_representative.id_number"), "{}", refused.message());
+    assert!(refused.message().contains("UpdateEntity"), "points to the call that changes it: {}", refused.message());
 
     let (subjects, events): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM entities), (SELECT count(*) FROM outbox WHERE event_type = 'xinyong.events.v1.EntityRegistered')",
