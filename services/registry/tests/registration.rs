@@ -7,8 +7,8 @@ use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
 use xinyong_proto::common::v1::Person;
 use xinyong_proto::common::v1::{EntityStatus, SubjectKind};
 use xinyong_proto::registry::v1::{
-    GetEntityRequest, RegisterEntityRequest, SearchEntitiesRequest, UpdateEntityRequest, UpdateEntityStatusRequest,
-    ValidateCreditCodeRequest, get_entity_request,
+    CheckSubjectsRequest, GetEntityRequest, RegisterEntityRequest, SearchEntitiesRequest, UpdateEntityRequest,
+    UpdateEntityStatusRequest, ValidateCreditCodeRequest, get_entity_request,
 };
 
 use crate::support::{lenovo, spawn_app, spawn_app_with_redis};
@@ -328,6 +328,22 @@ async fn a_change_registration_updates_the_subject_and_keeps_what_it_replaced() 
     assert!(missing.message().contains("9144030071526726XG"));
     let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM entity_versions").fetch_one(&app.pool).await.unwrap();
     assert_eq!(versions, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn check_subjects_answers_which_codes_are_registered_in_one_call() {
+    let mut app = spawn_app().await;
+    app.clerk.register_entity(RegisterEntityRequest { entity: Some(lenovo()) }).await.unwrap();
+    let asked = vec!["91110000600037341L".to_owned(), "9144030071526726XG".to_owned(), "not a code".to_owned()];
+    let answer = app.clerk.check_subjects(CheckSubjectsRequest { credit_codes: asked }).await.unwrap().into_inner();
+    assert_eq!(answer.registered, ["91110000600037341L"]);
+    let empty = app.clerk.check_subjects(CheckSubjectsRequest::default()).await.unwrap().into_inner();
+    assert!(empty.registered.is_empty());
+    let too_many = CheckSubjectsRequest { credit_codes: vec!["91110000600037341L".to_owned(); 5001] };
+    let refused = app.clerk.check_subjects(too_many).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("credit_codes") && refused.message().contains("5001"), "{}", refused.message());
     app.stop().await;
 }
 
