@@ -195,6 +195,22 @@ impl BinaryCopy {
         self.value(&(value.num_days_from_ce() - POSTGRES_EPOCH_DAYS_FROM_CE).to_be_bytes())
     }
 
+    /// A one-dimensional array of `count` elements of type `element_type` (its OID), written by
+    /// `elements` with the same calls as fields (an element is a length and its bytes, as a field).
+    pub fn array(&mut self, element_type: u32, count: usize, elements: impl FnOnce(&mut Self)) -> &mut Self {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        self.out.extend_from_slice(&1i32.to_be_bytes());
+        self.out.extend_from_slice(&0i32.to_be_bytes());
+        self.out.extend_from_slice(&element_type.to_be_bytes());
+        self.out.extend_from_slice(&i32::try_from(count).expect("an array under 2^31 elements").to_be_bytes());
+        self.out.extend_from_slice(&1i32.to_be_bytes());
+        elements(self);
+        let length = i32::try_from(self.out.len() - start - 4).expect("a COPY value under 2 GiB");
+        self.out[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        self
+    }
+
     pub fn null(&mut self) -> &mut Self {
         self.out.extend_from_slice(&(-1i32).to_be_bytes());
         self

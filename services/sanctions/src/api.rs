@@ -370,7 +370,7 @@ impl SanctionsService for Sanctions {
         }
         handlings.sort_by(|left, right| left.measure_code.cmp(&right.measure_code));
         if check.reported_at.is_none()
-            && self.store.report(check_id, &handlings, &caller.department_id).await.map_err(internal)?
+            && self.store.report(&check, &handlings, &caller.department_id).await.map_err(internal)?
         {
             return Ok(Response::new(pb::ReportHandlingResponse { recorded: true }));
         }

@@ -113,6 +113,50 @@ pub struct HandlingRow {
     pub reason: String,
 }
 
+/// The longest a segment of the check log spans, in the milliseconds of its UUIDv7 ids.
+const SEGMENT_SPAN_MS: u64 = 60_000;
+// Element types of the segments' arrays (`pg_type` OIDs).
+const UUID: u32 = 2950;
+const TEXT: u32 = 25;
+const INT2: u32 = 21;
+const BYTEA: u32 = 17;
+const TIMESTAMPTZ: u32 = 1184;
+const DATE: u32 = 1082;
+
+/// The Unix milliseconds of a UUIDv7 (its first 48 bits).
+fn id_millis(id: Uuid) -> u64 {
+    id.as_bytes()[..6].iter().fold(0, |millis, byte| millis << 8 | u64::from(*byte))
+}
+
+/// The greatest id a segment holding `id` can end with: one [`SEGMENT_SPAN_MS`] later.
+fn latest_segment_end(id: Uuid) -> Uuid {
+    let mut bytes = [0xff; 16];
+    bytes[..6].copy_from_slice(&(id_millis(id) + SEGMENT_SPAN_MS).to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+/// `checks` in id order.
+fn in_id_order(checks: &[NewCheck]) -> Vec<&NewCheck> {
+    let mut ordered: Vec<&NewCheck> = checks.iter().collect();
+    ordered.sort_unstable_by_key(|check| check.check_id);
+    ordered
+}
+
+/// `ordered` cut into segments wherever one would span more than [`SEGMENT_SPAN_MS`]: a check is
+/// then found among the segments ending at most that long after its id.
+fn segments<'a, 'c>(ordered: &'a [&'c NewCheck]) -> Vec<&'a [&'c NewCheck]> {
+    let mut segments = Vec::new();
+    let mut rest = ordered;
+    while let Some(first) = rest.first() {
+        let limit = id_millis(first.check_id) + SEGMENT_SPAN_MS;
+        let length = rest.iter().take_while(|check| id_millis(check.check_id) <= limit).count();
+        let (segment, after) = rest.split_at(length);
+        segments.push(segment);
+        rest = after;
+    }
+    segments
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -194,17 +238,51 @@ impl Store {
             if let Some(due_on) = check.report_due_on {
                 *owed.entry((check.department_id.as_str(), due_on)).or_default() += 1;
             }
-            data.row(7)
-                .uuid(check.check_id)
-                .text(&check.credit_code)
-                .text(&check.department_id)
-                .int2(check.matter_type)
-                .bytes(digest)
-                .timestamptz(check.checked_at)
-                .optional_date(check.report_due_on);
         }
-        const COPY: &str = "COPY checks (check_id, credit_code, department_id, matter_type, answer_digest, checked_at,
-             report_due_on) FROM STDIN WITH (FORMAT binary)";
+        let ordered = in_id_order(checks);
+        let segments = segments(&ordered);
+        for segment in segments {
+            let n = segment.len();
+            data.row(9).uuid(segment[0].check_id).uuid(segment[n - 1].check_id);
+            data.array(UUID, n, |out| {
+                for check in segment {
+                    out.uuid(check.check_id);
+                }
+            });
+            data.array(TEXT, n, |out| {
+                for check in segment {
+                    out.text(&check.credit_code);
+                }
+            });
+            data.array(TEXT, n, |out| {
+                for check in segment {
+                    out.text(&check.department_id);
+                }
+            });
+            data.array(INT2, n, |out| {
+                for check in segment {
+                    out.int2(check.matter_type);
+                }
+            });
+            data.array(BYTEA, n, |out| {
+                for check in segment {
+                    out.bytes(&check.answer.digest);
+                }
+            });
+            data.array(TIMESTAMPTZ, n, |out| {
+                for check in segment {
+                    out.timestamptz(check.checked_at);
+                }
+            });
+            data.array(DATE, n, |out| {
+                for check in segment {
+                    out.optional_date(check.report_due_on);
+                }
+            });
+        }
+        const COPY: &str =
+            "COPY check_segments (first_id, last_id, check_ids, credit_codes, department_ids, matter_types,
+             answer_digests, checked_at, report_due_on) FROM STDIN WITH (FORMAT binary)";
         if fresh.is_empty() && owed.is_empty() {
             let mut connection = self.pool.acquire().await?;
             copy::copy_in_binary(&mut connection, COPY, data.finish()).await?;
@@ -253,10 +331,17 @@ impl Store {
     pub async fn check(&self, check_id: Uuid) -> Result<Option<(CheckRow, Vec<HandlingRow>)>, sqlx::Error> {
         let check: Option<CheckRow> = sqlx::query_as(
             "SELECT c.check_id, c.credit_code, c.department_id, c.matter_type, a.answer, c.checked_at, c.report_due_on,
-                 c.reported_at
-             FROM checks c JOIN check_answers a ON a.digest = c.answer_digest WHERE c.check_id = $1",
+                 r.reported_at
+             FROM check_segments s
+             CROSS JOIN LATERAL unnest(s.check_ids, s.credit_codes, s.department_ids, s.matter_types, s.answer_digests,
+                                       s.checked_at, s.report_due_on)
+                 AS c(check_id, credit_code, department_id, matter_type, answer_digest, checked_at, report_due_on)
+             JOIN check_answers a ON a.digest = c.answer_digest
+             LEFT JOIN check_reports r ON r.check_id = c.check_id
+             WHERE s.last_id BETWEEN $1 AND $2 AND s.first_id <= $1 AND c.check_id = $1",
         )
         .bind(check_id)
+        .bind(latest_segment_end(check_id))
         .fetch_optional(&self.pool)
         .await?;
         let Some(check) = check else { return Ok(None) };
@@ -271,18 +356,19 @@ impl Store {
 
     /// Record the handlings of a check once; `false` when it had been reported already (by a
     /// concurrent call).
-    pub async fn report(&self, check_id: Uuid, handlings: &[HandlingRow], by: &str) -> Result<bool, sqlx::Error> {
+    pub async fn report(&self, check: &CheckRow, handlings: &[HandlingRow], by: &str) -> Result<bool, sqlx::Error> {
+        let check_id = check.check_id;
+        let (department_id, due_on) = (&check.department_id, check.report_due_on);
         let mut transaction = self.pool.begin().await?;
-        let claimed: Option<(String, Option<NaiveDate>)> = sqlx::query_as(
-            "UPDATE checks SET reported_at = now() WHERE check_id = $1 AND reported_at IS NULL
-             RETURNING department_id, report_due_on",
+        let claimed: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO check_reports (check_id) VALUES ($1) ON CONFLICT (check_id) DO NOTHING RETURNING check_id",
         )
         .bind(check_id)
         .fetch_optional(&mut *transaction)
         .await?;
-        let Some((department_id, due_on)) = claimed else {
+        if claimed.is_none() {
             return Ok(false);
-        };
+        }
         if let Some(due_on) = due_on {
             // The check log counted it as owed when it stored it, in the same transaction.
             sqlx::query("UPDATE reports_owed SET reported = reported + 1 WHERE department_id = $1 AND due_on = $2")
@@ -307,5 +393,48 @@ impl Store {
         .await?;
         transaction.commit().await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::{NoContext, Timestamp};
+
+    use super::*;
+
+    fn check_at(millis: u64) -> NewCheck {
+        let timestamp = Timestamp::from_unix(NoContext, millis / 1000, (millis % 1000) as u32 * 1_000_000);
+        NewCheck {
+            check_id: Uuid::new_v7(timestamp),
+            credit_code: "91110000600037341L".to_owned(),
+            department_id: "samr-110108".to_owned(),
+            matter_type: 3,
+            answer: Arc::new(crate::answers::StoredAnswer { digest: [0; 32], json: "{}".to_owned() }),
+            checked_at: Utc::now(),
+            report_due_on: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_never_spans_more_than_its_limit_and_every_check_is_within_reach_of_its_end() {
+        let start = 1_763_900_000_000;
+        let checks: Vec<NewCheck> =
+            [start + 30_000, start, start + 59_999, start + 60_000, start + 60_001, start + 250_000]
+                .into_iter()
+                .map(check_at)
+                .collect();
+        let ordered = in_id_order(&checks);
+        let cut: Vec<Vec<u64>> = segments(&ordered)
+            .iter()
+            .map(|segment| segment.iter().map(|check| id_millis(check.check_id) - start).collect())
+            .collect();
+        assert_eq!(cut, [vec![0, 30_000, 59_999, 60_000], vec![60_001], vec![250_000]]);
+        for segment in segments(&ordered) {
+            let last = segment[segment.len() - 1].check_id;
+            for check in segment {
+                assert!(last <= latest_segment_end(check.check_id), "the lookup's range reaches the segment's end");
+            }
+        }
+        assert!(latest_segment_end(checks[1].check_id) < checks[4].check_id, "and no further than the limit");
     }
 }

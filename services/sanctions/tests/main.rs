@@ -590,10 +590,14 @@ async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
     // Time passes: the deadlines are behind us.
     stored_ids(&app.pool, std::slice::from_ref(&checked.check_id)).await;
     sqlx::query("UPDATE tasks SET due_on = current_date - 1").execute(&app.pool).await.unwrap();
-    sqlx::query("UPDATE checks SET report_due_on = current_date - 1 WHERE report_due_on IS NOT NULL")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE check_segments SET report_due_on = ARRAY(
+             SELECT CASE WHEN due IS NOT NULL THEN current_date - 1 END
+             FROM unnest(report_due_on) WITH ORDINALITY AS u(due, n) ORDER BY n)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     sqlx::query("UPDATE reports_owed SET due_on = current_date - 1").execute(&app.pool).await.unwrap();
     let late = app
         .market
