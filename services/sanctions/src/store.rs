@@ -372,7 +372,7 @@ impl Store {
         if let Some(due_on) = due_on {
             // The check log counted it as owed when it stored it, in the same transaction.
             sqlx::query("UPDATE reports_owed SET reported = reported + 1 WHERE department_id = $1 AND due_on = $2")
-                .bind(&department_id)
+                .bind(department_id)
                 .bind(due_on)
                 .execute(&mut *transaction)
                 .await?;
