@@ -128,10 +128,13 @@ fn id_millis(id: Uuid) -> u64 {
     id.as_bytes()[..6].iter().fold(0, |millis, byte| millis << 8 | u64::from(*byte))
 }
 
-/// The greatest id a segment holding `id` can end with: one [`SEGMENT_SPAN_MS`] later.
+/// The greatest id a segment holding `id` can end with: one [`SEGMENT_SPAN_MS`] later (or the
+/// greatest id there is, for an id whose first 48 bits are that close to their end: a random id of
+/// a check stored before segments).
 fn latest_segment_end(id: Uuid) -> Uuid {
     let mut bytes = [0xff; 16];
-    bytes[..6].copy_from_slice(&(id_millis(id) + SEGMENT_SPAN_MS).to_be_bytes()[2..]);
+    let millis = (id_millis(id) + SEGMENT_SPAN_MS).min((1 << 48) - 1);
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     Uuid::from_bytes(bytes)
 }
 
@@ -436,5 +439,7 @@ mod tests {
             }
         }
         assert!(latest_segment_end(checks[1].check_id) < checks[4].check_id, "and no further than the limit");
+        let near_the_end = Uuid::from_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(latest_segment_end(near_the_end) > near_the_end, "no wrap past the last millisecond");
     }
 }
