@@ -244,44 +244,37 @@ impl Store {
         }
         let ordered = in_id_order(checks);
         let segments = segments(&ordered);
+        // The segment's array columns after its first and last id: each an element type and how a
+        // check writes its element.
+        type Element = fn(&mut copy::BinaryCopy, &NewCheck);
+        let columns: [(u32, Element); 7] = [
+            (UUID, |out, check| {
+                out.uuid(check.check_id);
+            }),
+            (TEXT, |out, check| {
+                out.text(&check.credit_code);
+            }),
+            (TEXT, |out, check| {
+                out.text(&check.department_id);
+            }),
+            (INT2, |out, check| {
+                out.int2(check.matter_type);
+            }),
+            (BYTEA, |out, check| {
+                out.bytes(&check.answer.digest);
+            }),
+            (TIMESTAMPTZ, |out, check| {
+                out.timestamptz(check.checked_at);
+            }),
+            (DATE, |out, check| {
+                out.optional_date(check.report_due_on);
+            }),
+        ];
         for segment in segments {
-            let n = segment.len();
-            data.row(9).uuid(segment[0].check_id).uuid(segment[n - 1].check_id);
-            data.array(UUID, n, |out| {
-                for check in segment {
-                    out.uuid(check.check_id);
-                }
-            });
-            data.array(TEXT, n, |out| {
-                for check in segment {
-                    out.text(&check.credit_code);
-                }
-            });
-            data.array(TEXT, n, |out| {
-                for check in segment {
-                    out.text(&check.department_id);
-                }
-            });
-            data.array(INT2, n, |out| {
-                for check in segment {
-                    out.int2(check.matter_type);
-                }
-            });
-            data.array(BYTEA, n, |out| {
-                for check in segment {
-                    out.bytes(&check.answer.digest);
-                }
-            });
-            data.array(TIMESTAMPTZ, n, |out| {
-                for check in segment {
-                    out.timestamptz(check.checked_at);
-                }
-            });
-            data.array(DATE, n, |out| {
-                for check in segment {
-                    out.optional_date(check.report_due_on);
-                }
-            });
+            data.row(9).uuid(segment[0].check_id).uuid(segment[segment.len() - 1].check_id);
+            for (element_type, element) in columns {
+                data.array(element_type, segment.len(), |out| segment.iter().for_each(|check| element(out, check)));
+            }
         }
         const COPY: &str =
             "COPY check_segments (first_id, last_id, check_ids, credit_codes, department_ids, matter_types,
