@@ -4,6 +4,7 @@
 
 pub mod batches;
 pub mod bus;
+pub mod coalescing;
 pub mod config;
 pub mod copy;
 pub mod db;

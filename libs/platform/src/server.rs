@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 
+use crate::coalescing::Coalescing;
 use crate::config::PlatformSettings;
 use crate::identity::{ExpectedSecret, INTERNAL_TOKEN_HEADER};
 use crate::metrics::{Metrics, MetricsLayer};
@@ -31,55 +32,6 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("admin server failed: {0}")]
     Admin(std::io::Error),
-}
-
-/// An accepted connection that tells HTTP/2 to gather small frames into one write.
-///
-/// h2 copies a DATA frame into its write buffer only when the payload is small: 256 bytes when the
-/// socket takes vectored writes, 1,024 when it does not. A larger payload is sent as a separate
-/// buffer, and nothing else can be buffered behind it until it is written. So every unary answer
-/// above 256 bytes (a `CheckEntity` answer naming its measures is 350–600) cost two system calls,
-/// one for headers and data and one for the trailers, and no two answers ever shared one. Said
-/// to take no vectored writes, the socket gets every answer below 1 KiB copied whole into the
-/// buffer: one `write` per answer (as a small answer always had), or one for several when they
-/// complete before the connection writes. Bigger frames (a directory stream's) take two writes
-/// each instead of one `writev`, per 16 KiB.
-struct Coalescing(tokio::net::TcpStream);
-
-impl tonic::transport::server::Connected for Coalescing {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.connect_info()
-    }
-}
-
-impl tokio::io::AsyncRead for Coalescing {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffer: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(context, buffer)
-    }
-}
-
-impl tokio::io::AsyncWrite for Coalescing {
-    fn poll_write(mut self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(context, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(context)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(context)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        false
-    }
 }
 
 /// Bind a listener; `host:port` with port 0 picks a free port (tests).
@@ -174,10 +126,12 @@ impl Host {
 
         // The builder's `tcp_nodelay` only reaches sockets it binds itself; these come from our
         // listener, so the incoming stream sets it. Without it a response written in pieces waits
-        // for the client's delayed ACK: 40 ms per call.
+        // for the client's delayed ACK: 40 ms per call. Answers are not held for a turn, as the
+        // gateway holds the requests it forwards: that turns a steady stream of answers into bursts
+        // which a caller with many calls in flight waits through (`coalescing` says more).
         let incoming = futures::StreamExt::map(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            |accepted| accepted.map(Coalescing),
+            |accepted| accepted.map(Coalescing::new),
         );
         let server = tonic::transport::Server::builder()
             .timeout(settings.request_timeout())
@@ -420,25 +374,5 @@ where
             }
         }
         Box::pin(self.inner.call(request))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::io::AsyncWrite;
-    use tonic::transport::server::Connected;
-
-    use super::Coalescing;
-
-    // h2 reads this once per connection to choose how small a frame it copies into its buffer:
-    // `true` would bring back a second write for the trailers of every answer above 256 bytes.
-    #[tokio::test]
-    async fn an_accepted_connection_takes_no_vectored_writes_and_keeps_its_peer_address() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        let connection = Coalescing(accepted);
-        assert!(!connection.is_write_vectored());
-        assert_eq!(connection.connect_info().remote_addr(), Some(client.local_addr().unwrap()));
     }
 }
