@@ -7,8 +7,8 @@
 //! cheap clonable handle to one connection, so the gateway holds that handle and sends from the
 //! calling task. What the channel did besides is done here: the connection is opened on the first
 //! call (a service that starts after the gateway is found then), with a connect timeout, no
-//! Nagle, and keep-alive pings; the requests of one turn of the scheduler leave in one write
-//! (`xinyong_platform::coalescing`); a broken connection is replaced on the next call; a request that
+//! Nagle, and keep-alive pings; the requests forwarded together leave in a few writes, not one
+//! each (`xinyong_platform::coalescing`); a broken connection is replaced on the next call; a request that
 //! never left (its connection had just closed) is sent once more, on a new connection when the old
 //! one has closed. Nothing else is retried: a request that may have reached the service is
 //! answered `UNAVAILABLE`.
@@ -151,7 +151,7 @@ impl UpstreamConnection {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(Coalescing::holding(stream)))
+            .handshake(TokioIo::new(Coalescing::new(stream)))
             .await
             .map_err(|error| failed(error.to_string()))?;
         let address = self.address();
