@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A flush that finds this many bytes held sends them.
@@ -56,8 +57,8 @@ pub struct Coalescing<S> {
     sent: usize,
     /// A flush decided to send what is held and is waiting for the socket.
     sending: bool,
-    /// Set by the backstop once it has run; `None` while no backstop is out.
-    backstop: Option<Arc<AtomicBool>>,
+    /// Shared with the backstop while one is out.
+    backstop: Option<Arc<BackstopState>>,
 }
 
 impl<S> Coalescing<S> {
@@ -77,12 +78,17 @@ impl<S> Coalescing<S> {
             return false;
         }
         match &self.backstop {
-            Some(ran) => !ran.load(Ordering::Acquire),
+            Some(state) => {
+                // The waker of the latest poll is the one to wake (a future may move between tasks).
+                state.connection.register(connection);
+                !state.ran.load(Ordering::Acquire)
+            }
             None => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    let ran = Arc::new(AtomicBool::new(false));
-                    self.backstop = Some(ran.clone());
-                    runtime.spawn(Backstop { connection: connection.clone(), ran, yielded: false });
+                    let state = Arc::new(BackstopState { ran: AtomicBool::new(false), connection: AtomicWaker::new() });
+                    state.connection.register(connection);
+                    self.backstop = Some(state.clone());
+                    runtime.spawn(Backstop { state, yielded: false });
                     true
                 }
                 Err(_) => false,
@@ -108,11 +114,16 @@ impl<S: AsyncWrite + Unpin> Coalescing<S> {
     }
 }
 
+/// What the connection and its backstop share: whether the backstop has run, and whom it wakes.
+struct BackstopState {
+    ran: AtomicBool,
+    connection: AtomicWaker,
+}
+
 /// Runs once at the back of the run queue (it is spawned, then yields), then wakes the connection
 /// and says so.
 struct Backstop {
-    connection: Waker,
-    ran: Arc<AtomicBool>,
+    state: Arc<BackstopState>,
     yielded: bool,
 }
 
@@ -127,8 +138,8 @@ impl Future for Backstop {
             context.waker().wake_by_ref();
             return Poll::Pending;
         }
-        self.ran.store(true, Ordering::Release);
-        self.connection.wake_by_ref();
+        self.state.ran.store(true, Ordering::Release);
+        self.state.connection.wake();
         Poll::Ready(())
     }
 }
@@ -248,6 +259,24 @@ mod tests {
 
         // Nothing held: a flush is not delayed.
         assert!(matches!(Pin::new(&mut connection).poll_flush(&mut context), Poll::Ready(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn the_backstop_wakes_the_connection_as_it_was_last_polled() {
+        let (stream, _peer) = pair().await;
+        let mut connection = Coalescing::new(stream);
+        let (first, first_waker) = counting();
+        let (latest, latest_waker) = counting();
+        assert!(matches!(
+            Pin::new(&mut connection).poll_write(&mut Context::from_waker(&first_waker), b"held"),
+            Poll::Ready(Ok(4))
+        ));
+        assert!(Pin::new(&mut connection).poll_flush(&mut Context::from_waker(&first_waker)).is_pending());
+        assert!(Pin::new(&mut connection).poll_flush(&mut Context::from_waker(&latest_waker)).is_pending());
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!((first.0.load(Ordering::SeqCst), latest.0.load(Ordering::SeqCst)), (0, 1));
     }
 
     #[tokio::test]
