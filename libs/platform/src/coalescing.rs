@@ -23,9 +23,10 @@
 //! Why chunks and not the whole turn: holding everything until the run queue was through made
 //! all the answers of a batch leave in one write, and a caller with 64 calls in flight on another
 //! core then worked while the server waited, and the other way round (direct `CheckEntity` 0.68
-//! of the echo, 0.76 without holding). In chunks of 4 KiB it answered 1.05–1.09 times as many as
-//! the bare echo, through the gateway 1.04 of the bare proxy; in chunks of 16 KiB the bursts were
-//! back (0.82). The servers' CPU a direct call fell from 12.4 to 8.5 µs.
+//! of the echo, 0.76 without holding). In chunks of 4 KiB it answered 1.06 and 1.11 times as many
+//! as the bare echo (two runs of three rounds), through the gateway 1.10 of the bare proxy; in
+//! chunks of 16 KiB the bursts were back (0.82). The servers' CPU a direct call fell from 12.4 to
+//! 8.5 µs (docs/BENCHMARKS.md, check).
 //!
 //! An idle connection pays the backstop's task (a microsecond or two) on a small answer, not a
 //! timer: nothing waits for a deadline. Without a Tokio runtime (never, in these binaries) a
@@ -107,7 +108,12 @@ impl<S: AsyncWrite + Unpin> Coalescing<S> {
             }
             self.sent += sent;
         }
-        self.held.clear();
+        if self.held.capacity() > 4 * CHUNK {
+            // A large burst (a stream) does not keep its buffer on a connection that may go idle.
+            self.held = Vec::new();
+        } else {
+            self.held.clear();
+        }
         self.sent = 0;
         self.sending = false;
         Poll::Ready(Ok(()))

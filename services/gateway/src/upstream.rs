@@ -8,9 +8,9 @@
 //! calling task. What the channel did besides is done here: the connection is opened on the first
 //! call (a service that starts after the gateway is found then), with a connect timeout, no
 //! Nagle, and keep-alive pings; the requests forwarded together leave in a few writes, not one
-//! each (`xinyong_platform::coalescing`); a broken connection is replaced on the next call; a request that
-//! never left (its connection had just closed) is sent once more, on a new connection when the old
-//! one has closed. Nothing else is retried: a request that may have reached the service is
+//! each (`xinyong_platform::coalescing`); a broken connection is replaced on the next call; a
+//! request that never left (its connection had just closed) is sent once more, on a new
+//! connection when the old one has closed. Nothing else is retried: a request that may have reached the service is
 //! answered `UNAVAILABLE`.
 
 use std::sync::{Arc, Mutex};
