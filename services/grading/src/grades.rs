@@ -1,6 +1,7 @@
 //! Regrading: load what a subject's grade is computed from (its status and record facts, from
 //! grading's own projection), evaluate every scheme's current rule set, and store what changed —
-//! the grade, a history row and a `GradeChanged` — in the caller's transaction.
+//! the grade (the one it replaces moving into the history) and a `GradeChanged` — in the caller's
+//! transaction.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -568,34 +569,37 @@ impl Changes {
         let reasons: Vec<Json<&Vec<StoredReason>>> = rows.clone().map(|row| Json(&row.reasons.0)).collect();
         let as_of: Vec<NaiveDate> = rows.clone().map(|row| row.as_of).collect();
         let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
-        let old_grades: Vec<Option<i16>> = ordered.iter().map(|change| change.old_grade).collect();
         let digests: Vec<i64> = ordered.iter().map(|change| change.digest).collect();
-        // Each grade and its history row in one statement: the history row is copied from the
-        // grade as written, so the reasons travel and are parsed as JSON once, not twice.
-        const INSERT: &str = "WITH written AS (
-             INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[], $7::date[],
-                 $8::int8[])";
-        const FIRST: &str = " RETURNING credit_code, scheme, grade, rule_set_version, reasons, as_of)
-             INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
-             SELECT credit_code, scheme, NULL, grade, rule_set_version, reasons, as_of, $9 FROM written";
-        const REPLACE: &str = " ON CONFLICT (credit_code, scheme) DO UPDATE SET grade = excluded.grade,
-                 rule_set_version = excluded.rule_set_version, reasons = excluded.reasons, as_of = excluded.as_of,
-                 review_on = excluded.review_on, digest = excluded.digest, graded_at = now()
-             RETURNING credit_code, scheme, grade, rule_set_version, reasons, as_of)
-             INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
-             SELECT w.credit_code, w.scheme, o.old_grade, w.grade, w.rule_set_version, w.reasons, w.as_of, $9
-             FROM written w JOIN UNNEST($1::text[], $2::text[], $10::int2[]) AS o (credit_code, scheme, old_grade)
-                 ON o.credit_code = w.credit_code AND o.scheme = w.scheme";
-        let first = [INSERT, FIRST].concat();
-        let replace = [INSERT, REPLACE].concat();
-        for (range, sql, replacing) in
-            [(0..split, first.as_str(), false), (split..ordered.len(), replace.as_str(), true)]
-        {
+        // A first grade is only a row of `grades`: the current grade is the last entry of its
+        // subject's history (the `grade_changes` view), and moves into `grade_history` when a new
+        // grade replaces it — the same statement reads it there (every part of a statement sees the
+        // rows as they were before it) and overwrites it here.
+        const FIRST: &str =
+            "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on,
+                 digest, cause)
+             SELECT *, $9 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[],
+                 $7::date[], $8::int8[])";
+        const REPLACE: &str = "WITH fresh AS (
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[],
+                     $7::date[], $8::int8[])
+                     AS u (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
+             ), replaced AS (
+                 INSERT INTO grade_history (id, credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of,
+                     graded_at, cause)
+                 SELECT g.history_id, g.credit_code, g.scheme, g.old_grade, g.grade, g.rule_set_version, g.reasons,
+                     g.as_of, g.graded_at, g.cause
+                 FROM grades g JOIN fresh n ON g.credit_code = n.credit_code AND g.scheme = n.scheme
+             )
+             UPDATE grades g SET grade = n.grade, rule_set_version = n.rule_set_version, reasons = n.reasons,
+                 as_of = n.as_of, review_on = n.review_on, digest = n.digest, graded_at = now(),
+                 history_id = nextval('grade_history_id_seq'), old_grade = g.grade, cause = $9
+             FROM fresh n
+             WHERE g.credit_code = n.credit_code AND g.scheme = n.scheme";
+        for (range, sql) in [(0..split, FIRST), (split..ordered.len(), REPLACE)] {
             if range.is_empty() {
                 continue;
             }
-            let query = sqlx::query(sql)
+            sqlx::query(sql)
                 .bind(&codes[range.clone()])
                 .bind(&schemes[range.clone()])
                 .bind(&grades[range.clone()])
@@ -603,10 +607,10 @@ impl Changes {
                 .bind(&reasons[range.clone()])
                 .bind(&as_of[range.clone()])
                 .bind(&reviews[range.clone()])
-                .bind(&digests[range.clone()])
-                .bind(cause);
-            let query = if replacing { query.bind(&old_grades[range]) } else { query };
-            query.execute(&mut *connection).await?;
+                .bind(&digests[range])
+                .bind(cause)
+                .execute(&mut *connection)
+                .await?;
         }
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.

@@ -113,7 +113,7 @@ impl Store {
             "SELECT id, {GRADE_COLUMNS} FROM (
                  SELECT id, credit_code, scheme, grade, rule_set_version, reasons, as_of, graded_at,
                         NULL::date AS review_on
-                 FROM grade_history
+                 FROM grade_changes
                  WHERE credit_code = $1 AND scheme = $2 AND ($3::bigint IS NULL OR id < $3)
                  ORDER BY id DESC LIMIT $4) h"
         ))
@@ -150,7 +150,7 @@ impl Store {
         .await?;
         let changes: Vec<(Option<i16>, i16, i64)> = sqlx::query_as(
             "SELECT h.old_grade, h.grade, count(*)
-             FROM grade_history h JOIN subjects s USING (credit_code)
+             FROM grade_changes h JOIN subjects s USING (credit_code)
              WHERE h.scheme = $1 AND s.region_code LIKE $2 AND s.industry_code LIKE $3
                AND h.old_grade IS DISTINCT FROM h.grade
                AND ($4::date IS NULL OR h.as_of >= $4) AND ($5::date IS NULL OR h.as_of <= $5)

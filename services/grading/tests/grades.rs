@@ -168,7 +168,7 @@ async fn a_change_registration_moves_the_subject_in_the_statistics_not_its_grade
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(placed, ("110105".to_owned(), "I6510".to_owned()));
-    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_history WHERE credit_code = $1")
+    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_changes WHERE credit_code = $1")
         .bind(&subject)
         .fetch_one(&app.pool)
         .await
@@ -221,6 +221,92 @@ async fn a_regrade_of_a_code_without_a_subject_row_makes_the_row_locks_it_and_gr
         .await
         .unwrap();
     assert_eq!(rows, 1);
+    // A first grade is the subject's whole history so far, stored once: in `grades`.
+    let (stored, in_history): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM grade_changes WHERE credit_code = $1),
+                (SELECT count(*) FROM grade_history WHERE credit_code = $1)",
+    )
+    .bind(&subject)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((stored, in_history), (2, 0));
+}
+
+/// Before the current grade ended its own history, every grade was written twice: in `grades`
+/// and as the newest row of `grade_history`. The migration keeps each change once, in order.
+#[tokio::test]
+async fn grades_stored_twice_before_the_current_grade_ended_its_history_are_kept_once() {
+    let database = xinyong_platform::testing::TestDatabase::new().await;
+    let pool = database.pool_of("grading").await;
+    let before: Vec<_> = xinyong_grading::MIGRATOR
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < 20261124000001)
+        .cloned()
+        .collect();
+    let earlier = sqlx::migrate::Migrator { migrations: before.into(), ..sqlx::migrate::Migrator::DEFAULT };
+    xinyong_platform::db::migrate(&pool, &earlier).await.unwrap();
+    let (first, second) = (code("110108", 20), code("110108", 21));
+    // `first`: A, then B; `second`: C only.
+    for (subject, old_grade, grade, cause) in [
+        (&first, None, Grade::A, "EntityRegistered"),
+        (&first, Some(Grade::A as i16), Grade::B, "RecordIngested"),
+        (&second, None, Grade::C, "EntityRegistered"),
+    ] {
+        sqlx::query(
+            "INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
+             VALUES ($1, 'public_credit', $2, $3, 1, '[]', current_date, $4)",
+        )
+        .bind(subject)
+        .bind(old_grade)
+        .bind(grade as i16)
+        .bind(cause)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, digest, as_of)
+             VALUES ($1, 'public_credit', $2, 1, '[]', 0, current_date)
+             ON CONFLICT (credit_code, scheme) DO UPDATE SET grade = excluded.grade",
+        )
+        .bind(subject)
+        .bind(grade as i16)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    xinyong_platform::db::migrate(&pool, &xinyong_grading::MIGRATOR).await.unwrap();
+    let changes: Vec<(String, Option<i16>, i16, String)> =
+        sqlx::query_as("SELECT credit_code, old_grade, grade, cause FROM grade_changes ORDER BY credit_code, id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let (a, b, c) = (Grade::A as i16, Grade::B as i16, Grade::C as i16);
+    assert_eq!(
+        changes,
+        [
+            (first.clone(), None, a, "EntityRegistered".into()),
+            (first.clone(), Some(a), b, "RecordIngested".into()),
+            (second.clone(), None, c, "EntityRegistered".into()),
+        ]
+    );
+    let in_history: Vec<(String, i16)> =
+        sqlx::query_as("SELECT credit_code, grade FROM grade_history").fetch_all(&pool).await.unwrap();
+    assert_eq!(in_history, [(first.clone(), a)], "only the grade since replaced");
+    // A grade written after the migration comes after every moved one.
+    let newest: bool = sqlx::query_scalar(
+        "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, digest, as_of)
+         VALUES ($1, 'public_credit', 1, 1, '[]', 0, current_date)
+         RETURNING history_id > (SELECT max(history_id) FROM grades WHERE credit_code <> $1)",
+    )
+    .bind(code("110108", 22))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(newest);
+    pool.close().await;
 }
 
 #[tokio::test]
@@ -251,13 +337,32 @@ async fn the_sweep_moves_a_grade_when_a_record_ages_out_and_running_it_twice_cha
     assert_eq!(again, jobs::Progress::default(), "a second run finds nothing due");
     assert!(jobs::swept(&app.pool, leaves).await.unwrap());
     let causes: Vec<String> = sqlx::query_scalar(
-        "SELECT cause FROM grade_history WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
+        "SELECT cause FROM grade_changes WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
     )
     .bind(&subject)
     .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(causes, ["EntityRegistered", "RecordIngested", "sweep"]);
+    // Of those, the grades since replaced are in `grade_history`; the current one only in `grades`.
+    let replaced: Vec<(Option<i16>, i16, String)> = sqlx::query_as(
+        "SELECT old_grade, grade, cause FROM grade_history
+         WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
+    )
+    .bind(&subject)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let (a, c) = (Grade::A as i16, Grade::C as i16);
+    assert_eq!(replaced, [(None, a, "EntityRegistered".into()), (Some(a), c, "RecordIngested".into())]);
+    let current: (Option<i16>, i16, String) = sqlx::query_as(
+        "SELECT old_grade, grade, cause FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'",
+    )
+    .bind(&subject)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(current, (Some(c), a, "sweep".into()));
     app.stop().await;
 }
 
@@ -464,7 +569,7 @@ async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
     assert_eq!(outside_grade.rule_set_version, 1, "outside the region: untouched");
     // Version 1's grades are history, not rewritten.
     let versions: Vec<i32> = sqlx::query_scalar(
-        "SELECT rule_set_version FROM grade_history WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
+        "SELECT rule_set_version FROM grade_changes WHERE credit_code = $1 AND scheme = 'public_credit' ORDER BY id",
     )
     .bind(&subjects[0])
     .fetch_all(&app.pool)
@@ -518,11 +623,11 @@ async fn a_recompute_of_everyone_grades_each_subject_by_its_own_records_and_a_se
         let records: usize = grade.reasons.iter().map(|reason| reason.record_ids.len()).sum();
         assert_eq!(records, *count, "{subject}: its own records and no neighbour's");
     }
-    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_history").fetch_one(&app.pool).await.unwrap();
+    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_changes").fetch_one(&app.pool).await.unwrap();
 
     let again = recompute().await;
     assert_eq!((again.subjects_done, again.grades_changed), (5, 0));
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_history").fetch_one(&app.pool).await.unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_changes").fetch_one(&app.pool).await.unwrap();
     assert_eq!(after, history, "nothing changed, nothing appended");
     app.stop().await;
 }

@@ -1,5 +1,5 @@
 //! A full `Recompute` (every scheme, every subject: load the facts, evaluate, store each changed
-//! grade with its history row, announce, refresh Redis, over gRPC with progress) of N subjects
+//! grade (the one it replaces moving into the history), announce, refresh Redis, over gRPC with progress) of N subjects
 //! with 5N records, against one SQL aggregation scan over the same records in the same database:
 //! the least any grading of those records must read.
 //!
