@@ -1,7 +1,7 @@
 //! A full `Recompute` (every scheme, every subject: load the facts, evaluate, store each changed
-//! grade (the one it replaces moving into the history), announce, refresh Redis, over gRPC with progress) of N subjects
-//! with 5N records, against one SQL aggregation scan over the same records in the same database:
-//! the least any grading of those records must read.
+//! grade, the one it replaces moving into the history, announce, refresh Redis, over gRPC with
+//! progress) of N subjects with 5N records, against one SQL aggregation scan over the same records
+//! in the same database: the least any grading of those records must read.
 //!
 //! The subjects and records are put into grading's projection with `COPY`, as the events from
 //! registry and ingestion would have left them; that load is not measured.
