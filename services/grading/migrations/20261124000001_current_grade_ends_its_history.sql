@@ -2,16 +2,18 @@
 -- and the current one, in `grades`. Until now the current grade was written twice, once in each
 -- table, so a subject's first grade cost a history row that said nothing `grades` did not. In a
 -- recompute from no grades (two million first grades) those rows were a third of the time. Now the
--- current grade carries what its history row carried (its id in the history's sequence, the grade it
--- replaced and why it changed), and moves into `grade_history` only when a new grade replaces it.
+-- current grade carries what its history row carried besides the grade (the grade it replaced and
+-- why it changed), and moves into `grade_history` only when a new grade replaces it, taking its id
+-- in the history's order then: the ids of one subject's grades still rise with time, since its
+-- changes are made one after another under the subject's lock, and a first grade costs no call of
+-- the sequence.
 ALTER TABLE grades
-    ADD COLUMN history_id BIGINT,
-    ADD COLUMN old_grade  SMALLINT,
-    ADD COLUMN cause      TEXT NOT NULL DEFAULT '';
+    ADD COLUMN old_grade SMALLINT,
+    ADD COLUMN cause     TEXT NOT NULL DEFAULT '';
 
 -- Every write of a grade wrote its history row in the same statement, so a subject's newest history
--- row under a scheme is its current grade: it leaves the history, and its id, old grade and cause
--- move into the grade.
+-- row under a scheme is its current grade: it leaves the history, and its old grade and cause move
+-- into the grade.
 WITH newest AS (
     SELECT h.credit_code, h.scheme, max(h.id) AS id
     FROM grade_history h JOIN grades g USING (credit_code, scheme)
@@ -19,24 +21,19 @@ WITH newest AS (
 ), moved AS (
     DELETE FROM grade_history h USING newest n
     WHERE h.credit_code = n.credit_code AND h.scheme = n.scheme AND h.id = n.id
-    RETURNING h.credit_code, h.scheme, h.id, h.old_grade, h.cause
+    RETURNING h.credit_code, h.scheme, h.old_grade, h.cause
 )
-UPDATE grades g SET history_id = m.id, old_grade = m.old_grade, cause = m.cause
+UPDATE grades g SET old_grade = m.old_grade, cause = m.cause
 FROM moved m
 WHERE g.credit_code = m.credit_code AND g.scheme = m.scheme;
 
--- A grade without a history row (none is known to exist) still gets its place in the order.
-UPDATE grades SET history_id = nextval('grade_history_id_seq') WHERE history_id IS NULL;
-
-ALTER TABLE grades
-    ALTER COLUMN history_id SET DEFAULT nextval('grade_history_id_seq'),
-    ALTER COLUMN history_id SET NOT NULL;
-
--- The history as readers see it: every grade a subject has had under a scheme, the current one last.
--- Conditions on the code and scheme reach both tables' primary keys through the UNION ALL.
+-- The history as readers see it: every grade a subject has had under a scheme, the current one last
+-- (its id the largest there is, until it is replaced). Conditions on the code and scheme reach both
+-- tables' primary keys through the UNION ALL.
 CREATE VIEW grade_changes AS
     SELECT id, credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, graded_at, cause
     FROM grade_history
     UNION ALL
-    SELECT history_id, credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, graded_at, cause
+    SELECT 9223372036854775807::bigint, credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of,
+        graded_at, cause
     FROM grades;

@@ -571,9 +571,9 @@ impl Changes {
         let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
         let digests: Vec<i64> = ordered.iter().map(|change| change.digest).collect();
         // A first grade is only a row of `grades`: the current grade is the last entry of its
-        // subject's history (the `grade_changes` view), and moves into `grade_history` when a new
-        // grade replaces it — the same statement reads it there (every part of a statement sees the
-        // rows as they were before it) and overwrites it here.
+        // subject's history (the `grade_changes` view), and moves into `grade_history`, taking the
+        // next id there, when a new grade replaces it — the same statement reads it there (every
+        // part of a statement sees the rows as they were before it) and overwrites it here.
         const FIRST: &str =
             "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on,
                  digest, cause)
@@ -584,15 +584,15 @@ impl Changes {
                      $7::date[], $8::int8[])
                      AS u (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
              ), replaced AS (
-                 INSERT INTO grade_history (id, credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of,
+                 INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of,
                      graded_at, cause)
-                 SELECT g.history_id, g.credit_code, g.scheme, g.old_grade, g.grade, g.rule_set_version, g.reasons,
-                     g.as_of, g.graded_at, g.cause
+                 SELECT g.credit_code, g.scheme, g.old_grade, g.grade, g.rule_set_version, g.reasons, g.as_of,
+                     g.graded_at, g.cause
                  FROM grades g JOIN fresh n ON g.credit_code = n.credit_code AND g.scheme = n.scheme
              )
              UPDATE grades g SET grade = n.grade, rule_set_version = n.rule_set_version, reasons = n.reasons,
-                 as_of = n.as_of, review_on = n.review_on, digest = n.digest, graded_at = now(),
-                 history_id = nextval('grade_history_id_seq'), old_grade = g.grade, cause = $9
+                 as_of = n.as_of, review_on = n.review_on, digest = n.digest, graded_at = now(), old_grade = g.grade,
+                 cause = $9
              FROM fresh n
              WHERE g.credit_code = n.credit_code AND g.scheme = n.scheme";
         for (range, sql) in [(0..split, FIRST), (split..ordered.len(), REPLACE)] {

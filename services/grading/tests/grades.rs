@@ -107,6 +107,10 @@ async fn a_record_moves_the_grade_with_its_reasons_and_a_correction_or_withdrawa
     let (second_page, end) = history(&app, &subject, 3, &token).await;
     assert_eq!(second_page, [Grade::C as i32, Grade::A as i32], "one C: the repeated record was no change");
     assert!(end.is_empty());
+    // A page that ends with the current grade goes on with the grades it replaced.
+    let (current, token) = history(&app, &subject, 1, "").await;
+    let (replaced, _) = history(&app, &subject, 1, &token).await;
+    assert_eq!((current, replaced), (vec![Grade::A as i32], vec![Grade::B as i32]));
     app.stop().await;
 }
 
@@ -295,17 +299,20 @@ async fn grades_stored_twice_before_the_current_grade_ended_its_history_are_kept
     let in_history: Vec<(String, i16)> =
         sqlx::query_as("SELECT credit_code, grade FROM grade_history").fetch_all(&pool).await.unwrap();
     assert_eq!(in_history, [(first.clone(), a)], "only the grade since replaced");
-    // A grade written after the migration comes after every moved one.
-    let newest: bool = sqlx::query_scalar(
-        "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, digest, as_of)
-         VALUES ($1, 'public_credit', 1, 1, '[]', 0, current_date)
-         RETURNING history_id > (SELECT max(history_id) FROM grades WHERE credit_code <> $1)",
+    // The grade that was current stays last, and is moved into the history after every older one.
+    let newest: (i64, bool) = sqlx::query_as(
+        "WITH moved AS (
+             INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause)
+             SELECT credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of, cause
+             FROM grades WHERE credit_code = $1 RETURNING id)
+         SELECT (SELECT max(id) FROM grade_changes WHERE credit_code = $1),
+                (SELECT id FROM moved) > (SELECT max(id) FROM grade_history WHERE credit_code = $1)",
     )
-    .bind(code("110108", 22))
+    .bind(&first)
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(newest);
+    assert_eq!(newest, (i64::MAX, true));
     pool.close().await;
 }
 
