@@ -27,6 +27,12 @@ UPDATE grades g SET old_grade = m.old_grade, cause = m.cause
 FROM moved m
 WHERE g.credit_code = m.credit_code AND g.scheme = m.scheme;
 
+-- Reasons are stored as the JSON text the service wrote, checked but not converted: no query looks
+-- inside them, and building `jsonb` from text was a third of the cost of writing a grade (in psql,
+-- 400,000 grades with two record ids each: 6.0-6.1 s as `jsonb`, 4.2-4.4 s as `json`).
+ALTER TABLE grades ALTER COLUMN reasons TYPE json USING reasons::json;
+ALTER TABLE grade_history ALTER COLUMN reasons TYPE json USING reasons::json;
+
 -- The history as readers see it: every grade a subject has had under a scheme, the current one last
 -- (its id the largest there is, until it is replaced). Conditions on the code and scheme reach both
 -- tables' primary keys through the UNION ALL.

@@ -566,7 +566,13 @@ impl Changes {
         let schemes: Vec<&str> = rows.clone().map(|row| row.scheme.as_str()).collect();
         let grades: Vec<i16> = rows.clone().map(|row| row.grade).collect();
         let versions: Vec<i32> = rows.clone().map(|row| row.rule_set_version).collect();
-        let reasons: Vec<Json<&Vec<StoredReason>>> = rows.clone().map(|row| Json(&row.reasons.0)).collect();
+        // As text, for a `json` column: bound as `Json`, they would be sent as `jsonb` and built
+        // into it before being stored.
+        let reasons = rows
+            .clone()
+            .map(|row| serde_json::to_string(&row.reasons.0))
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
         let as_of: Vec<NaiveDate> = rows.clone().map(|row| row.as_of).collect();
         let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
         let digests: Vec<i64> = ordered.iter().map(|change| change.digest).collect();
@@ -577,10 +583,10 @@ impl Changes {
         const FIRST: &str =
             "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on,
                  digest, cause)
-             SELECT *, $9 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[],
+             SELECT *, $9 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::text[]::json[], $6::date[],
                  $7::date[], $8::int8[])";
         const REPLACE: &str = "WITH fresh AS (
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::jsonb[], $6::date[],
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::text[]::json[], $6::date[],
                      $7::date[], $8::int8[])
                      AS u (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
              ), replaced AS (
