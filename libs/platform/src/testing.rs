@@ -65,6 +65,18 @@ impl TestDatabase {
             .expect("connect as the service's role")
     }
 
+    /// A pool of `service`'s role whose schema has the platform's migrations and those of
+    /// `migrator` older than `version`: a test of a migration stores rows the way the schema before
+    /// it held them, then applies the rest with [`db::migrate`].
+    pub async fn pool_before(&self, service: &str, migrator: &sqlx::migrate::Migrator, version: i64) -> sqlx::PgPool {
+        let pool = self.pool_of(service).await;
+        let before: Vec<_> =
+            migrator.migrations.iter().filter(|migration| migration.version < version).cloned().collect();
+        let earlier = sqlx::migrate::Migrator { migrations: before.into(), ..sqlx::migrate::Migrator::DEFAULT };
+        db::migrate(&pool, &earlier).await.expect("the migrations before the one under test");
+        pool
+    }
+
     /// Settings for a service in this database, with a private Redis prefix and the given Redis URL.
     pub fn settings(&self, service: &str, redis_url: &str) -> crate::PlatformSettings {
         let mut settings: crate::PlatformSettings =

@@ -242,15 +242,7 @@ async fn a_regrade_of_a_code_without_a_subject_row_makes_the_row_locks_it_and_gr
 #[tokio::test]
 async fn grades_stored_twice_before_the_current_grade_ended_its_history_are_kept_once() {
     let database = xinyong_platform::testing::TestDatabase::new().await;
-    let pool = database.pool_of("grading").await;
-    let before: Vec<_> = xinyong_grading::MIGRATOR
-        .migrations
-        .iter()
-        .filter(|migration| migration.version < 20261124000001)
-        .cloned()
-        .collect();
-    let earlier = sqlx::migrate::Migrator { migrations: before.into(), ..sqlx::migrate::Migrator::DEFAULT };
-    xinyong_platform::db::migrate(&pool, &earlier).await.unwrap();
+    let pool = database.pool_before("grading", &xinyong_grading::MIGRATOR, 20261124000001).await;
     let (first, second) = (code("110108", 20), code("110108", 21));
     // `first`: A, then B; `second`: C only.
     for (subject, old_grade, grade, cause) in [

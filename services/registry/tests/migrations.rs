@@ -1,6 +1,5 @@
 //! Migrations that rewrite rows already stored, run over such rows.
 
-use sqlx::migrate::Migrator;
 use xinyong_platform::db;
 use xinyong_platform::testing::TestDatabase;
 use xinyong_registry::MIGRATOR;
@@ -10,11 +9,7 @@ use xinyong_registry::MIGRATOR;
 #[tokio::test]
 async fn names_stored_before_the_core_index_get_their_core_length() {
     let database = TestDatabase::new().await;
-    let pool = database.pool_of("registry").await;
-    let before: Vec<_> =
-        MIGRATOR.migrations.iter().filter(|migration| migration.version < 20261123000001).cloned().collect();
-    let earlier = Migrator { migrations: before.into(), ..Migrator::DEFAULT };
-    db::migrate(&pool, &earlier).await.unwrap();
+    let pool = database.pool_before("registry", &MIGRATOR, 20261123000001).await;
     let names = ["华为技术有限公司", "中国平安保险集团股份有限公司", "公司", "海淀餐饮店01", "联想北京"];
     for (index, name) in names.iter().enumerate() {
         sqlx::query(

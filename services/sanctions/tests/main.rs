@@ -994,15 +994,7 @@ async fn a_measure_changed_reaches_the_subjects_already_graded_at_once() {
 #[tokio::test]
 async fn checks_stored_before_the_report_counters_are_counted() {
     let database = xinyong_platform::testing::TestDatabase::new().await;
-    let pool = database.pool_of("sanctions").await;
-    let before: Vec<_> = xinyong_sanctions::MIGRATOR
-        .migrations
-        .iter()
-        .filter(|migration| migration.version < 20261123000002)
-        .cloned()
-        .collect();
-    let earlier = sqlx::migrate::Migrator { migrations: before.into(), ..sqlx::migrate::Migrator::DEFAULT };
-    xinyong_platform::db::migrate(&pool, &earlier).await.unwrap();
+    let pool = database.pool_before("sanctions", &xinyong_sanctions::MIGRATOR, 20261123000002).await;
     // Three owed a report on one day, one of them reported; one on another day; one owed none.
     let rows = [
         ("samr-110108", Some(1), false),
