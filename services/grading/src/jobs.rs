@@ -50,7 +50,9 @@ async fn sweep_locked(
 ) -> Result<Progress, sqlx::Error> {
     let mut progress = Progress::default();
     // Keyset over the codes, so a subject whose review day somehow stays due cannot hold the
-    // sweep in a loop.
+    // sweep in a loop. Each query walks the primary key on from `after`, filtering on `review_on`
+    // (it has no index: every grade written would pay an entry there), so the whole sweep is one
+    // pass over the grades in code order.
     let mut after = String::new();
     loop {
         let codes: Vec<String> = sqlx::query_scalar(
