@@ -13,6 +13,26 @@ pub mod common {
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("xinyong.events.v1");
+
+        impl GradesChanged {
+            /// The entries as separate `GradeChanged` events would carry them: each reason with
+            /// its text from `reason_texts` (empty when the event does not give it).
+            pub fn into_grades_with_texts(self) -> Vec<GradeChanged> {
+                let GradesChanged { mut grades, reason_texts } = self;
+                for grade in &mut grades {
+                    for reason in &mut grade.reasons {
+                        if let Some(found) = reason_texts.iter().find(|text| {
+                            text.scheme == grade.scheme
+                                && text.rule_set_version == grade.rule_set_version
+                                && text.code == reason.code
+                        }) {
+                            reason.text.clone_from(&found.text);
+                        }
+                    }
+                }
+                grades
+            }
+        }
     }
 }
 pub mod gateway {

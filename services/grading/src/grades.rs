@@ -15,7 +15,7 @@ use sqlx::{FromRow, PgConnection, PgPool, Row};
 use xinyong_domain::grading::{Grade, Reason, RecordFact, RuleSet, Subject};
 use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::copy::{self, BinaryRow};
-use xinyong_proto::events::v1::{GradeChanged, GradeReason, GradesChanged};
+use xinyong_proto::events::v1::{GradeChanged, GradeReason, GradesChanged, ReasonText};
 
 use crate::store::Store;
 
@@ -620,8 +620,33 @@ impl Changes {
         }
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.
-        bus::announce(connection, PRODUCER, announce, events, |grades| GradesChanged { grades }).await
+        bus::announce(connection, PRODUCER, announce, events, texts_once).await
     }
+}
+
+/// The one event of many changes, each reason's text given once (see `GradesChanged`).
+fn texts_once(mut grades: Vec<GradeChanged>) -> GradesChanged {
+    let mut reason_texts: Vec<ReasonText> = Vec::new();
+    for grade in &mut grades {
+        for reason in &mut grade.reasons {
+            let text = std::mem::take(&mut reason.text);
+            // A handful of distinct texts: a scan beats hashing two million keys.
+            let known = reason_texts.iter().any(|known| {
+                known.code == reason.code
+                    && known.rule_set_version == grade.rule_set_version
+                    && known.scheme == grade.scheme
+            });
+            if !known {
+                reason_texts.push(ReasonText {
+                    scheme: grade.scheme.clone(),
+                    rule_set_version: grade.rule_set_version,
+                    code: reason.code.clone(),
+                    text,
+                });
+            }
+        }
+    }
+    GradesChanged { grades, reason_texts }
 }
 
 impl Change {

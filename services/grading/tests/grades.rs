@@ -10,14 +10,14 @@ use xinyong_grading::cache::GradeCache;
 use xinyong_grading::grades::{Grader, Schemes};
 use xinyong_grading::jobs;
 use xinyong_grading::store::Store;
-use xinyong_platform::bus::Announce;
+use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::redis::Redis;
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
 use xinyong_proto::common::v1::{DateRange, EntityStatus, Grade, Nature, SubjectKind};
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityStatusChanged, EntityUpdated, RecordCorrected, RecordDisputeChanged, RecordFacts,
-    RecordWithdrawn, RecordsIngested,
+    EntitiesRegistered, EntityStatusChanged, EntityUpdated, Envelope, GradeChanged, GradesChanged,
+    RecordCorrected, RecordDisputeChanged, RecordFacts, RecordWithdrawn, RecordsIngested,
 };
 use xinyong_proto::grading::v1::{
     GetGradeHistoryRequest, GetGradeRequest, GetStatisticsRequest, PublishRuleSetRequest, RecomputeRequest,
@@ -44,6 +44,23 @@ async fn history(app: &App, credit_code: &str, page_size: i32, page_token: &str)
     (page.grades.iter().map(|grade| grade.grade).collect(), page.next_page_token)
 }
 
+/// Grading's announcements so far, in order: each `GradeChanged`, and each `GradesChanged` as sent.
+async fn announced(app: &App) -> (Vec<GradeChanged>, Vec<GradesChanged>) {
+    use prost::Message;
+    let envelopes: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT envelope FROM outbox ORDER BY seq").fetch_all(&app.pool).await.unwrap();
+    let (mut single, mut bulk) = (Vec::new(), Vec::new());
+    for bytes in envelopes {
+        let envelope = Envelope::decode(bytes.as_slice()).unwrap();
+        if let Some(event) = bus::outbox::decode::<GradeChanged>(&envelope) {
+            single.push(event.unwrap());
+        } else if let Some(event) = bus::outbox::decode::<GradesChanged>(&envelope) {
+            bulk.push(event.unwrap());
+        }
+    }
+    (single, bulk)
+}
+
 #[tokio::test]
 async fn a_record_moves_the_grade_with_its_reasons_and_a_correction_or_withdrawal_moves_it_back() {
     let app = spawn_app().await;
@@ -59,6 +76,20 @@ async fn a_record_moves_the_grade_with_its_reasons_and_a_correction_or_withdrawa
     assert_eq!(graded.reasons[0].code, "serious_dishonesty");
     assert_eq!(graded.reasons[0].text, "存在严重失信行为记录", "the text of the version's rule");
     assert_eq!(graded.reasons[0].record_ids, [RECORD], "the record behind the grade");
+    // Announced with the grade it replaced and the reasons as answered.
+    let (single, _) = announced(&app).await;
+    let change = single
+        .iter()
+        .find(|change| change.scheme == "public_credit" && change.new_grade == Grade::C as i32)
+        .expect("a GradeChanged to C");
+    assert_eq!(
+        (change.credit_code.as_str(), change.old_grade, change.rule_set_version),
+        (subject.as_str(), Grade::A as i32, 1)
+    );
+    assert_eq!(
+        (change.reasons[0].text.as_str(), change.reasons[0].record_ids.as_slice()),
+        ("存在严重失信行为记录", [RECORD.to_owned()].as_slice())
+    );
     // The same record announced again changes nothing.
     app.publish("ingestion", &serious).await;
 
@@ -612,15 +643,37 @@ async fn a_recompute_of_everyone_grades_each_subject_by_its_own_records_and_a_se
         }
         last.unwrap()
     };
+    let (_, before) = announced(&app).await;
     let first = recompute().await;
     assert!(first.finished);
     assert_eq!(first.subjects_done, 5);
+    // One event per chunk of two; each text once in its event, not in every entry.
+    let (_, bulk) = announced(&app).await;
+    let bulk = &bulk[before.len()..];
+    assert_eq!(bulk.len(), 3);
+    let mut changes = Vec::new();
+    for event in bulk {
+        assert!(event.grades.iter().flat_map(|grade| &grade.reasons).all(|reason| reason.text.is_empty()));
+        let mut keys: Vec<_> =
+            event.reason_texts.iter().map(|text| (&text.scheme, text.rule_set_version, &text.code)).collect();
+        let given = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), given, "each text given once");
+        changes.extend(event.clone().into_grades_with_texts());
+    }
     for (subject, count) in &subjects {
         let grade = app.grade_when(subject, "", |info| info.rule_set_version == 2).await.unwrap();
         let expected = if *count == 0 { Grade::A } else { Grade::C };
         assert_eq!(grade.grade, expected as i32, "{subject}");
         let records: usize = grade.reasons.iter().map(|reason| reason.record_ids.len()).sum();
         assert_eq!(records, *count, "{subject}: its own records and no neighbour's");
+        let change = changes.iter().find(|change| change.credit_code == *subject && change.scheme == "public_credit");
+        let change = change.unwrap_or_else(|| panic!("{subject}'s new grade announced"));
+        let sent: Vec<&str> = change.reasons.iter().map(|reason| reason.text.as_str()).collect();
+        let answered: Vec<&str> = grade.reasons.iter().map(|reason| reason.text.as_str()).collect();
+        assert_eq!(sent, answered, "{subject}: the texts as answered");
+        assert!(answered.iter().all(|text| !text.is_empty()));
     }
     let history: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_changes").fetch_one(&app.pool).await.unwrap();
 
