@@ -300,8 +300,19 @@ pub enum Read {
 #[derive(Debug, Default)]
 pub struct Regraded {
     pub subjects: usize,
-    /// The grades that changed, as now stored (to refresh the read model after commit).
+    /// The grades that changed, as now stored (to refresh the read model after commit): first
+    /// the subjects' first grades under a scheme, then the grades that replaced one.
     pub changed: Vec<GradeRow>,
+    /// How many of `changed` are first grades.
+    pub first_grades: usize,
+}
+
+impl Regraded {
+    /// The changed grades that replaced one: only those can have an entry in the read model,
+    /// which holds grades found and never caches their absence, and grades are never deleted.
+    pub fn replacing(&self) -> &[GradeRow] {
+        &self.changed[self.first_grades..]
+    }
 }
 
 #[derive(Clone)]
@@ -499,10 +510,11 @@ impl Grader {
                 });
             }
         }
-        changes.write(connection, cause, announce).await?;
+        let first_grades = changes.write(connection, cause, announce).await?;
         Ok(Regraded {
             subjects: subjects.len(),
             changed: changes.changed.into_iter().map(|change| change.row).collect(),
+            first_grades,
         })
     }
 }
@@ -524,12 +536,13 @@ struct Changes {
 }
 
 impl Changes {
+    /// Store and announce the changes, first grades first; how many were first grades.
     async fn write(
         &mut self,
         connection: &mut PgConnection,
         cause: &str,
         announce: Announce,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<usize, sqlx::Error> {
         if !self.reviews.is_empty() {
             let mut codes = Vec::with_capacity(self.reviews.len());
             let mut schemes = Vec::with_capacity(self.reviews.len());
@@ -551,16 +564,15 @@ impl Changes {
             .await?;
         }
         if self.changed.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let events: Vec<GradeChanged> = self.changed.iter_mut().map(Change::take_event).collect();
         // First grades, then grades that replace one: a first grade is a plain insert (its subject
         // is locked, so no one else inserts it meanwhile), which costs Postgres a third less than
-        // the speculative insertion of `ON CONFLICT`.
-        let (first, again): (Vec<&Change>, Vec<&Change>) =
-            self.changed.iter().partition(|change| change.old_grade.is_none());
-        let split = first.len();
-        let ordered: Vec<&Change> = first.into_iter().chain(again).collect();
+        // the speculative insertion of `ON CONFLICT`. The sort is stable: code order within each.
+        self.changed.sort_by_key(|change| change.old_grade.is_some());
+        let split = self.changed.iter().take_while(|change| change.old_grade.is_none()).count();
+        let ordered = &self.changed;
         let rows = ordered.iter().map(|change| &change.row);
         let codes: Vec<&str> = rows.clone().map(|row| row.credit_code.as_str()).collect();
         let schemes: Vec<&str> = rows.clone().map(|row| row.scheme.as_str()).collect();
@@ -620,7 +632,8 @@ impl Changes {
         }
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.
-        bus::announce(connection, PRODUCER, announce, events, texts_once).await
+        bus::announce(connection, PRODUCER, announce, events, texts_once).await?;
+        Ok(split)
     }
 }
 

@@ -234,7 +234,7 @@ async fn regrade_chunk(
         .regrade_locked(&mut transaction, &locked, read, as_of, "recompute", Announce::OneBatch, scheme.as_deref())
         .await?;
     transaction.commit().await?;
-    cache.forget_all(&regraded.changed).await;
+    cache.forget_all(regraded.replacing()).await;
     let last = locked.last().map(|(code, _)| code.clone()).unwrap_or_default();
     Ok((regraded.subjects, regraded.changed.len(), last))
 }
