@@ -356,8 +356,17 @@ impl<'a> BinaryRow<'_, 'a> {
         Ok(i16::from_be_bytes(self.value("an int2")?.try_into().map_err(|_| malformed("an int2 not of 2 bytes"))?))
     }
 
+    pub fn int4(&mut self) -> Result<i32, sqlx::Error> {
+        Ok(i32::from_be_bytes(self.value("an int4")?.try_into().map_err(|_| malformed("an int4 not of 4 bytes"))?))
+    }
+
     pub fn int8(&mut self) -> Result<i64, sqlx::Error> {
         Ok(i64::from_be_bytes(self.value("an int8")?.try_into().map_err(|_| malformed("an int8 not of 8 bytes"))?))
+    }
+
+    pub fn uuid(&mut self) -> Result<uuid::Uuid, sqlx::Error> {
+        let bytes = self.value("a uuid")?.try_into().map_err(|_| malformed("a uuid not of 16 bytes"))?;
+        Ok(uuid::Uuid::from_bytes(bytes))
     }
 
     pub fn boolean(&mut self) -> Result<bool, sqlx::Error> {
@@ -388,8 +397,10 @@ mod tests {
     fn binary_rows_read_back_what_binary_copy_writes() {
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
         let mut copy = BinaryCopy::new(64);
+        let id = uuid::Uuid::from_u128(0x0190_f3a2_7c1e_7000_8000_0000_0000_0001);
         copy.row(6).text("91110108MA01ABCD2X").int2(-3).date(day).optional_date(None).boolean(true).int4(7);
         copy.row(6).text("税务").int2(5).date(day).optional_date(Some(day)).boolean(false).null();
+        copy.row(2).uuid(id).int4(-70_000);
         let data = copy.finish();
 
         let mut rows = BinaryRows::new(&data).unwrap();
@@ -407,6 +418,8 @@ mod tests {
         assert_eq!(row.optional_date().unwrap(), Some(day));
         assert!(!row.boolean().unwrap());
         assert!(row.int8().unwrap_err().to_string().contains("NULL where an int8 was expected"));
+        let mut row = rows.next_row(2).unwrap().unwrap();
+        assert_eq!((row.uuid().unwrap(), row.int4().unwrap()), (id, -70_000));
         assert!(rows.next_row(6).unwrap().is_none(), "the trailer ends the rows");
     }
 

@@ -138,7 +138,6 @@ fn penalty_kind_name(kind: i16) -> &'static str {
 #[derive(Debug)]
 struct FactRow {
     credit_code: String,
-    /// As text from Postgres: formatting a million UUIDs is cheaper there than here.
     record_id: String,
     category: String,
     nature: i16,
@@ -151,40 +150,66 @@ struct FactRow {
     removed_on: Option<NaiveDate>,
 }
 
+/// The columns of a `FactRow`, in its order. The record id comes as its 16 bytes and nature,
+/// penalty kind and the three flags packed in one `int4` (see `FactRow::unpacked`): each value
+/// Postgres sends costs it a call and a buffer, and a recompute sends millions of rows. In psql,
+/// a COPY of 5M facts took 3.5 s this way against 5.2 s as eleven values with the id as text.
+const FACT_COLUMNS: &str = "credit_code, record_id, category,
+    nature::int4 | (penalty_kind::int4 << 8) | (active::int4 << 16) | (disputed::int4 << 17)
+        | (published::int4 << 18),
+    decided_on, disclosure_until, removed_on";
+
 impl<'r> FromRow<'r, PgRow> for FactRow {
     fn from_row(row: &'r PgRow) -> Result<FactRow, sqlx::Error> {
-        Ok(FactRow {
-            credit_code: row.try_get(0)?,
-            record_id: row.try_get(1)?,
-            category: row.try_get(2)?,
-            nature: row.try_get(3)?,
-            penalty_kind: row.try_get(4)?,
-            decided_on: row.try_get(5)?,
-            active: row.try_get(6)?,
-            disputed: row.try_get(7)?,
-            published: row.try_get(8)?,
-            disclosure_until: row.try_get(9)?,
-            removed_on: row.try_get(10)?,
-        })
+        Ok(FactRow::unpacked(
+            row.try_get(0)?,
+            &row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+        ))
     }
 }
 
 impl FactRow {
     /// A row of the COPY of the same columns.
     fn from_binary(row: &mut BinaryRow<'_, '_>) -> Result<FactRow, sqlx::Error> {
-        Ok(FactRow {
-            credit_code: row.text()?.to_owned(),
-            record_id: row.text()?.to_owned(),
-            category: row.text()?.to_owned(),
-            nature: row.int2()?,
-            penalty_kind: row.int2()?,
-            decided_on: row.date()?,
-            active: row.boolean()?,
-            disputed: row.boolean()?,
-            published: row.boolean()?,
-            disclosure_until: row.optional_date()?,
-            removed_on: row.optional_date()?,
-        })
+        Ok(FactRow::unpacked(
+            row.text()?.to_owned(),
+            &row.uuid()?,
+            row.text()?.to_owned(),
+            row.int4()?,
+            row.date()?,
+            row.optional_date()?,
+            row.optional_date()?,
+        ))
+    }
+
+    fn unpacked(
+        credit_code: String,
+        record_id: &uuid::Uuid,
+        category: String,
+        packed: i32,
+        decided_on: NaiveDate,
+        disclosure_until: Option<NaiveDate>,
+        removed_on: Option<NaiveDate>,
+    ) -> FactRow {
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        FactRow {
+            credit_code,
+            record_id: record_id.hyphenated().encode_lower(&mut id).to_owned(),
+            category,
+            nature: (packed & 0xff) as i16,
+            penalty_kind: ((packed >> 8) & 0xff) as i16,
+            decided_on,
+            active: packed & 1 << 16 != 0,
+            disputed: packed & 1 << 17 != 0,
+            published: packed & 1 << 18 != 0,
+            disclosure_until,
+            removed_on,
+        }
     }
 
     fn into_fact(self) -> RecordFact {
@@ -404,36 +429,21 @@ impl Grader {
         // than a probe per code; for a handful of codes they change nothing. When the chunk is the
         // whole range, the list is not even looked at: matching every row against 2,000 codes
         // doubled the reads' cost.
-        macro_rules! in_range {
-            ($select:literal, $filter:literal) => {
-                concat!($select, " WHERE credit_code BETWEEN $1 AND $2", $filter, " ORDER BY credit_code")
-            };
-        }
-        macro_rules! facts {
-            ($filter:literal) => {
-                in_range!(
-                    "SELECT credit_code, record_id::text, category, nature, penalty_kind, decided_on, active, disputed,
-                            published, disclosure_until, removed_on
-                     FROM record_facts",
-                    $filter
-                )
-            };
-        }
-        macro_rules! current {
-            ($filter:literal) => {
-                in_range!("SELECT credit_code, scheme, grade, digest, review_on FROM grades", $filter)
-            };
-        }
+        let in_range = |select: &str, filter: &str| {
+            format!("{select} WHERE credit_code BETWEEN $1 AND $2{filter} ORDER BY credit_code")
+        };
+        let facts = format!("SELECT {FACT_COLUMNS} FROM record_facts");
+        const CURRENT: &str = "SELECT credit_code, scheme, grade, digest, review_on FROM grades";
         let (facts, current) = match read {
             Read::Listed => {
                 let listed: Vec<&str> = subjects.iter().map(|(code, _)| code.as_str()).collect();
-                let facts = sqlx::query_as::<_, FactRow>(facts!(" AND credit_code = ANY($3)"))
+                let facts = sqlx::query_as::<_, FactRow>(&in_range(&facts, " AND credit_code = ANY($3)"))
                     .bind(first)
                     .bind(last)
                     .bind(&listed)
                     .fetch_all(&mut *connection)
                     .await?;
-                let current = sqlx::query_as::<_, CurrentGrade>(current!(" AND credit_code = ANY($3)"))
+                let current = sqlx::query_as::<_, CurrentGrade>(&in_range(CURRENT, " AND credit_code = ANY($3)"))
                     .bind(first)
                     .bind(last)
                     .bind(&listed)
@@ -450,9 +460,11 @@ impl Grader {
                         select.replacen("$1", &copy::literal(first), 1).replacen("$2", &copy::literal(last), 1);
                     format!("COPY ({select}) TO STDOUT WITH (FORMAT binary)")
                 };
-                let facts = copy::copy_out_rows(connection, &as_copy(facts!("")), 11, FactRow::from_binary).await?;
+                let facts =
+                    copy::copy_out_rows(connection, &as_copy(&in_range(&facts, "")), 7, FactRow::from_binary).await?;
                 let current =
-                    copy::copy_out_rows(connection, &as_copy(current!("")), 5, CurrentGrade::from_binary).await?;
+                    copy::copy_out_rows(connection, &as_copy(&in_range(CURRENT, "")), 5, CurrentGrade::from_binary)
+                        .await?;
                 (facts, current)
             }
         };

@@ -16,12 +16,13 @@ use xinyong_platform::redis::Redis;
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
 use xinyong_proto::common::v1::{DateRange, EntityStatus, Grade, Nature, SubjectKind};
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityStatusChanged, EntityUpdated, Envelope, GradeChanged, GradesChanged,
-    RecordCorrected, RecordDisputeChanged, RecordFacts, RecordWithdrawn, RecordsIngested,
+    EntitiesRegistered, EntityStatusChanged, EntityUpdated, Envelope, GradeChanged, GradesChanged, RecordCorrected,
+    RecordDisputeChanged, RecordFacts, RecordWithdrawn, RecordsIngested,
 };
 use xinyong_proto::grading::v1::{
-    GetGradeHistoryRequest, GetGradeRequest, GetStatisticsRequest, PublishRuleSetRequest, RecomputeRequest,
+    GetGradeHistoryRequest, GetGradeRequest, GetStatisticsRequest, GradeInfo, PublishRuleSetRequest, RecomputeRequest,
 };
+use xinyong_proto::ingestion::v1::PenaltyKind;
 
 use crate::support::{App, code, days_ago, industry_risk, record, registered, spawn_app, spawn_app_with};
 
@@ -681,6 +682,58 @@ async fn a_recompute_of_everyone_grades_each_subject_by_its_own_records_and_a_se
     assert_eq!((again.subjects_done, again.grades_changed), (5, 0));
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM grade_changes").fetch_one(&app.pool).await.unwrap();
     assert_eq!(after, history, "nothing changed, nothing appended");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_recompute_reads_each_facts_penalty_kind_and_flags_as_a_single_regrade_does() {
+    let app = spawn_app().await;
+    let subject = code("110108", 40);
+    app.register(&subject, "110108").await;
+    let id = |n: u32| format!("0190f3a2-7c1e-7000-8000-0000000004{n:02}");
+    // Two licences revoked, one under objection; a serious record withdrawn; a serious record
+    // never published. Only the first two count: C for severe penalties, one record marked.
+    let revoked = |n: u32| {
+        let mut revoked = record(&subject, &id(n), Nature::GeneralDishonesty, &days_ago(3));
+        revoked.facts.as_mut().unwrap().penalty_kind = PenaltyKind::LicenceRevocation as i32;
+        revoked
+    };
+    let withdrawn = record(&subject, &id(2), Nature::SeriousDishonesty, &days_ago(4));
+    let mut unpublished = record(&subject, &id(3), Nature::SeriousDishonesty, &days_ago(5));
+    unpublished.facts.as_mut().unwrap().published = false;
+    app.publish("ingestion", &RecordsIngested { records: vec![revoked(1), withdrawn, unpublished, revoked(4)] }).await;
+    let gone = RecordWithdrawn { credit_code: subject.clone(), record_id: id(2), reason: "撤销".into(), version: 2 };
+    app.publish("ingestion", &gone).await;
+    let disputed = RecordDisputeChanged {
+        credit_code: subject.clone(),
+        record_id: id(1),
+        objection_id: "obj-4".into(),
+        disputed: true,
+    };
+    app.publish("objections", &disputed).await;
+    let marked = |info: &GradeInfo| info.reasons.first().is_some_and(|reason| !reason.disputed_record_ids.is_empty());
+    let single = app.grade_when(&subject, "public_credit", marked).await.unwrap();
+    assert_eq!((single.grade, single.reasons[0].code.as_str()), (Grade::C as i32, "severe_penalty"));
+    let mut counted = single.reasons[0].record_ids.clone();
+    counted.sort();
+    assert_eq!((counted, single.reasons.len()), (vec![id(1), id(4)], 1));
+    assert_eq!(single.reasons[0].disputed_record_ids, [id(1)]);
+
+    // A new version (its text changed, nothing else) makes the recompute rewrite the grade from
+    // the facts it reads in bulk: the same grade and reasons.
+    let retitled = xinyong_domain::grading::PUBLIC_CREDIT.replace("已被依法吊销营业执照", "营业执照已被依法吊销");
+    app.plain
+        .clone()
+        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: retitled })
+        .await
+        .unwrap();
+    let mut stream = app.plain.clone().recompute(RecomputeRequest::default()).await.unwrap().into_inner();
+    while let Some(message) = stream.next().await {
+        message.unwrap();
+    }
+    let recomputed = app.grade_when(&subject, "public_credit", |info| info.rule_set_version == 2).await.unwrap();
+    assert_eq!(recomputed.rule_set_version, 2);
+    assert_eq!((recomputed.grade, recomputed.reasons), (single.grade, single.reasons));
     app.stop().await;
 }
 
