@@ -487,8 +487,12 @@ async fn a_c_grade_pushes_each_executing_department_once_and_an_improvement_lift
 
     // The same grade again, then D (the measure still applies): nothing new.
     publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
-    publish_event(&app.settings, "grading", &GradesChanged { grades: vec![graded("public_credit", Grade::D, &[])], reason_texts: vec![] })
-        .await;
+    publish_event(
+        &app.settings,
+        "grading",
+        &GradesChanged { grades: vec![graded("public_credit", Grade::D, &[])], reason_texts: vec![] },
+    )
+    .await;
     check_when(&app.market, MatterType::Procurement, Grade::D).await;
     assert_eq!(tasks_of(&app.market, &[TaskKind::Sanction]).await.len(), 1, "pushed once");
 
