@@ -218,8 +218,13 @@ pub async fn run() {
         scan_seconds / republished_seconds
     );
     let size: String = sqlx::query_scalar(
-        "SELECT pg_size_pretty(pg_total_relation_size('grading.grades')) || ' grades, '
-             || pg_size_pretty(pg_total_relation_size('grading.grade_history')) || ' history'",
+        "SELECT pg_size_pretty(pg_total_relation_size('grading.grades')) || ' grades ('
+             || pg_size_pretty(pg_relation_size('grading.grades')) || ' heap, '
+             || pg_size_pretty(pg_indexes_size('grading.grades')) || ' indexes), '
+             || pg_size_pretty(pg_total_relation_size('grading.grade_history')) || ' history, '
+             || pg_size_pretty(pg_total_relation_size('grading.outbox')) || ' outbox; a grade row '
+             || (SELECT avg(pg_column_size(g.*))::int || ' B, its reasons '
+                 || avg(pg_column_size(reasons))::int || ' B' FROM grading.grades g)",
     )
     .fetch_one(&admin)
     .await
