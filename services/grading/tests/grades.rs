@@ -513,14 +513,19 @@ async fn bad_requests_name_the_field_and_unknown_things_are_not_found() {
     app.stop().await;
 }
 
-/// Version 2 of `public_credit`: a single general dishonesty record is C.
-async fn publish_stricter_public_credit(app: &App) {
-    let stricter = xinyong_domain::grading::PUBLIC_CREDIT.replace("\"at_least\": 6", "\"at_least\": 1");
+/// A new version of `public_credit`: the shipped document with `from` replaced by `to`.
+async fn publish_public_credit_with(app: &App, from: &str, to: &str) {
+    let document = xinyong_domain::grading::PUBLIC_CREDIT.replace(from, to);
     app.plain
         .clone()
-        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
+        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document })
         .await
         .unwrap();
+}
+
+/// Version 2 of `public_credit`: a single general dishonesty record is C.
+async fn publish_stricter_public_credit(app: &App) {
+    publish_public_credit_with(app, "\"at_least\": 6", "\"at_least\": 1").await;
 }
 
 #[tokio::test]
@@ -721,12 +726,7 @@ async fn a_recompute_reads_each_facts_penalty_kind_and_flags_as_a_single_regrade
 
     // A new version (its text changed, nothing else) makes the recompute rewrite the grade from
     // the facts it reads in bulk: the same grade and reasons.
-    let retitled = xinyong_domain::grading::PUBLIC_CREDIT.replace("已被依法吊销营业执照", "营业执照已被依法吊销");
-    app.plain
-        .clone()
-        .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: retitled })
-        .await
-        .unwrap();
+    publish_public_credit_with(&app, "已被依法吊销营业执照", "营业执照已被依法吊销").await;
     let mut stream = app.plain.clone().recompute(RecomputeRequest::default()).await.unwrap().into_inner();
     while let Some(message) = stream.next().await {
         message.unwrap();
