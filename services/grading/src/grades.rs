@@ -432,12 +432,12 @@ impl Grader {
         let in_range = |select: &str, filter: &str| {
             format!("{select} WHERE credit_code BETWEEN $1 AND $2{filter} ORDER BY credit_code")
         };
-        let facts = format!("SELECT {FACT_COLUMNS} FROM record_facts");
+        let select_facts = format!("SELECT {FACT_COLUMNS} FROM record_facts");
         const CURRENT: &str = "SELECT credit_code, scheme, grade, digest, review_on FROM grades";
         let (facts, current) = match read {
             Read::Listed => {
                 let listed: Vec<&str> = subjects.iter().map(|(code, _)| code.as_str()).collect();
-                let facts = sqlx::query_as::<_, FactRow>(&in_range(&facts, " AND credit_code = ANY($3)"))
+                let facts = sqlx::query_as::<_, FactRow>(&in_range(&select_facts, " AND credit_code = ANY($3)"))
                     .bind(first)
                     .bind(last)
                     .bind(&listed)
@@ -461,7 +461,8 @@ impl Grader {
                     format!("COPY ({select}) TO STDOUT WITH (FORMAT binary)")
                 };
                 let facts =
-                    copy::copy_out_rows(connection, &as_copy(&in_range(&facts, "")), 7, FactRow::from_binary).await?;
+                    copy::copy_out_rows(connection, &as_copy(&in_range(&select_facts, "")), 7, FactRow::from_binary)
+                        .await?;
                 let current =
                     copy::copy_out_rows(connection, &as_copy(&in_range(CURRENT, "")), 5, CurrentGrade::from_binary)
                         .await?;
@@ -584,8 +585,7 @@ impl Changes {
         // the speculative insertion of `ON CONFLICT`. The sort is stable: code order within each.
         self.changed.sort_by_key(|change| change.old_grade.is_some());
         let split = self.changed.iter().take_while(|change| change.old_grade.is_none()).count();
-        let ordered = &self.changed;
-        let rows = ordered.iter().map(|change| &change.row);
+        let rows = self.changed.iter().map(|change| &change.row);
         let codes: Vec<&str> = rows.clone().map(|row| row.credit_code.as_str()).collect();
         let schemes: Vec<&str> = rows.clone().map(|row| row.scheme.as_str()).collect();
         let grades: Vec<i16> = rows.clone().map(|row| row.grade).collect();
@@ -599,7 +599,7 @@ impl Changes {
             .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
         let as_of: Vec<NaiveDate> = rows.clone().map(|row| row.as_of).collect();
         let reviews: Vec<Option<NaiveDate>> = rows.clone().map(|row| row.review_on).collect();
-        let digests: Vec<i64> = ordered.iter().map(|change| change.digest).collect();
+        let digests: Vec<i64> = self.changed.iter().map(|change| change.digest).collect();
         // A first grade is only a row of `grades`: the current grade is the last entry of its
         // subject's history (the `grade_changes` view), and moves into `grade_history`, taking the
         // next id there, when a new grade replaces it — the same statement reads it there (every
@@ -625,7 +625,7 @@ impl Changes {
                  cause = $9
              FROM fresh n
              WHERE g.credit_code = n.credit_code AND g.scheme = n.scheme";
-        for (range, sql) in [(0..split, FIRST), (split..ordered.len(), REPLACE)] {
+        for (range, sql) in [(0..split, FIRST), (split..self.changed.len(), REPLACE)] {
             if range.is_empty() {
                 continue;
             }
