@@ -179,6 +179,10 @@ impl BinaryCopy {
         self.value(&value.to_be_bytes())
     }
 
+    pub fn int8(&mut self, value: i64) -> &mut Self {
+        self.value(&value.to_be_bytes())
+    }
+
     pub fn optional_date(&mut self, value: Option<chrono::NaiveDate>) -> &mut Self {
         match value {
             Some(day) => self.date(day),
@@ -400,7 +404,7 @@ mod tests {
         let id = uuid::Uuid::from_u128(0x0190_f3a2_7c1e_7000_8000_0000_0000_0001);
         copy.row(6).text("91110108MA01ABCD2X").int2(-3).date(day).optional_date(None).boolean(true).int4(7);
         copy.row(6).text("税务").int2(5).date(day).optional_date(Some(day)).boolean(false).null();
-        copy.row(2).uuid(id).int4(-70_000);
+        copy.row(3).uuid(id).int4(-70_000).int8(-(1 << 40));
         let data = copy.finish();
 
         let mut rows = BinaryRows::new(&data).unwrap();
@@ -418,8 +422,8 @@ mod tests {
         assert_eq!(row.optional_date().unwrap(), Some(day));
         assert!(!row.boolean().unwrap());
         assert!(row.int8().unwrap_err().to_string().contains("NULL where an int8 was expected"));
-        let mut row = rows.next_row(2).unwrap().unwrap();
-        assert_eq!((row.uuid().unwrap(), row.int4().unwrap()), (id, -70_000));
+        let mut row = rows.next_row(3).unwrap().unwrap();
+        assert_eq!((row.uuid().unwrap(), row.int4().unwrap(), row.int8().unwrap()), (id, -70_000, -(1 << 40)));
         assert!(rows.next_row(6).unwrap().is_none(), "the trailer ends the rows");
     }
 

@@ -604,43 +604,61 @@ impl Changes {
         // subject's history (the `grade_changes` view), and moves into `grade_history`, taking the
         // next id there, when a new grade replaces it — the same statement reads it there (every
         // part of a statement sees the rows as they were before it) and overwrites it here.
-        const FIRST: &str =
-            "INSERT INTO grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on,
-                 digest, cause)
-             SELECT *, $9 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::text[]::json[], $6::date[],
-                 $7::date[], $8::int8[])";
-        const REPLACE: &str = "WITH fresh AS (
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::text[]::json[], $6::date[],
-                     $7::date[], $8::int8[])
-                     AS u (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
-             ), replaced AS (
-                 INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons, as_of,
-                     graded_at, cause)
-                 SELECT g.credit_code, g.scheme, g.old_grade, g.grade, g.rule_set_version, g.reasons, g.as_of,
-                     g.graded_at, g.cause
-                 FROM grades g JOIN fresh n ON g.credit_code = n.credit_code AND g.scheme = n.scheme
-             )
-             UPDATE grades g SET grade = n.grade, rule_set_version = n.rule_set_version, reasons = n.reasons,
-                 as_of = n.as_of, review_on = n.review_on, digest = n.digest, graded_at = now(), old_grade = g.grade,
-                 cause = $9
-             FROM fresh n
-             WHERE g.credit_code = n.credit_code AND g.scheme = n.scheme";
-        for (range, sql) in [(0..split, FIRST), (split..self.changed.len(), REPLACE)] {
-            if range.is_empty() {
-                continue;
+        // First grades go in by binary COPY: Postgres then decodes no arrays and materialises no
+        // `UNNEST`, and casts no `text[]` to `json[]` (Postgres's CPU from no grades 11.6 s against
+        // 13.6-13.8 s as `INSERT … SELECT FROM UNNEST`).
+        if split > 0 {
+            let mut copy = copy::BinaryCopy::new(split * 200);
+            for index in 0..split {
+                copy.row(9)
+                    .text(codes[index])
+                    .text(schemes[index])
+                    .int2(grades[index])
+                    .int4(versions[index])
+                    .text(&reasons[index])
+                    .date(as_of[index])
+                    .optional_date(reviews[index])
+                    .int8(digests[index])
+                    .text(cause);
             }
-            sqlx::query(sql)
-                .bind(&codes[range.clone()])
-                .bind(&schemes[range.clone()])
-                .bind(&grades[range.clone()])
-                .bind(&versions[range.clone()])
-                .bind(&reasons[range.clone()])
-                .bind(&as_of[range.clone()])
-                .bind(&reviews[range.clone()])
-                .bind(&digests[range])
-                .bind(cause)
-                .execute(&mut *connection)
-                .await?;
+            copy::copy_in_binary(
+                connection,
+                "COPY grades (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest, cause)
+                 FROM STDIN WITH (FORMAT binary)",
+                copy.finish(),
+            )
+            .await?;
+        }
+        if split < self.changed.len() {
+            sqlx::query(
+                "WITH fresh AS (
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::text[]::json[],
+                         $6::date[], $7::date[], $8::int8[])
+                         AS u (credit_code, scheme, grade, rule_set_version, reasons, as_of, review_on, digest)
+                 ), replaced AS (
+                     INSERT INTO grade_history (credit_code, scheme, old_grade, grade, rule_set_version, reasons,
+                         as_of, graded_at, cause)
+                     SELECT g.credit_code, g.scheme, g.old_grade, g.grade, g.rule_set_version, g.reasons, g.as_of,
+                         g.graded_at, g.cause
+                     FROM grades g JOIN fresh n ON g.credit_code = n.credit_code AND g.scheme = n.scheme
+                 )
+                 UPDATE grades g SET grade = n.grade, rule_set_version = n.rule_set_version, reasons = n.reasons,
+                     as_of = n.as_of, review_on = n.review_on, digest = n.digest, graded_at = now(),
+                     old_grade = g.grade, cause = $9
+                 FROM fresh n
+                 WHERE g.credit_code = n.credit_code AND g.scheme = n.scheme",
+            )
+            .bind(&codes[split..])
+            .bind(&schemes[split..])
+            .bind(&grades[split..])
+            .bind(&versions[split..])
+            .bind(&reasons[split..])
+            .bind(&as_of[split..])
+            .bind(&reviews[split..])
+            .bind(&digests[split..])
+            .bind(cause)
+            .execute(&mut *connection)
+            .await?;
         }
         // A `GradeChanged` each for a single subject's event; one `GradesChanged` for bulk
         // registrations, the sweep and a recompute.
