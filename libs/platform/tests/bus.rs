@@ -79,3 +79,58 @@ async fn a_failed_handler_gets_the_event_again_without_a_restart() {
     stop.notify_one();
     task.await.unwrap();
 }
+
+/// A bulk batch's event is hundreds of kilobytes: Postgres stores it lz4-compressed (migration
+/// 0003), and the relay still publishes it byte for byte.
+#[tokio::test]
+async fn a_batch_envelope_is_stored_compressed_and_published_unchanged() {
+    use prost::Message;
+    use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered};
+
+    let database = TestDatabase::new().await;
+    let pool = database.pool_of("registry").await;
+    PLATFORM_MIGRATOR.run(&pool).await.unwrap();
+    let redis_settings = database.settings("registry", &redis_url()).redis;
+    let redis = Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap();
+
+    let batch = EntitiesRegistered {
+        entities: (0..2_000)
+            .map(|n| EntityRegistered {
+                credit_code: format!("91110000{n:09}X"),
+                name: format!("北京市第{n}号商贸有限公司"),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let mut transaction = pool.begin().await.unwrap();
+    let event_id = bus::enqueue(&mut transaction, "registry", &batch).await.unwrap();
+    transaction.commit().await.unwrap();
+
+    let (method, stored, length): (Option<String>, i32, i32) = sqlx::query_as(
+        "SELECT pg_column_compression(envelope), pg_column_size(envelope), octet_length(envelope)
+         FROM outbox WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(method.as_deref(), Some("lz4"));
+    assert!(stored * 2 < length, "{length} bytes of envelope stored in {stored}");
+
+    let relay = Relay::new(pool.clone(), redis.clone(), "registry", EventSettings::default(), Metrics::new("registry"));
+    assert_eq!(relay.publish_batch().await.unwrap(), 1);
+    let mut connection = redis.connection().await.unwrap();
+    let published: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(redis.stream_key("registry"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(published.ids.len(), 1);
+    let payload: Vec<u8> = published.ids[0].get("payload").unwrap();
+    let envelope = Envelope::decode(payload.as_slice()).unwrap();
+    assert_eq!(envelope.event_id, event_id.to_string());
+    let decoded = bus::outbox::decode::<EntitiesRegistered>(&envelope).unwrap().unwrap();
+    assert_eq!(decoded, batch, "the relay publishes the batch as it was enqueued");
+}
