@@ -60,6 +60,7 @@ pub struct Metrics {
     pub events_published: Family<StreamLabels, Counter>,
     pub events_consumed: Family<StreamLabels, Counter>,
     pub outbox_lag: Gauge,
+    pub outbox_pruned: Counter,
     /// Each served method's handles, found once (see [`MethodMetrics`]).
     methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
 }
@@ -95,6 +96,7 @@ impl Metrics {
         let events_published = Family::<StreamLabels, Counter>::default();
         let events_consumed = Family::<StreamLabels, Counter>::default();
         let outbox_lag = Gauge::default();
+        let outbox_pruned = Counter::default();
         registry.register("grpc_requests", "gRPC calls finished, by method and status code", requests.clone());
         registry.register(
             "grpc_request_duration_seconds",
@@ -111,6 +113,11 @@ impl Metrics {
         registry.register("events_published", "events published from the outbox to a stream", events_published.clone());
         registry.register("events_consumed", "events handled by a consumer, by stream", events_consumed.clone());
         registry.register("outbox_lag", "outbox rows not yet published", outbox_lag.clone());
+        registry.register(
+            "outbox_pruned",
+            "published outbox rows deleted once older than events.outbox_retention_hours",
+            outbox_pruned.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -121,6 +128,7 @@ impl Metrics {
             events_published,
             events_consumed,
             outbox_lag,
+            outbox_pruned,
             methods: Arc::default(),
         }
     }

@@ -134,3 +134,53 @@ async fn a_batch_envelope_is_stored_compressed_and_published_unchanged() {
     let decoded = bus::outbox::decode::<EntitiesRegistered>(&envelope).unwrap().unwrap();
     assert_eq!(decoded, batch, "the relay publishes the batch as it was enqueued");
 }
+
+/// Published rows go once older than the retention, in batches, oldest first; unpublished rows
+/// stay however old, and a retention of 0 keeps everything.
+#[tokio::test]
+async fn the_relay_prunes_published_rows_past_their_retention_and_nothing_else() {
+    let database = TestDatabase::new().await;
+    let pool = database.pool_of("registry").await;
+    PLATFORM_MIGRATOR.run(&pool).await.unwrap();
+    let redis_settings = database.settings("registry", &redis_url()).redis;
+    let redis = Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap();
+    let insert = |published_hours_ago: Option<i32>, created_hours_ago: i32, count: i32| {
+        sqlx::query(
+            "INSERT INTO outbox (event_id, event_type, envelope, created_at, published_at)
+             SELECT gen_random_uuid(), 'test', '\\x00', now() - make_interval(hours => $1),
+                 now() - make_interval(hours => $2)
+             FROM generate_series(1, $3)",
+        )
+        .bind(created_hours_ago)
+        .bind(published_hours_ago)
+        .bind(count)
+        .execute(&pool)
+    };
+    // More than two statements' worth, so the batches follow one another.
+    insert(Some(200), 201, 12_001).await.unwrap();
+    insert(Some(1), 1, 1).await.unwrap();
+    insert(None, 500, 1).await.unwrap();
+
+    let metrics = Metrics::new("registry");
+    let settings = EventSettings { outbox_retention_hours: 168, ..EventSettings::default() };
+    let relay = Relay::new(pool.clone(), redis.clone(), "registry", settings, metrics.clone());
+    assert_eq!(relay.prune().await.unwrap(), 12_001);
+    assert_eq!(metrics.outbox_pruned.get(), 12_001);
+    let left: Vec<(bool, f64)> = sqlx::query_as(
+        "SELECT published_at IS NULL, extract(epoch FROM now() - created_at)::float8 / 3600 FROM outbox ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left.len(), 2, "the recent published row and the old unpublished one stay: {left:?}");
+    assert!(!left[0].0 && left[0].1 < 2.0);
+    assert!(left[1].0 && left[1].1 > 499.0);
+    assert_eq!(relay.prune().await.unwrap(), 0, "nothing more is due");
+
+    insert(Some(10_000), 10_000, 1).await.unwrap();
+    let keeping = EventSettings { outbox_retention_hours: 0, ..EventSettings::default() };
+    let relay = Relay::new(pool.clone(), redis, "registry", keeping, Metrics::new("registry"));
+    assert_eq!(relay.prune().await.unwrap(), 0);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(count, 3, "a retention of 0 keeps every row");
+}

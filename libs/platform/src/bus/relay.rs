@@ -12,6 +12,14 @@ use crate::config::EventSettings;
 use crate::metrics::{Metrics, StreamLabels};
 use crate::redis::Redis;
 
+/// Published rows deleted per statement when pruning: short transactions of a few thousand rows.
+const PRUNE_BATCH: i64 = 5_000;
+/// Statements per pruning round; a round that used them all is followed by another right after
+/// the next publishing round, so a large backlog goes without holding publishing up.
+const PRUNE_BATCHES_PER_ROUND: u64 = 20;
+/// How often the relay looks for published rows past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// The outbox relay of one service.
 #[derive(Clone)]
 pub struct Relay {
@@ -43,6 +51,7 @@ impl Relay {
         tokio::pin!(stop);
         let idle = Duration::from_millis(self.settings.relay_interval_ms.max(1));
         let mut backoff = idle;
+        let mut next_prune = tokio::time::Instant::now();
         loop {
             let pause = match self.publish_batch().await {
                 Ok(published) if published as i64 >= self.settings.relay_batch => Duration::ZERO,
@@ -56,11 +65,61 @@ impl Relay {
                     backoff
                 }
             };
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune = match self.prune().await {
+                    Ok(pruned) if pruned >= PRUNE_BATCH as u64 * PRUNE_BATCHES_PER_ROUND => tokio::time::Instant::now(),
+                    Ok(_) => tokio::time::Instant::now() + PRUNE_EVERY,
+                    Err(error) => {
+                        tracing::warn!(%error, producer = %self.producer, "outbox pruning failed; retrying later");
+                        tokio::time::Instant::now() + PRUNE_EVERY
+                    }
+                };
+            }
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// Delete published rows older than `events.outbox_retention_hours`, oldest first, at most
+    /// [`PRUNE_BATCHES_PER_ROUND`] statements of [`PRUNE_BATCH`] rows; returns how many went. The
+    /// stream has a published row by then, and nothing reads it again, but without this the
+    /// outbox grew by every event ever written. Unpublished rows are never touched, however old.
+    /// One replica prunes at a time (an advisory lock per schema, as for publishing).
+    pub async fn prune(&self) -> Result<u64, RelayError> {
+        if self.settings.outbox_retention_hours == 0 {
+            return Ok(0);
+        }
+        let hours = i32::try_from(self.settings.outbox_retention_hours).unwrap_or(i32::MAX);
+        let mut pruned = 0;
+        for _ in 0..PRUNE_BATCHES_PER_ROUND {
+            let mut transaction = self.pool.begin().await?;
+            let locked: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox-prune'))")
+                    .fetch_one(&mut *transaction)
+                    .await?;
+            if !locked {
+                break;
+            }
+            let deleted = sqlx::query(
+                "DELETE FROM outbox WHERE seq IN (
+                     SELECT seq FROM outbox WHERE published_at < now() - make_interval(hours => $1)
+                     ORDER BY seq LIMIT $2)",
+            )
+            .bind(hours)
+            .bind(PRUNE_BATCH)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            transaction.commit().await?;
+            pruned += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        self.metrics.outbox_pruned.inc_by(pruned);
+        Ok(pruned)
     }
 
     /// Publish one batch; returns how many rows were published.
