@@ -49,7 +49,8 @@ pub struct IngestionSection {
     pub report_deadline_working_days: u32,
     /// How long a confirmed subject is remembered in the process, in seconds.
     pub known_subject_seconds: u64,
-    /// Rows per transaction in `SubmitRecords`.
+    /// Rows per transaction in `SubmitRecords`. 4000: 4% more records a second than 2000 in the
+    /// benchmark (five alternated runs each), for about 20 MiB more memory under a full stream.
     pub batch: usize,
 }
 
@@ -59,7 +60,7 @@ impl Default for IngestionSection {
             registry_url: "http://127.0.0.1:50061".to_owned(),
             report_deadline_working_days: 0,
             known_subject_seconds: 600,
-            batch: 2000,
+            batch: 4000,
         }
     }
 }

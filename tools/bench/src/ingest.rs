@@ -97,7 +97,7 @@ pub async fn run() {
         platform: database.settings("ingestion", &redis_url()),
         ingestion: IngestionSection {
             registry_url: format!("http://{}", registry.address),
-            batch: harness::setting("BENCH_BATCH", 2000) as usize,
+            batch: harness::setting("BENCH_BATCH", IngestionSection::default().batch as u64) as usize,
             ..IngestionSection::default()
         },
     };
