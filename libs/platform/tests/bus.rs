@@ -80,6 +80,14 @@ async fn a_failed_handler_gets_the_event_again_without_a_restart() {
     task.await.unwrap();
 }
 
+/// The registry's schema with the platform's tables, and its Redis.
+async fn registry_outbox(database: &TestDatabase) -> (sqlx::PgPool, Redis) {
+    let pool = database.pool_of("registry").await;
+    PLATFORM_MIGRATOR.run(&pool).await.unwrap();
+    let redis_settings = database.settings("registry", &redis_url()).redis;
+    (pool, Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap())
+}
+
 /// A bulk batch's event is hundreds of kilobytes: Postgres stores it lz4-compressed (migration
 /// 0003), and the relay still publishes it byte for byte.
 #[tokio::test]
@@ -88,10 +96,7 @@ async fn a_batch_envelope_is_stored_compressed_and_published_unchanged() {
     use xinyong_proto::events::v1::{EntitiesRegistered, EntityRegistered};
 
     let database = TestDatabase::new().await;
-    let pool = database.pool_of("registry").await;
-    PLATFORM_MIGRATOR.run(&pool).await.unwrap();
-    let redis_settings = database.settings("registry", &redis_url()).redis;
-    let redis = Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap();
+    let (pool, redis) = registry_outbox(&database).await;
 
     let batch = EntitiesRegistered {
         entities: (0..2_000)
@@ -140,10 +145,7 @@ async fn a_batch_envelope_is_stored_compressed_and_published_unchanged() {
 #[tokio::test]
 async fn the_relay_prunes_published_rows_past_their_retention_and_nothing_else() {
     let database = TestDatabase::new().await;
-    let pool = database.pool_of("registry").await;
-    PLATFORM_MIGRATOR.run(&pool).await.unwrap();
-    let redis_settings = database.settings("registry", &redis_url()).redis;
-    let redis = Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap();
+    let (pool, redis) = registry_outbox(&database).await;
     let insert = |published_hours_ago: Option<i32>, created_hours_ago: i32, count: i32| {
         sqlx::query(
             "INSERT INTO outbox (event_id, event_type, envelope, created_at, published_at)

@@ -95,11 +95,7 @@ impl Relay {
         let mut pruned = 0;
         for _ in 0..PRUNE_BATCHES_PER_ROUND {
             let mut transaction = self.pool.begin().await?;
-            let locked: bool =
-                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox-prune'))")
-                    .fetch_one(&mut *transaction)
-                    .await?;
-            if !locked {
+            if !locked(&mut transaction, ":outbox-prune").await? {
                 break;
             }
             let deleted = sqlx::query(
@@ -125,12 +121,7 @@ impl Relay {
     /// Publish one batch; returns how many rows were published.
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
         let mut transaction = self.pool.begin().await?;
-        // The lock key is per schema, so only one relay of this service publishes at a time.
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox-relay'))")
-                .fetch_one(&mut *transaction)
-                .await?;
-        if !locked {
+        if !locked(&mut transaction, ":outbox-relay").await? {
             return Ok(0);
         }
         let rows = sqlx::query(
@@ -192,4 +183,13 @@ impl Relay {
         self.metrics.events_published.get_or_create(&StreamLabels { stream: key }).inc_by(sequences.len() as u64);
         Ok(sequences.len())
     }
+}
+
+/// Take the transaction-scoped advisory lock of `purpose` in this schema, if no one holds it. The
+/// key is per schema, so one replica of a service does that work at a time.
+async fn locked(transaction: &mut sqlx::PgConnection, purpose: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || $1))")
+        .bind(purpose)
+        .fetch_one(transaction)
+        .await
 }
