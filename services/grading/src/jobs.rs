@@ -188,6 +188,16 @@ pub async fn recompute(
             break;
         }
     }
+    if progress.changed > chunk.max(0) as u64 {
+        // More than a chunk's worth of grades changed: the planner's statistics of `grades`
+        // predate it (after a first recompute they say the table is empty), and until autovacuum
+        // gets round to it the next regrades look grades up by bitmap scans and sorts. With
+        // fresh statistics the pass in place took 3.8-3.9 s against 4.1-4.3 s, and Postgres's CPU
+        // after a new version was 6% lower. Sampling the table takes a fraction of a second.
+        if let Err(error) = sqlx::query("ANALYZE grades").execute(pool).await {
+            tracing::warn!(%error, "grades not analyzed after the recompute; autovacuum will");
+        }
+    }
     Ok(progress)
 }
 

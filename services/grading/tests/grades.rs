@@ -649,10 +649,22 @@ async fn a_recompute_of_everyone_grades_each_subject_by_its_own_records_and_a_se
         }
         last.unwrap()
     };
+    let analyzed = || async {
+        let analyzed: bool = sqlx::query_scalar(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
+             WHERE schemaname = current_schema() AND relname = 'grades'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        analyzed
+    };
+    assert!(!analyzed().await);
     let (_, before) = announced(&app).await;
     let first = recompute().await;
     assert!(first.finished);
     assert_eq!(first.subjects_done, 5);
+    assert!(analyzed().await, "more than a chunk of grades changed: their statistics are fresh");
     // One event per chunk of two; each text once in its event, not in every entry.
     let (_, bulk) = announced(&app).await;
     let bulk = &bulk[before.len()..];
