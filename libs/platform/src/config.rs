@@ -208,6 +208,8 @@ pub struct EventSettings {
     pub stream_max_len: usize,
     /// Hours a published outbox row is kept before the relay deletes it; 0 keeps them all.
     pub outbox_retention_hours: u64,
+    /// Hours a stream entry is kept, besides `stream_max_len`; 0 trims by count alone.
+    pub stream_retention_hours: u64,
     /// Fault injection for the end-to-end tests only: abort the process after publishing to Redis
     /// and before marking the outbox rows published. Never set it in production.
     pub fault_abort_after_publish: bool,
@@ -221,6 +223,7 @@ impl Default for EventSettings {
             relay_batch: 500,
             stream_max_len: 1_000_000,
             outbox_retention_hours: 168,
+            stream_retention_hours: 0,
             fault_abort_after_publish: false,
         }
     }

@@ -186,3 +186,46 @@ async fn the_relay_prunes_published_rows_past_their_retention_and_nothing_else()
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 3, "a retention of 0 keeps every row");
 }
+
+/// With a stream retention, publishing also trims entries older than it; without one, only the
+/// count bounds the stream.
+#[tokio::test]
+async fn publishing_trims_stream_entries_older_than_the_retention_when_one_is_set() {
+    let database = TestDatabase::new().await;
+    let (pool, redis) = registry_outbox(&database).await;
+    let key = redis.stream_key("registry");
+    let mut connection = redis.connection().await.unwrap();
+    let entries = |mut connection: redis::aio::ConnectionManager| {
+        let key = key.clone();
+        async move {
+            let reply: redis::streams::StreamRangeReply =
+                redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut connection).await.unwrap();
+            reply.ids.into_iter().map(|entry| entry.id).collect::<Vec<String>>()
+        }
+    };
+    // An entry from 1970, as a week-old one would look to a retention of an hour.
+    let _: String =
+        redis::cmd("XADD").arg(&key).arg("1000-0").arg("id").arg("old").query_async(&mut connection).await.unwrap();
+    let publish = |retention_hours: u64| {
+        let (pool, redis) = (pool.clone(), redis.clone());
+        async move {
+            let mut transaction = pool.begin().await.unwrap();
+            let event = EntityStatusChanged { credit_code: "91110000600037341L".into(), ..Default::default() };
+            bus::enqueue(&mut transaction, "registry", &event).await.unwrap();
+            transaction.commit().await.unwrap();
+            let settings = EventSettings { stream_retention_hours: retention_hours, ..EventSettings::default() };
+            let relay = Relay::new(pool, redis, "registry", settings, Metrics::new("registry"));
+            assert_eq!(relay.publish_batch().await.unwrap(), 1);
+        }
+    };
+
+    publish(0).await;
+    let kept = entries(connection.clone()).await;
+    assert_eq!(kept.len(), 2, "without a retention the old entry stays: {kept:?}");
+    assert_eq!(kept[0], "1000-0");
+
+    publish(1).await;
+    let kept = entries(connection).await;
+    assert_eq!(kept.len(), 2, "the old entry went, both new ones stayed: {kept:?}");
+    assert!(kept.iter().all(|id| id != "1000-0"));
+}

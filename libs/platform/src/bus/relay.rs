@@ -162,6 +162,21 @@ impl Relay {
                 .arg(envelope)
                 .ignore();
         }
+        if self.settings.stream_retention_hours > 0 {
+            // Entries older than the retention go too, whatever their number: a bulk batch's
+            // entry is hundreds of kilobytes, so a count alone does not bound the stream's memory.
+            // Exact trimming: it costs what it removes, and nothing when nothing is due.
+            let retention_ms = self.settings.stream_retention_hours.saturating_mul(3_600_000);
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64);
+            pipeline
+                .cmd("XTRIM")
+                .arg(&key)
+                .arg("MINID")
+                .arg(format!("{}-0", now_ms.saturating_sub(retention_ms)))
+                .ignore();
+        }
         pipeline.query_async::<()>(&mut connection).await?;
         if self.settings.fault_abort_after_publish {
             tracing::error!("fault injection: aborting after publishing and before marking the outbox");
