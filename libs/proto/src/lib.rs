@@ -20,17 +20,23 @@ pub mod events {
             pub fn into_grades_with_texts(self) -> Vec<GradeChanged> {
                 let GradesChanged { mut grades, reason_texts } = self;
                 for grade in &mut grades {
-                    for reason in &mut grade.reasons {
-                        if let Some(found) = reason_texts.iter().find(|text| {
-                            text.scheme == grade.scheme
-                                && text.rule_set_version == grade.rule_set_version
-                                && text.code == reason.code
-                        }) {
+                    let GradeChanged { scheme, rule_set_version, reasons, .. } = grade;
+                    for reason in reasons {
+                        if let Some(found) =
+                            reason_texts.iter().find(|text| text.is_for(scheme, *rule_set_version, &reason.code))
+                        {
                             reason.text.clone_from(&found.text);
                         }
                     }
                 }
                 grades
+            }
+        }
+
+        impl ReasonText {
+            /// Whether this is the text of reason `code` under `scheme`'s rule set `rule_set_version`.
+            pub fn is_for(&self, scheme: &str, rule_set_version: i32, code: &str) -> bool {
+                self.code == code && self.rule_set_version == rule_set_version && self.scheme == scheme
             }
         }
     }

@@ -674,11 +674,8 @@ fn texts_once(mut grades: Vec<GradeChanged>) -> GradesChanged {
         for reason in &mut grade.reasons {
             let text = std::mem::take(&mut reason.text);
             // A handful of distinct texts: a scan beats hashing two million keys.
-            let known = reason_texts.iter().any(|known| {
-                known.code == reason.code
-                    && known.rule_set_version == grade.rule_set_version
-                    && known.scheme == grade.scheme
-            });
+            let known =
+                reason_texts.iter().any(|known| known.is_for(&grade.scheme, grade.rule_set_version, &reason.code));
             if !known {
                 reason_texts.push(ReasonText {
                     scheme: grade.scheme.clone(),

@@ -41,16 +41,17 @@ pub fn record(index: u64, credit_code: &str) -> RecordInput {
     }
 }
 
-fn copy_line(index: u64, codes: &[String], out: &mut String) {
+/// The baseline's columns of record `index` as COPY text, without the line's end.
+fn copy_columns(index: u64, codes: &[String], out: &mut String) {
     use std::fmt::Write;
     let record = record(index, &codes[(index % codes.len() as u64) as usize]);
     let fields = format!(
         "{{\"content\": \"{}\", \"authority\": \"{}\", \"legal_basis\": \"{}\"}}",
         record.fields["content"], record.fields["authority"], record.fields["legal_basis"]
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "{:032x}\tbench\t{}\t{}\tpenalty\t4\t{}\t{}\t{}\t2",
+        "{:032x}\tbench\t{}\t{}\tpenalty\t4\t{}\t{}\t{}",
         u128::from(index),
         record.source_record_id,
         record.credit_code,
@@ -60,14 +61,17 @@ fn copy_line(index: u64, codes: &[String], out: &mut String) {
     );
 }
 
-/// A `copy_line` row with every other column of `ingestion.records` too, as the service fills
+fn copy_line(index: u64, codes: &[String], out: &mut String) {
+    copy_columns(index, codes, out);
+    out.push_str("\t2\n");
+}
+
+/// The baseline's columns with every other column of `ingestion.records` too, as the service fills
 /// them for these rows (a digest, the disclosure window, the reporting delay, who and when).
 fn own_table_line(index: u64, codes: &[String], out: &mut String) {
     use std::fmt::Write;
-    copy_line(index, codes, out);
-    // Its last column, the penalty kind, comes after `text` in the records table.
-    debug_assert!(out.ends_with("\t2\n"));
-    out.truncate(out.len() - "\t2\n".len());
+    copy_columns(index, codes, out);
+    // `text` comes before the penalty kind in the records table.
     let _ = writeln!(
         out,
         "\t\t2\t\\\\x{:032x}{:032x}\t1\t1\tf\t2021\tt\t2028-06-30\t2026-06-30\t2025-06-30\t3\t2026-01-01 00:00:00+00\t2026-01-01 00:00:00+00\tsubmitted\tbench\t",
