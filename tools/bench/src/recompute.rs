@@ -88,7 +88,9 @@ pub async fn run() {
             ..GradingSection::default()
         },
     };
-    settings.platform.database.max_connections = 8;
+    // A deployment's pool, not the tests' smaller one: a recompute runs as many chunks at once as
+    // half of it allows.
+    settings.platform.database.max_connections = xinyong_platform::config::DatabaseSettings::default().max_connections;
     let grading = harness::Running::start(|listener, stop| xinyong_grading::run(settings, listener, None, stop)).await;
     let mut client = GradingServiceClient::with_interceptor(
         xinyong_platform::testing::connect_when_serving(grading.address, "xinyong.grading.v1.GradingService").await,
