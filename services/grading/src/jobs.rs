@@ -168,9 +168,9 @@ pub async fn recompute(
     // Without a region, a chunk is every subject between its first and last code, and its facts
     // and grades are read as that range alone.
     let read = if scope.region_prefix.is_empty() { Read::WholeRange } else { Read::Listed };
+    let in_flight = chunks_in_flight(pool.options().get_max_connections());
     // The closures hand owned handles to their futures: futures that borrow from a closure's
     // captures are not `Send` for every lifetime, which a spawned task needs.
-    let in_flight = chunks_in_flight(pool.options().get_max_connections());
     let chunks = futures::stream::try_unfold(scope.resume_after.clone(), |after| {
         next_chunk(pool.clone(), after, pattern.clone(), chunk)
     });
