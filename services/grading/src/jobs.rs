@@ -150,8 +150,8 @@ fn chunks_in_flight(max_connections: u32) -> usize {
     CHUNKS_IN_FLIGHT.min((max_connections / 2).max(1) as usize)
 }
 
-/// Regrade every subject in scope, `chunk` subjects per transaction, in code order, up to
-/// [`CHUNKS_IN_FLIGHT`] chunks at a time. Memory is that many chunks. After each
+/// Regrade every subject in scope, `chunk` subjects per transaction, in code order, as many chunks
+/// at a time as [`chunks_in_flight`] gives for the pool. Memory is that many chunks. After each
 /// committed chunk, in order, `report` gets the progress so far and the last code of that chunk (a
 /// restart passes it as `resume_after`: every subject up to it is done); when `report` returns
 /// false the recompute stops there, once the chunks already under way have finished.

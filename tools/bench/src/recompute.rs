@@ -66,12 +66,25 @@ const SCAN: &str = "SELECT count(*) FROM (SELECT credit_code,
     WHERE active AND (disclosure_until IS NULL OR disclosure_until > $2)
     GROUP BY credit_code) per_subject";
 
-/// The log a pass wrote and the checkpoints it set off (`max_wal_size` outgrown): each is followed
-/// by full-page images of every page touched again, the first suspect when one run of a pass is
-/// much slower than another.
-async fn log_since(admin: &sqlx::PgPool, before: (i64, i64)) -> String {
-    let after = harness::wal_and_checkpoints(admin).await;
-    format!("log {} MB, {} checkpoints", (after.0 - before.0) >> 20, after.1 - before.1)
+/// What a pass cost besides its time: the CPU on each side, and the log it wrote with the
+/// checkpoints it set off (`max_wal_size` outgrown). Each checkpoint is followed by full-page
+/// images of every page touched again, the first suspect when one run of a pass is much slower
+/// than another.
+struct PassCost {
+    cpu: CpuUse,
+    log: (i64, i64),
+}
+
+impl PassCost {
+    async fn start(admin: &sqlx::PgPool) -> PassCost {
+        PassCost { cpu: CpuUse::now(admin).await, log: harness::wal_and_checkpoints(admin).await }
+    }
+
+    async fn spent(self, admin: &sqlx::PgPool) -> String {
+        let cpu = self.cpu.spent_until(&CpuUse::now(admin).await);
+        let log = harness::wal_and_checkpoints(admin).await;
+        format!("{cpu}; log {} MB, {} checkpoints", (log.0 - self.log.0) >> 20, log.1 - self.log.1)
+    }
 }
 
 pub async fn run() {
@@ -150,8 +163,7 @@ pub async fn run() {
         subjects * per_subject
     );
 
-    let cpu = CpuUse::now(&admin).await;
-    let log = harness::wal_and_checkpoints(&admin).await;
+    let cost = PassCost::start(&admin).await;
     let started = Instant::now();
     let mut progress = client
         .recompute(RecomputeRequest {
@@ -173,8 +185,7 @@ pub async fn run() {
         last = Some(message);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let first_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
-    let first_log = log_since(&admin, log).await;
+    let first_cost = cost.spent(&admin).await;
     let last = last.expect("a final message");
     assert!(last.finished);
     assert_eq!(last.subjects_done as u64, subjects);
@@ -185,14 +196,13 @@ pub async fn run() {
     .await
     .expect("grade counts");
     eprintln!(
-        "recompute: {subjects} subjects, {} grades written in {seconds:.1} s = {:.0} subjects/s ({first_cpu}; {first_log}); public_credit A..D: {grades:?}; peak RSS {:.0} MiB",
+        "recompute: {subjects} subjects, {} grades written in {seconds:.1} s = {:.0} subjects/s ({first_cost}); public_credit A..D: {grades:?}; peak RSS {:.0} MiB",
         last.grades_changed,
         subjects as f64 / seconds,
         crate::peak_rss_mib()
     );
     // Again, with every grade in place: what a periodic recompute that changes little costs.
-    let cpu = CpuUse::now(&admin).await;
-    let log = harness::wal_and_checkpoints(&admin).await;
+    let cost = PassCost::start(&admin).await;
     let again = Instant::now();
     let mut progress = client.recompute(RecomputeRequest::default()).await.expect("recompute starts").into_inner();
     let mut changed = 0;
@@ -200,10 +210,9 @@ pub async fn run() {
         changed = message.expect("progress").grades_changed;
     }
     let again_seconds = again.elapsed().as_secs_f64();
-    let again_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
-    let again_log = log_since(&admin, log).await;
+    let again_cost = cost.spent(&admin).await;
     eprintln!(
-        "recompute: again with every grade in place: {again_seconds:.1} s ({again_cpu}; {again_log}), {changed} changed (ratio {:.3})",
+        "recompute: again with every grade in place: {again_seconds:.1} s ({again_cost}), {changed} changed (ratio {:.3})",
         scan_seconds / again_seconds
     );
     // A new version of a scheme, and the recompute an operator runs after publishing it: every
@@ -213,8 +222,7 @@ pub async fn run() {
         .publish_rule_set(PublishRuleSetRequest { scheme: "public_credit".into(), document: stricter })
         .await
         .expect("a new version of public_credit");
-    let cpu = CpuUse::now(&admin).await;
-    let log = harness::wal_and_checkpoints(&admin).await;
+    let cost = PassCost::start(&admin).await;
     let republished = Instant::now();
     let mut progress = client
         .recompute(RecomputeRequest { scheme: "public_credit".into(), ..RecomputeRequest::default() })
@@ -226,11 +234,10 @@ pub async fn run() {
         rewritten = message.expect("progress").grades_changed;
     }
     let republished_seconds = republished.elapsed().as_secs_f64();
-    let republished_cpu = cpu.spent_until(&CpuUse::now(&admin).await);
-    let republished_log = log_since(&admin, log).await;
+    let republished_cost = cost.spent(&admin).await;
     assert_eq!(rewritten as u64, subjects, "every public_credit grade names the new version");
     eprintln!(
-        "recompute: public_credit after a new version: {republished_seconds:.1} s ({republished_cpu}; {republished_log}), {rewritten} grades rewritten (ratio {:.3})",
+        "recompute: public_credit after a new version: {republished_seconds:.1} s ({republished_cost}), {rewritten} grades rewritten (ratio {:.3})",
         scan_seconds / republished_seconds
     );
     let size: String = sqlx::query_scalar(
