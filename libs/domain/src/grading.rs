@@ -41,7 +41,9 @@ pub enum Grade {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFact {
     pub record_id: String,
-    pub category: String,
+    /// The catalogue's code, e.g. `penalty` (borrowed when it is one of the catalogue's seeded
+    /// categories, as for nature below).
+    pub category: Cow<'static, str>,
     /// `POSITIVE`, `NEUTRAL`, `MINOR`, `GENERAL_DISHONESTY`, `SERIOUS_DISHONESTY` (borrowed when
     /// it comes from a fixed table, as it does for millions of records in a recompute).
     pub nature: Cow<'static, str>,
@@ -378,7 +380,7 @@ fn matches<'a>(
             let found: Vec<&RecordFact> = counting
                 .iter()
                 .copied()
-                .filter(|record| filter.categories.contains(&record.category))
+                .filter(|record| filter.categories.iter().any(|category| *category == record.category))
                 .filter(|record| record.removed_on.is_none_or(|removed| removed > subject.as_of))
                 .filter(|record| {
                     record

@@ -134,12 +134,68 @@ fn penalty_kind_name(kind: i16) -> &'static str {
     }
 }
 
+/// The categories ingestion's catalogue is seeded with: a fact of one of them borrows its name
+/// rather than owning a copy (a recompute reads five million facts). A category added to the
+/// catalogue later is owned, and works the same.
+const SEEDED_CATEGORIES: [&str; 15] = [
+    "licence",
+    "penalty",
+    "enforcement",
+    "confirmation",
+    "reward",
+    "payment",
+    "inspection_result",
+    "abnormal_operation_list",
+    "serious_dishonesty_list",
+    "dishonest_judgment_debtor",
+    "tax_arrears",
+    "utility_arrears",
+    "commitment_kept",
+    "commitment_broken",
+    "self_declared",
+];
+
+fn category_name(category: &str) -> Cow<'static, str> {
+    SEEDED_CATEGORIES
+        .iter()
+        .find(|seeded| **seeded == category)
+        .map_or_else(|| Cow::Owned(category.to_owned()), |seeded| Cow::Borrowed(*seeded))
+}
+
+/// Hands out one allocation per distinct text among consecutive rows: the reads come in code
+/// order, so a subject's facts and grades share its code, and the grades of a chunk share a
+/// handful of scheme names. A recompute reads seven million such rows, and allocating each text
+/// anew (with each category) cost a pass over grades in place about a tenth of the service's CPU
+/// (docs/BENCHMARKS.md, fifteenth session).
+#[derive(Default)]
+struct SharedTexts {
+    /// The texts seen last, newest at the end; a handful at most.
+    recent: Vec<Arc<str>>,
+}
+
+impl SharedTexts {
+    /// Texts remembered: a code repeats in the next rows only, a scheme name every few rows.
+    const KEPT: usize = 8;
+
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(known) = self.recent.iter().rev().find(|known| ***known == *text) {
+            return known.clone();
+        }
+        if self.recent.len() == Self::KEPT {
+            self.recent.remove(0);
+        }
+        let fresh: Arc<str> = Arc::from(text);
+        self.recent.push(fresh.clone());
+        fresh
+    }
+}
+
 /// Decoded by position (see its `FromRow`): a recompute decodes millions.
 #[derive(Debug)]
 struct FactRow {
-    credit_code: String,
+    credit_code: Arc<str>,
     record_id: String,
-    category: String,
+    category: Cow<'static, str>,
     nature: i16,
     penalty_kind: i16,
     decided_on: NaiveDate,
@@ -162,9 +218,9 @@ const FACT_COLUMNS: &str = "credit_code, record_id, category,
 impl<'r> FromRow<'r, PgRow> for FactRow {
     fn from_row(row: &'r PgRow) -> Result<FactRow, sqlx::Error> {
         Ok(FactRow::unpacked(
-            row.try_get(0)?,
+            Arc::from(row.try_get::<&str, _>(0)?),
             &row.try_get(1)?,
-            row.try_get(2)?,
+            category_name(row.try_get(2)?),
             row.try_get(3)?,
             row.try_get(4)?,
             row.try_get(5)?,
@@ -175,11 +231,11 @@ impl<'r> FromRow<'r, PgRow> for FactRow {
 
 impl FactRow {
     /// A row of the COPY of the same columns.
-    fn from_binary(row: &mut BinaryRow<'_, '_>) -> Result<FactRow, sqlx::Error> {
+    fn from_binary(row: &mut BinaryRow<'_, '_>, codes: &mut SharedTexts) -> Result<FactRow, sqlx::Error> {
         Ok(FactRow::unpacked(
-            row.text()?.to_owned(),
+            codes.get(row.text()?),
             &row.uuid()?,
-            row.text()?.to_owned(),
+            category_name(row.text()?),
             row.int4()?,
             row.date()?,
             row.optional_date()?,
@@ -188,9 +244,9 @@ impl FactRow {
     }
 
     fn unpacked(
-        credit_code: String,
+        credit_code: Arc<str>,
         record_id: &uuid::Uuid,
-        category: String,
+        category: Cow<'static, str>,
         packed: i32,
         decided_on: NaiveDate,
         disclosure_until: Option<NaiveDate>,
@@ -266,21 +322,33 @@ pub struct GradeRow {
 pub const GRADE_COLUMNS: &str = "credit_code, scheme, grade, rule_set_version, reasons, as_of, graded_at, review_on";
 
 /// What a regrade needs of the current grade to tell whether anything changed.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 struct CurrentGrade {
-    credit_code: String,
-    scheme: String,
+    credit_code: Arc<str>,
+    scheme: Arc<str>,
     grade: i16,
     digest: i64,
     review_on: Option<NaiveDate>,
 }
 
+impl<'r> FromRow<'r, PgRow> for CurrentGrade {
+    fn from_row(row: &'r PgRow) -> Result<CurrentGrade, sqlx::Error> {
+        Ok(CurrentGrade {
+            credit_code: Arc::from(row.try_get::<&str, _>("credit_code")?),
+            scheme: Arc::from(row.try_get::<&str, _>("scheme")?),
+            grade: row.try_get("grade")?,
+            digest: row.try_get("digest")?,
+            review_on: row.try_get("review_on")?,
+        })
+    }
+}
+
 impl CurrentGrade {
     /// A row of the COPY of the same columns.
-    fn from_binary(row: &mut BinaryRow<'_, '_>) -> Result<CurrentGrade, sqlx::Error> {
+    fn from_binary(row: &mut BinaryRow<'_, '_>, texts: &mut SharedTexts) -> Result<CurrentGrade, sqlx::Error> {
         Ok(CurrentGrade {
-            credit_code: row.text()?.to_owned(),
-            scheme: row.text()?.to_owned(),
+            credit_code: texts.get(row.text()?),
+            scheme: texts.get(row.text()?),
             grade: row.int2()?,
             digest: row.int8()?,
             review_on: row.optional_date()?,
@@ -460,12 +528,15 @@ impl Grader {
                         select.replacen("$1", &copy::literal(first), 1).replacen("$2", &copy::literal(last), 1);
                     format!("COPY ({select}) TO STDOUT WITH (FORMAT binary)")
                 };
-                let facts =
-                    copy::copy_out_rows(connection, &as_copy(&in_range(&select_facts, "")), 7, FactRow::from_binary)
-                        .await?;
-                let current =
-                    copy::copy_out_rows(connection, &as_copy(&in_range(CURRENT, "")), 5, CurrentGrade::from_binary)
-                        .await?;
+                let mut texts = SharedTexts::default();
+                let facts = copy::copy_out_rows(connection, &as_copy(&in_range(&select_facts, "")), 7, |row| {
+                    FactRow::from_binary(row, &mut texts)
+                })
+                .await?;
+                let current = copy::copy_out_rows(connection, &as_copy(&in_range(CURRENT, "")), 5, |row| {
+                    CurrentGrade::from_binary(row, &mut texts)
+                })
+                .await?;
                 (facts, current)
             }
         };
@@ -477,13 +548,13 @@ impl Grader {
         for (code, status) in subjects {
             let mut subject_records = Vec::new();
             let mut subject_grades = Vec::new();
-            while let Some(row) = facts.next_if(|row| row.credit_code <= *code) {
-                if row.credit_code == *code {
+            while let Some(row) = facts.next_if(|row| *row.credit_code <= **code) {
+                if *row.credit_code == **code {
                     subject_records.push(row.into_fact());
                 }
             }
-            while let Some(row) = current.next_if(|row| row.credit_code <= *code) {
-                if row.credit_code == *code {
+            while let Some(row) = current.next_if(|row| *row.credit_code <= **code) {
+                if *row.credit_code == **code {
                     subject_grades.push(row);
                 }
             }
@@ -495,7 +566,7 @@ impl Grader {
                 let digest = digest(grade, scheme.version, &evaluation.reasons);
                 let previous = subject_grades
                     .iter()
-                    .position(|row| row.scheme == scheme.name)
+                    .position(|row| *row.scheme == *scheme.name)
                     .map(|index| subject_grades.swap_remove(index));
                 let same = previous.as_ref().is_some_and(|previous| previous.digest == digest);
                 if same {
@@ -720,4 +791,34 @@ pub async fn stored_grade(pool: &PgPool, credit_code: &str, scheme: &str) -> Res
         .bind(scheme)
         .fetch_optional(pool)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_texts_hand_out_the_text_asked_for_and_share_repeats() {
+        let mut texts = SharedTexts::default();
+        let first = texts.get("91110000000000000A");
+        let again = texts.get("91110000000000000A");
+        assert!(Arc::ptr_eq(&first, &again), "a repeated code shares its allocation");
+        let scheme = texts.get("public_credit");
+        // More distinct texts than are kept: each still comes back as asked.
+        for index in 0..3 * SharedTexts::KEPT {
+            let code = format!("9111000000000{index:05}");
+            assert_eq!(&*texts.get(&code), code);
+            assert_eq!(&*texts.get("public_credit"), "public_credit");
+        }
+        assert_eq!(&*scheme, "public_credit");
+        assert_eq!(&*texts.get("91110000000000000A"), "91110000000000000A");
+    }
+
+    #[test]
+    fn a_seeded_category_is_borrowed_and_any_other_is_kept_as_given() {
+        assert!(matches!(category_name("penalty"), Cow::Borrowed("penalty")));
+        assert!(
+            matches!(category_name("district_pilot_rating"), Cow::Owned(ref name) if name == "district_pilot_rating")
+        );
+    }
 }
