@@ -169,7 +169,8 @@ fn category_name(category: &str) -> Cow<'static, str> {
 /// (docs/BENCHMARKS.md, fifteenth session).
 #[derive(Default)]
 struct SharedTexts {
-    /// The texts seen last, newest at the end; a handful at most.
+    /// The texts last allocated, newest at the end. A hit does not move its text, so a scheme's
+    /// name is allocated again once eight codes have come after it: once per few subjects.
     recent: Vec<Arc<str>>,
 }
 
