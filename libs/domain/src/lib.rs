@@ -16,8 +16,23 @@ pub fn trimmed(text: String) -> String {
     if text.trim().len() == text.len() { text } else { text.trim().to_owned() }
 }
 
+/// More than `limit` characters? Limits on what callers send count characters (a Chinese name is
+/// three bytes a character), and counting needs a walk over the text; but no text of at most
+/// `limit` bytes can have more characters than that, so most texts need no walk.
+pub fn longer_than(text: &str, limit: usize) -> bool {
+    text.len() > limit && text.chars().count() > limit
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn longer_than_counts_characters_not_bytes() {
+        assert!(!super::longer_than(&"号".repeat(4), 4), "4 characters, 12 bytes");
+        assert!(super::longer_than(&"号".repeat(5), 4));
+        assert!(!super::longer_than("abcd", 4));
+        assert!(super::longer_than("abcde", 4));
+    }
+
     #[test]
     fn trimmed_cuts_surrounding_spaces_and_keeps_inner_ones() {
         assert_eq!(super::trimmed(" 张 三\u{3000}".to_owned()), "张 三");

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use xinyong_domain::calendar::parse_day;
-use xinyong_domain::trimmed;
+use xinyong_domain::{longer_than, trimmed};
 
 use chrono::{Datelike, Months, NaiveDate};
 use sha2::{Digest, Sha256};
@@ -84,12 +84,6 @@ fn digest(record: &ValidRecord) -> Vec<u8> {
     Sha256::digest(&canonical).to_vec()
 }
 
-/// More than `limit` characters? Counting needs a walk over the text, but no text of at most
-/// `limit` bytes can have more characters than that.
-fn exceeds(text: &str, limit: usize) -> bool {
-    text.len() > limit && text.chars().count() > limit
-}
-
 /// Validate a submission against the catalogue. Every problem is reported, each naming its field.
 /// Takes the submission whole: its strings (six and the fields, for every row of a bulk load)
 /// move into the record instead of being copied.
@@ -113,7 +107,7 @@ pub fn validate(
             "source_record_id",
             "required: your own id of the record, the key that makes a resend harmless",
         ));
-    } else if exceeds(source_record_id.as_str(), 128) {
+    } else if longer_than(&source_record_id, 128) {
         problems.push(violation("source_record_id", "at most 128 characters"));
     }
     let category = catalogue.get(input.category.trim());
@@ -166,7 +160,7 @@ pub fn validate(
         }
     };
     let document_number = trimmed(input.document_number);
-    if exceeds(document_number.as_str(), 200) {
+    if longer_than(&document_number, 200) {
         problems.push(violation("document_number", "at most 200 characters"));
     }
     // One look at every entry decides whether anything needs dropping or trimming; a bulk load's
@@ -226,7 +220,7 @@ pub fn validate(
             .push(violation("penalty_kind", "required for penalties: the most severe kind imposed (WARNING, FINE, …)"));
     }
     let text = trimmed(input.text);
-    if exceeds(text.as_str(), 4000) {
+    if longer_than(&text, 4000) {
         problems.push(violation("text", "at most 4000 characters"));
     }
     match (credit_code, category, nature, decided_on) {

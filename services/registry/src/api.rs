@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use xinyong_domain::credit_code::{CodeKind, CreditCode};
-use xinyong_domain::registration_number;
+use xinyong_domain::{longer_than, registration_number};
 use xinyong_platform::batches::Batches;
 use xinyong_platform::bus::Announce;
 use xinyong_platform::identity::PERMISSION_PERSONAL_DATA;
@@ -248,7 +248,7 @@ impl RegistryService for Registry {
         let reason = request.reason.trim();
         if reason.is_empty() {
             problems.push(violation("reason", "required: why the status changes, e.g. the decision document number"));
-        } else if reason.chars().count() > 500 {
+        } else if longer_than(reason, 500) {
             problems.push(violation("reason", "at most 500 characters"));
         }
         let (Some(code), Some(effective_on)) = (code, effective_on) else {
@@ -333,7 +333,7 @@ impl RegistryService for Registry {
                 "reason",
                 "required: why the data changes, e.g. the change registration's document number",
             ));
-        } else if reason.chars().count() > 500 {
+        } else if longer_than(reason, 500) {
             problems.push(violation("reason", "at most 500 characters"));
         }
         let entity = request.entity.ok_or_else(|| Status::from(ApiError::invalid("entity", "required")))?;

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use xinyong_domain::credit_code::{CodeKind, CreditCode};
-use xinyong_domain::{masking, name, registration_number, resident_id, trimmed};
+use xinyong_domain::{longer_than, masking, name, registration_number, resident_id, trimmed};
 use xinyong_platform::violation;
 use xinyong_proto::common::v1::{EntityStatus, FieldViolation, SubjectKind};
 use xinyong_proto::registry::v1::Entity;
@@ -120,7 +120,7 @@ pub fn validate(entity: Entity, today: NaiveDate, allow_status: bool) -> Result<
     let name = trimmed(entity.name);
     if name.is_empty() {
         problems.push(violation("name", "required"));
-    } else if name.chars().count() > 200 {
+    } else if longer_than(&name, 200) {
         problems.push(violation("name", "at most 200 characters"));
     }
 
@@ -185,7 +185,7 @@ pub fn validate(entity: Entity, today: NaiveDate, allow_status: bool) -> Result<
     }
 
     let business_scope = trimmed(entity.business_scope);
-    if business_scope.chars().count() > 4000 {
+    if longer_than(&business_scope, 4000) {
         problems.push(violation("business_scope", "at most 4000 characters"));
     }
 
@@ -220,13 +220,13 @@ pub fn validate(entity: Entity, today: NaiveDate, allow_status: bool) -> Result<
     };
 
     let address = trimmed(entity.address);
-    if address.chars().count() > 500 {
+    if longer_than(&address, 500) {
         problems.push(violation("address", "at most 500 characters"));
     }
 
     let representative = entity.legal_representative.unwrap_or_default();
     let representative_name = trimmed(representative.name);
-    if representative_name.chars().count() > 100 {
+    if longer_than(&representative_name, 100) {
         problems.push(violation("legal_representative.name", "at most 100 characters"));
     }
     let representative_id = match representative.id_number.trim() {
