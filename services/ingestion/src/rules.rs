@@ -62,19 +62,20 @@ pub fn may_report(permissions: &[String], category: &str) -> bool {
 /// feeding the hasher part by part, without its buffering step for each of a dozen short parts
 /// on every row of a bulk load.
 fn digest(record: &ValidRecord) -> Vec<u8> {
-    use std::io::Write;
     let mut canonical = Vec::with_capacity(256);
-    for part in [record.credit_code.as_str(), record.source_record_id.as_str(), record.category.as_str()] {
+    for part in [
+        record.credit_code.as_str(),
+        record.source_record_id.as_str(),
+        record.category.as_str(),
+        &(record.nature as i32).to_string(),
+        &xinyong_domain::calendar::day_text(record.decided_on),
+        record.document_number.as_str(),
+        record.text.as_str(),
+        &(record.penalty_kind as i32).to_string(),
+    ] {
         canonical.extend_from_slice(part.as_bytes());
         canonical.push(0x1f);
     }
-    let _ =
-        write!(canonical, "{}\x1f{}\x1f", record.nature as i32, xinyong_domain::calendar::day_text(record.decided_on));
-    for part in [record.document_number.as_str(), record.text.as_str()] {
-        canonical.extend_from_slice(part.as_bytes());
-        canonical.push(0x1f);
-    }
-    let _ = write!(canonical, "{}\x1f", record.penalty_kind as i32);
     for (name, value) in &record.fields {
         canonical.extend_from_slice(name.as_bytes());
         canonical.push(0x1e);
@@ -164,21 +165,20 @@ pub fn validate(
         problems.push(violation("document_number", "at most 200 characters"));
     }
     // One look at every entry decides whether anything needs dropping or trimming; a bulk load's
-    // fields rarely do, and `retain` on a map walks it even when it keeps every entry. The map is
-    // sorted by name already (the message's map is a BTreeMap); trimming keeps the order but for
-    // names with surrounding spaces, so the map is rebuilt to put those back in place.
+    // fields rarely do, and rebuilding the map for every row would cost a walk and a new tree.
+    // The map is sorted by name already (the message's map is a BTreeMap); trimming keeps the
+    // order but for names with surrounding spaces, so the map is rebuilt to put those in place.
     let mut fields = input.fields;
-    let (mut blank, mut untrimmed) = (false, false);
-    for (name, value) in &fields {
+    let clean = fields.iter().all(|(name, value)| {
         let kept = value.trim();
-        blank |= kept.is_empty();
-        untrimmed |= kept.len() != value.len() || name.trim().len() != name.len();
-    }
-    if blank {
-        fields.retain(|_, value| !value.trim().is_empty());
-    }
-    if untrimmed {
-        fields = fields.into_iter().map(|(name, value)| (trimmed(name), trimmed(value))).collect();
+        !kept.is_empty() && kept.len() == value.len() && name.trim().len() == name.len()
+    });
+    if !clean {
+        fields = fields
+            .into_iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .map(|(name, value)| (trimmed(name), trimmed(value)))
+            .collect();
     }
     if let Some(category) = category {
         for required in &category.required_fields {
