@@ -39,13 +39,18 @@ fn push_number(out: &mut String, value: u64, width: usize) {
 /// and formatting was an eighth of the benchmark process's CPU.
 pub(crate) fn joined(parts: &[Part]) -> String {
     let mut out = String::with_capacity(48);
+    join_into(&mut out, parts);
+    out
+}
+
+/// `parts` joined onto the end of `out`.
+pub(crate) fn join_into(out: &mut String, parts: &[Part]) {
     for part in parts {
         match *part {
             Part::Text(text) => out.push_str(text),
-            Part::Number(value, width) => push_number(&mut out, value, width),
+            Part::Number(value, width) => push_number(out, value, width),
         }
     }
-    out
 }
 
 pub(crate) enum Part<'a> {
