@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 
 use crate::cache::GradeCache;
@@ -154,7 +154,9 @@ fn chunks_in_flight(max_connections: u32) -> usize {
 /// at a time as [`chunks_in_flight`] gives for the pool. Memory is that many chunks. After each
 /// committed chunk, in order, `report` gets the progress so far and the last code of that chunk (a
 /// restart passes it as `resume_after`: every subject up to it is done); when `report` returns
-/// false the recompute stops there, once the chunks already under way have finished.
+/// false the recompute stops there, once the chunks already under way have finished. A chunk that
+/// commits before an earlier one is reported after it; if the recompute stops in between, a
+/// restart regrades it again, which changes nothing.
 pub async fn recompute(
     pool: &PgPool,
     grader: &Grader,
@@ -175,7 +177,9 @@ pub async fn recompute(
         next_chunk(pool.clone(), after, pattern.clone(), chunk)
     });
     let regraded = chunks
-        .map_ok(|chunk| {
+        .zip(futures::stream::iter(0u64..))
+        .map(|(chunk, number)| chunk.map(|chunk| (chunk, number)))
+        .map_ok(|(chunk, number)| {
             // Each chunk runs as a task of its own: when the recompute stops (its client went
             // away), a chunk already under way still commits and drops the cache entries it
             // changed. Dropped between the two, it left those subjects' old grades in Redis
@@ -184,21 +188,27 @@ pub async fn recompute(
                 tokio::spawn(regrade_chunk(grader.clone(), cache.clone(), scope.scheme.clone(), read, as_of, chunk));
             async move {
                 match task.await {
-                    Ok(result) => result,
+                    Ok(result) => result.map(|done| (number, done)),
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                     // Cancelled: the runtime is shutting down, and the pool with it.
                     Err(_) => Err(sqlx::Error::PoolClosed),
                 }
             }
         })
-        .try_buffered(in_flight);
+        // Unordered: a chunk that finished behind a slower one frees its place at once, where in
+        // order it held it until every chunk before it had finished.
+        .try_buffer_unordered(in_flight);
     futures::pin_mut!(regraded);
     let mut progress = Progress::default();
-    while let Some((subjects, changed, last)) = regraded.try_next().await? {
-        progress.subjects += subjects as u64;
-        progress.changed += changed as u64;
-        if !report(progress, &last) {
-            break;
+    let mut finished = InOrder::default();
+    'chunks: while let Some((number, done)) = regraded.try_next().await? {
+        finished.insert(number, done);
+        while let Some((subjects, changed, last)) = finished.next() {
+            progress.subjects += subjects as u64;
+            progress.changed += changed as u64;
+            if !report(progress, &last) {
+                break 'chunks;
+            }
         }
     }
     if progress.changed > chunk.max(0) as u64 {
@@ -212,6 +222,32 @@ pub async fn recompute(
         }
     }
     Ok(progress)
+}
+
+/// Items numbered 0, 1, 2, … that arrive in any order, handed out in their numbers' order: chunks
+/// finished ahead of an earlier one wait here (a handful of counts) until it has finished.
+struct InOrder<T> {
+    next: u64,
+    held: std::collections::BTreeMap<u64, T>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder { next: 0, held: std::collections::BTreeMap::new() }
+    }
+}
+
+impl<T> InOrder<T> {
+    fn insert(&mut self, number: u64, item: T) {
+        self.held.insert(number, item);
+    }
+
+    /// The next item in order, if it has arrived.
+    fn next(&mut self) -> Option<T> {
+        let item = self.held.remove(&self.next)?;
+        self.next += 1;
+        Some(item)
+    }
 }
 
 /// A recompute's chunk: its transaction, which holds the locks on its subjects, and those
@@ -273,5 +309,21 @@ mod tests {
         assert_eq!(chunks_in_flight(8), 4);
         assert_eq!(chunks_in_flight(3), 1);
         assert_eq!(chunks_in_flight(1), 1);
+    }
+
+    /// Progress and the resume point only ever move past chunks that have all finished.
+    #[test]
+    fn chunks_finished_out_of_order_are_handed_out_in_order() {
+        let mut finished = InOrder::default();
+        finished.insert(2, "c");
+        finished.insert(1, "b");
+        assert_eq!(finished.next(), None, "chunk 0 has not finished");
+        finished.insert(0, "a");
+        assert_eq!([finished.next(), finished.next(), finished.next()], [Some("a"), Some("b"), Some("c")]);
+        assert_eq!(finished.next(), None);
+        finished.insert(4, "e");
+        assert_eq!(finished.next(), None, "chunk 3 has not finished");
+        finished.insert(3, "d");
+        assert_eq!([finished.next(), finished.next()], [Some("d"), Some("e")]);
     }
 }

@@ -212,8 +212,7 @@ pub async fn run() {
     let subjects = harness::setting("BENCH_SUBJECTS", 10_000);
     let database = TestDatabase::new().await;
     let admin = harness::admin_pool(&database).await;
-    let codes: Arc<Vec<String>> =
-        Arc::new((0..subjects).map(|index| import::subject(index).credit_code).collect());
+    let codes: Arc<Vec<String>> = Arc::new((0..subjects).map(|index| import::subject(index).credit_code).collect());
     let before_copy = harness::wal_and_checkpoints(&admin).await;
     let cpu_before_copy = harness::CpuUse::now(&admin).await;
     let copy_rate = harness::copy_baseline(
