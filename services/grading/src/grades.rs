@@ -761,24 +761,7 @@ enum Event {
 /// grades: two owned strings a grade, every reason's code and record ids copied, a length pass
 /// and an encoding pass over them, and as many frees.
 fn grades_changed(changes: &[Change]) -> Vec<u8> {
-    use prost::encoding::{WireType, encode_key, encode_varint};
-    // Proto3 leaves out empty strings, zeros and false, but not the elements of a repeated field.
-    fn text(tag: u32, value: &str, out: &mut Vec<u8>) {
-        if !value.is_empty() {
-            element(tag, value.as_bytes(), out);
-        }
-    }
-    fn element(tag: u32, value: &[u8], out: &mut Vec<u8>) {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(value.len() as u64, out);
-        out.extend_from_slice(value);
-    }
-    fn number(tag: u32, value: i64, out: &mut Vec<u8>) {
-        if value != 0 {
-            encode_key(tag, WireType::Varint, out);
-            encode_varint(value as u64, out);
-        }
-    }
+    use bus::wire::{element, number, text};
     let mut out = Vec::with_capacity(changes.len() * 160);
     let (mut grade, mut reason) = (Vec::with_capacity(256), Vec::with_capacity(128));
     // A handful of distinct texts: a scan beats hashing two million keys.

@@ -478,26 +478,7 @@ async fn announce_accepted(
 /// `RecordIngested` per row and encoding them (a test holds it to that), without the nine owned
 /// strings each record took first, on the path of every row of a bulk load.
 fn records_ingested(rows: &[&NewRecord], department_id: &str) -> Vec<u8> {
-    use prost::encoding::{WireType, encode_key, encode_varint};
-    // Proto3 leaves out empty strings, zeros and false.
-    fn text(tag: u32, value: &str, out: &mut Vec<u8>) {
-        if !value.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, out);
-            encode_varint(value.len() as u64, out);
-            out.extend_from_slice(value.as_bytes());
-        }
-    }
-    fn number(tag: u32, value: i64, out: &mut Vec<u8>) {
-        if value != 0 {
-            encode_key(tag, WireType::Varint, out);
-            encode_varint(value as u64, out);
-        }
-    }
-    fn message(tag: u32, body: &[u8], out: &mut Vec<u8>) {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(body.len() as u64, out);
-        out.extend_from_slice(body);
-    }
+    use bus::wire::{element, number, text};
     let mut out = Vec::with_capacity(rows.len() * 200);
     let (mut record, mut facts) = (Vec::with_capacity(200), Vec::with_capacity(80));
     let mut id = Uuid::encode_buffer();
@@ -520,8 +501,8 @@ fn records_ingested(rows: &[&NewRecord], department_id: &str) -> Vec<u8> {
         text(4, &valid.category, &mut record);
         number(5, valid.nature as i64, &mut record);
         text(6, &decided_on, &mut record);
-        message(7, &facts, &mut record);
-        message(1, &record, &mut out);
+        element(7, &facts, &mut record);
+        element(1, &record, &mut out);
     }
     out
 }

@@ -11,6 +11,7 @@
 pub mod consumer;
 pub mod outbox;
 pub mod relay;
+pub mod wire;
 
 pub use consumer::{Consumer, EventHandler, HandlerError};
 pub use outbox::{Announce, Event, announce, enqueue, enqueue_batch, enqueue_encoded};
