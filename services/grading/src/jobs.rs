@@ -177,9 +177,9 @@ pub async fn recompute(
         next_chunk(pool.clone(), after, pattern.clone(), chunk)
     });
     let regraded = chunks
-        .zip(futures::stream::iter(0u64..))
-        .map(|(chunk, number)| chunk.map(|chunk| (chunk, number)))
-        .map_ok(|(chunk, number)| {
+        .enumerate()
+        .map(|(number, chunk)| chunk.map(|chunk| (number, chunk)))
+        .map_ok(|(number, chunk)| {
             // Each chunk runs as a task of its own: when the recompute stops (its client went
             // away), a chunk already under way still commits and drops the cache entries it
             // changed. Dropped between the two, it left those subjects' old grades in Redis
@@ -227,8 +227,8 @@ pub async fn recompute(
 /// Items numbered 0, 1, 2, … that arrive in any order, handed out in their numbers' order: chunks
 /// finished ahead of an earlier one wait here (a handful of counts) until it has finished.
 struct InOrder<T> {
-    next: u64,
-    held: std::collections::BTreeMap<u64, T>,
+    next: usize,
+    held: std::collections::BTreeMap<usize, T>,
 }
 
 impl<T> Default for InOrder<T> {
@@ -238,7 +238,7 @@ impl<T> Default for InOrder<T> {
 }
 
 impl<T> InOrder<T> {
-    fn insert(&mut self, number: u64, item: T) {
+    fn insert(&mut self, number: usize, item: T) {
         self.held.insert(number, item);
     }
 
