@@ -111,6 +111,7 @@ impl Encoder for LoadEncoder {
 #[derive(Default)]
 struct Scratch {
     text: String,
+    entry: Vec<u8>,
     record: Vec<u8>,
     request: Vec<u8>,
 }
@@ -119,53 +120,36 @@ impl Scratch {
     /// The protobuf encoding of row `index`'s `SubmitRecordsRequest`: fields in number order, the
     /// map's entries in key order, fields at their default left out — as prost writes them.
     fn request(&mut self, index: u64, credit_code: &str) -> &[u8] {
-        use prost::encoding::encode_varint;
+        use xinyong_platform::bus::wire::{element, number, text};
         let spelling = spelling(index);
-        let record = &mut self.record;
+        let Scratch { text: buffer, entry, record, request } = self;
         record.clear();
-        bytes_field(1, credit_code.as_bytes(), record);
-        self.text.clear();
-        join_into(&mut self.text, &spelling.source_record_id);
-        bytes_field(2, self.text.as_bytes(), record);
-        bytes_field(3, b"penalty", record);
-        self.text.clear();
-        join_into(&mut self.text, &spelling.decided_on);
-        bytes_field(5, self.text.as_bytes(), record);
-        self.text.clear();
-        join_into(&mut self.text, &spelling.document_number);
-        bytes_field(6, self.text.as_bytes(), record);
-        self.text.clear();
-        join_into(&mut self.text, &spelling.content);
-        for (name, value) in [("authority", AUTHORITY), ("content", &self.text), ("legal_basis", LEGAL_BASIS)] {
-            record.push(7 << 3 | 2);
-            encode_varint((bytes_field_len(name.len()) + bytes_field_len(value.len())) as u64, record);
-            bytes_field(1, name.as_bytes(), record);
-            bytes_field(2, value.as_bytes(), record);
+        text(1, credit_code, record);
+        buffer.clear();
+        join_into(buffer, &spelling.source_record_id);
+        text(2, buffer, record);
+        text(3, "penalty", record);
+        buffer.clear();
+        join_into(buffer, &spelling.decided_on);
+        text(5, buffer, record);
+        buffer.clear();
+        join_into(buffer, &spelling.document_number);
+        text(6, buffer, record);
+        buffer.clear();
+        join_into(buffer, &spelling.content);
+        for (name, value) in [("authority", AUTHORITY), ("content", buffer.as_str()), ("legal_basis", LEGAL_BASIS)] {
+            entry.clear();
+            text(1, name, entry);
+            text(2, value, entry);
+            element(7, entry, record);
         }
-        record.push(9 << 3);
-        encode_varint(PenaltyKind::Fine as u64, record);
+        number(9, PenaltyKind::Fine as i64, record);
 
-        let request = &mut self.request;
         request.clear();
-        if index != 0 {
-            request.push(1 << 3);
-            encode_varint(index, request);
-        }
-        bytes_field(2, record, request);
+        number(1, index as i64, request);
+        element(2, record, request);
         request
     }
-}
-
-/// A length-delimited field: its key, its length, its bytes.
-fn bytes_field(number: u8, value: &[u8], out: &mut Vec<u8>) {
-    out.push(number << 3 | 2);
-    prost::encoding::encode_varint(value.len() as u64, out);
-    out.extend_from_slice(value);
-}
-
-/// The encoded size of a length-delimited field of `len` bytes with a one-byte key.
-fn bytes_field_len(len: usize) -> usize {
-    1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
 /// The baseline's columns of record `index` as COPY text, without the line's end.
