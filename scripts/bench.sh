@@ -6,8 +6,10 @@
 #   scripts/bench.sh import     ImportEntities vs raw COPY (BENCH_SUBJECTS, default 1000000)
 #   scripts/bench.sh ingest     SubmitRecords vs raw COPY (BENCH_RECORDS, default 1000000, over BENCH_SUBJECTS=10000)
 #   scripts/bench.sh recompute  full Recompute vs one SQL aggregation scan (BENCH_SUBJECTS, default 1000000,
-#                               with BENCH_RECORDS_PER_SUBJECT=5 records each): from no grades, again in
-#                               place, and after a new version of public_credit
+#                               with BENCH_RECORDS_PER_SUBJECT=5 records each): every scheme from no
+#                               grades (the ratio line), again in place, after a new version of
+#                               public_credit, and public_credit alone from no grades (the scheme
+#                               the scan counts for)
 #   scripts/bench.sh grade-latency
 #                               SubmitRecord to the new grade in GetGrade (BENCH_CHANGES, default 1000)
 #   scripts/bench.sh check      CheckEntity direct vs a bare echo, and through the gateway vs a bare proxy
