@@ -404,14 +404,24 @@ pub struct Grader {
     pub schemes: Schemes,
 }
 
+/// Taken by every regrade but a recompute's chunks, which take [`FENCE_FOR_CHUNKS`]: the two
+/// modes conflict with each other and not with themselves (migration
+/// `20261124000003_recompute_fence`), so no regrade interleaves with a chunk, while chunks run
+/// beside chunks and regrades beside regrades. Held until the transaction ends.
+pub const FENCE_FOR_REGRADES: &str = "LOCK TABLE recompute_fence IN ROW EXCLUSIVE MODE";
+
+/// Taken by a recompute's chunk before it reads its subjects; see [`FENCE_FOR_REGRADES`].
+pub const FENCE_FOR_CHUNKS: &str = "LOCK TABLE recompute_fence IN SHARE MODE";
+
 impl Grader {
     pub fn new(schemes: Schemes) -> Grader {
         Grader { schemes }
     }
 
     /// Regrade `codes` as of `as_of` under every scheme (or only `only_scheme`), inside the
-    /// caller's transaction. Subject rows are locked first, in code order, so two regrades of one
-    /// subject (an event and the sweep) never interleave.
+    /// caller's transaction. The recompute fence is taken first (a recompute's chunks under way
+    /// finish before this reads anything, see [`FENCE_FOR_REGRADES`]), then the subject rows, in
+    /// code order, so two regrades of one subject (an event and the sweep) never interleave.
     pub async fn regrade(
         &self,
         connection: &mut PgConnection,
@@ -424,6 +434,7 @@ impl Grader {
         if codes.is_empty() {
             return Ok(Regraded::default());
         }
+        sqlx::query(FENCE_FOR_REGRADES).execute(&mut *connection).await?;
         let mut sorted = codes.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -461,9 +472,11 @@ impl Grader {
         self.regrade_locked(connection, &subjects, Read::Listed, as_of, cause, announce, only_scheme).await
     }
 
-    /// Regrade subjects whose rows the caller has locked (every one of them: a subject's first
-    /// grade is inserted without a conflict clause, which only the lock makes safe): `subjects` in
-    /// code order, each with its status.
+    /// Regrade subjects no other regrade can touch until the caller's transaction ends: their rows
+    /// locked by [`Grader::regrade`], or, for a recompute's chunk, the recompute fence held in
+    /// SHARE mode over a range of codes no other chunk covers (one recompute runs at a time). A
+    /// subject's first grade is inserted without a conflict clause, which only that makes safe.
+    /// `subjects` in code order, each with its status.
     #[allow(clippy::too_many_arguments)]
     pub async fn regrade_locked(
         &self,
@@ -669,10 +682,10 @@ impl Changes {
         // subject's history (the `grade_changes` view), and moves into `grade_history`, taking the
         // next id there, when a new grade replaces it — the same statement reads it there (every
         // part of a statement sees the rows as they were before it) and overwrites it here.
-        // First grades go in by binary COPY, without a conflict clause (their subjects are locked,
-        // so no one else inserts them meanwhile): Postgres then decodes no arrays, materialises no
-        // `UNNEST` and casts no `text[]` to `json[]` (its CPU from no grades 11.6 s against
-        // 13.6-13.8 s as `INSERT … SELECT FROM UNNEST`).
+        // First grades go in by binary COPY, without a conflict clause (no other regrade can touch
+        // their subjects meanwhile, see `regrade_locked`): Postgres then decodes no arrays,
+        // materialises no `UNNEST` and casts no `text[]` to `json[]` (its CPU from no grades 11.6 s
+        // against 13.6-13.8 s as `INSERT … SELECT FROM UNNEST`).
         if !first.is_empty() {
             let mut copy = copy::BinaryCopy::new(first.len() * 200);
             for change in first {

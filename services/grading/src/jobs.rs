@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 
 use crate::cache::GradeCache;
-use crate::grades::{Grader, Read};
+use crate::grades::{FENCE_FOR_CHUNKS, Grader, Read};
 use crate::store::Store;
 use xinyong_platform::bus::Announce;
 
@@ -157,7 +157,37 @@ fn chunks_in_flight(max_connections: u32) -> usize {
 /// false the recompute stops there, once the chunks already under way have finished. A chunk that
 /// commits before an earlier one is reported after it; if the recompute stops in between, a
 /// restart regrades it again, which changes nothing.
+///
+/// One recompute runs at a time across replicas; another waits for it to finish. Chunks fence
+/// out other regrades but not each other, so two recomputes' chunks over the same codes could
+/// both take a subject's old grade into the history.
 pub async fn recompute(
+    pool: &PgPool,
+    grader: &Grader,
+    cache: &GradeCache,
+    scope: &Scope,
+    as_of: NaiveDate,
+    chunk: i64,
+    report: impl FnMut(Progress, &str) -> bool,
+) -> Result<Progress, sqlx::Error> {
+    // Held by a transaction that writes nothing, so that the lock goes with the connection's
+    // rollback however this future ends (a session lock would stay on a pooled connection).
+    let mut turn = pool.begin().await?;
+    let free: bool = sqlx::query_scalar(TRY_TAKE_TURN).fetch_one(&mut *turn).await?;
+    if !free {
+        tracing::info!("another recompute is under way; this one starts when it has finished");
+        sqlx::query(TAKE_TURN).execute(&mut *turn).await?;
+    }
+    let result = recompute_in_turn(pool, grader, cache, scope, as_of, chunk, report).await;
+    // A rollback that fails has lost the connection, and the lock with it.
+    let _ = turn.rollback().await;
+    result
+}
+
+const TRY_TAKE_TURN: &str = "SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))";
+const TAKE_TURN: &str = "SELECT pg_advisory_xact_lock(hashtext('grading:recompute'))";
+
+async fn recompute_in_turn(
     pool: &PgPool,
     grader: &Grader,
     cache: &GradeCache,
@@ -250,15 +280,17 @@ impl<T> InOrder<T> {
     }
 }
 
-/// A recompute's chunk: its transaction, which holds the locks on its subjects, and those
-/// subjects in code order with their status.
+/// A recompute's chunk: its transaction, which holds the recompute fence, and its subjects in
+/// code order with their status.
 struct Chunk {
     transaction: sqlx::Transaction<'static, sqlx::Postgres>,
-    locked: Vec<(String, i16)>,
+    subjects: Vec<(String, i16)>,
 }
 
-/// The chunk after `after`, its subjects found and locked by keyset in one statement, and its
-/// last code; `None` at the end.
+/// The chunk after `after`: the recompute fence taken (no event's or the sweep's regrade runs
+/// until the chunk commits, and none is under way when it reads), its subjects found by keyset,
+/// and its last code; `None` at the end. Its subject rows are not locked: other chunks cover
+/// other codes, and locking 2,000 rows scattered over the heap cost a tenth of every pass.
 async fn next_chunk(
     pool: PgPool,
     after: String,
@@ -266,18 +298,19 @@ async fn next_chunk(
     chunk: i64,
 ) -> Result<Option<(Chunk, String)>, sqlx::Error> {
     let mut transaction = pool.begin().await?;
-    let locked: Vec<(String, i16)> = sqlx::query_as(
+    sqlx::query(FENCE_FOR_CHUNKS).execute(&mut *transaction).await?;
+    let subjects: Vec<(String, i16)> = sqlx::query_as(
         "SELECT credit_code, status FROM subjects WHERE credit_code > $1 AND region_code LIKE $2
-         ORDER BY credit_code LIMIT $3 FOR UPDATE",
+         ORDER BY credit_code LIMIT $3",
     )
     .bind(&after)
     .bind(&pattern)
     .bind(chunk)
     .fetch_all(&mut *transaction)
     .await?;
-    let Some((last, _)) = locked.last() else { return Ok(None) };
+    let Some((last, _)) = subjects.last() else { return Ok(None) };
     let last = last.clone();
-    Ok(Some((Chunk { transaction, locked }, last)))
+    Ok(Some((Chunk { transaction, subjects }, last)))
 }
 
 /// Regrade and commit one chunk; its subjects, changed grades and last code.
@@ -287,14 +320,14 @@ async fn regrade_chunk(
     scheme: Option<String>,
     read: Read,
     as_of: NaiveDate,
-    Chunk { mut transaction, locked }: Chunk,
+    Chunk { mut transaction, subjects }: Chunk,
 ) -> Result<(usize, usize, String), sqlx::Error> {
     let regraded = grader
-        .regrade_locked(&mut transaction, &locked, read, as_of, "recompute", Announce::OneBatch, scheme.as_deref())
+        .regrade_locked(&mut transaction, &subjects, read, as_of, "recompute", Announce::OneBatch, scheme.as_deref())
         .await?;
     transaction.commit().await?;
     cache.forget_all(regraded.replacing()).await;
-    let last = locked.last().map(|(code, _)| code.clone()).unwrap_or_default();
+    let last = subjects.last().map(|(code, _)| code.clone()).unwrap_or_default();
     Ok((regraded.subjects, regraded.changed.len(), last))
 }
 

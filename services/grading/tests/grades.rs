@@ -7,7 +7,7 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;
 use xinyong_grading::cache::GradeCache;
-use xinyong_grading::grades::{Grader, Schemes};
+use xinyong_grading::grades::{FENCE_FOR_CHUNKS, Grader, Schemes};
 use xinyong_grading::jobs;
 use xinyong_grading::store::Store;
 use xinyong_platform::bus::{self, Announce};
@@ -21,10 +21,11 @@ use xinyong_proto::events::v1::{
 };
 use xinyong_proto::grading::v1::{
     GetGradeHistoryRequest, GetGradeRequest, GetStatisticsRequest, GradeInfo, PublishRuleSetRequest, RecomputeRequest,
+    RecomputeResponse,
 };
 use xinyong_proto::ingestion::v1::PenaltyKind;
 
-use crate::support::{App, code, days_ago, industry_risk, record, registered, spawn_app, spawn_app_with};
+use crate::support::{App, Client, code, days_ago, industry_risk, record, registered, spawn_app, spawn_app_with};
 
 const RECORD: &str = "0190f3a2-7c1e-7000-8000-000000000001";
 const OTHER_RECORD: &str = "0190f3a2-7c1e-7000-8000-000000000002";
@@ -612,6 +613,111 @@ async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
     .await
     .unwrap();
     assert_eq!(versions, [1, 1, 2]);
+    app.stop().await;
+}
+
+/// Until a lock of `kind` ("relation" or "advisory") is waited for in the test's database.
+async fn someone_waits_for_a_lock(app: &App, kind: &str) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+             WHERE NOT l.granted AND l.locktype = $1 AND d.datname = current_database()",
+        )
+        .bind(kind)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no one waited for a {kind} lock within 10 s");
+}
+
+/// Follow a recompute of everyone to its end; its last message.
+async fn recompute_everyone(mut client: Client) -> RecomputeResponse {
+    let mut stream = client.recompute(RecomputeRequest::default()).await.unwrap().into_inner();
+    let mut last = None;
+    while let Some(message) = stream.next().await {
+        last = Some(message.unwrap());
+    }
+    last.unwrap()
+}
+
+/// A recompute's chunk does not lock its subjects' rows; the recompute fence keeps every other
+/// regrade (an event's, the sweep's) from interleaving with it, in both directions.
+#[tokio::test]
+async fn an_events_regrade_and_a_recompute_chunk_wait_for_each_other() {
+    let app = spawn_app().await;
+    let subject = code("110108", 40);
+    app.register(&subject, "110108").await;
+    app.grade_becomes(&subject, Grade::A).await;
+
+    // A chunk under way: its transaction holds the fence as a chunk's does.
+    let mut chunk = app.pool.begin().await.unwrap();
+    sqlx::query(FENCE_FOR_CHUNKS).execute(&mut *chunk).await.unwrap();
+    let records = vec![record(&subject, RECORD, Nature::GeneralDishonesty, &days_ago(3))];
+    app.publish("ingestion", &RecordsIngested { records }).await;
+    someone_waits_for_a_lock(&app, "relation").await;
+    let stored: i16 =
+        sqlx::query_scalar("SELECT grade FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'")
+            .bind(&subject)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, Grade::A as i16, "the event's regrade waits for the chunk");
+    chunk.commit().await.unwrap();
+    app.grade_becomes(&subject, Grade::B).await;
+
+    // A regrade under way: a recompute's chunk waits for it.
+    let store = Store::new(app.pool.clone());
+    let schemes = Schemes::default();
+    schemes.refresh(&store).await.unwrap();
+    let grader = Grader::new(schemes);
+    let mut regrade = app.pool.begin().await.unwrap();
+    let today = xinyong_domain::calendar::today();
+    grader
+        .regrade(&mut regrade, std::slice::from_ref(&subject), today, "test", Announce::OneBatch, None)
+        .await
+        .unwrap();
+    let recompute = tokio::spawn(recompute_everyone(app.plain.clone()));
+    someone_waits_for_a_lock(&app, "relation").await;
+    assert!(!recompute.is_finished(), "the chunk waits for the regrade");
+    regrade.commit().await.unwrap();
+    let last = recompute.await.unwrap();
+    assert!(last.finished);
+    assert_eq!((last.subjects_done, last.grades_changed), (1, 0), "the regrade had left nothing to change");
+    app.stop().await;
+}
+
+/// Chunks fence out other regrades, not each other: a second recompute waits for the first.
+#[tokio::test]
+async fn a_second_recompute_waits_for_the_one_under_way() {
+    let app = spawn_app().await;
+    let subject = code("110108", 41);
+    app.register(&subject, "110108").await;
+    app.grade_becomes(&subject, Grade::A).await;
+    publish_stricter_public_credit(&app).await;
+
+    // The recompute under way, as far as the next one can tell.
+    let mut under_way = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('grading:recompute'))").execute(&mut *under_way).await.unwrap();
+    let next = tokio::spawn(recompute_everyone(app.plain.clone()));
+    someone_waits_for_a_lock(&app, "advisory").await;
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT rule_set_version FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'")
+            .bind(&subject)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1], "nothing regraded while the other recompute runs");
+    under_way.rollback().await.unwrap();
+    let last = next.await.unwrap();
+    assert_eq!((last.finished, last.subjects_done, last.grades_changed), (true, 1, 1));
+    // And the next one after it runs at once.
+    let last = recompute_everyone(app.plain.clone()).await;
+    assert_eq!((last.finished, last.subjects_done, last.grades_changed), (true, 1, 0));
     app.stop().await;
 }
 
