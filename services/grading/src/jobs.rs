@@ -168,34 +168,9 @@ pub async fn recompute(
     scope: &Scope,
     as_of: NaiveDate,
     chunk: i64,
-    report: impl FnMut(Progress, &str) -> bool,
-) -> Result<Progress, sqlx::Error> {
-    // Held by a transaction that writes nothing, so that the lock goes with the connection's
-    // rollback however this future ends (a session lock would stay on a pooled connection).
-    let mut turn = pool.begin().await?;
-    let free: bool = sqlx::query_scalar(TRY_TAKE_TURN).fetch_one(&mut *turn).await?;
-    if !free {
-        tracing::info!("another recompute is under way; this one starts when it has finished");
-        sqlx::query(TAKE_TURN).execute(&mut *turn).await?;
-    }
-    let result = recompute_in_turn(pool, grader, cache, scope, as_of, chunk, report).await;
-    // A rollback that fails has lost the connection, and the lock with it.
-    let _ = turn.rollback().await;
-    result
-}
-
-const TRY_TAKE_TURN: &str = "SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))";
-const TAKE_TURN: &str = "SELECT pg_advisory_xact_lock(hashtext('grading:recompute'))";
-
-async fn recompute_in_turn(
-    pool: &PgPool,
-    grader: &Grader,
-    cache: &GradeCache,
-    scope: &Scope,
-    as_of: NaiveDate,
-    chunk: i64,
     mut report: impl FnMut(Progress, &str) -> bool,
 ) -> Result<Progress, sqlx::Error> {
+    let turn = take_turn(pool).await?;
     let pattern = format!("{}%", scope.region_prefix);
     // Without a region, a chunk is every subject between its first and last code, and its facts
     // and grades are read as that range alone.
@@ -251,7 +226,24 @@ async fn recompute_in_turn(
             tracing::warn!(%error, "grades not analyzed after the recompute; autovacuum will");
         }
     }
+    // A rollback that fails has lost the connection, and the lock with it.
+    let _ = turn.rollback().await;
     Ok(progress)
+}
+
+/// Wait until no other recompute runs, and hold that until the transaction returned ends. The
+/// lock is a transaction's, so that it goes with the rollback however the recompute ends (an
+/// error, a cancelled task); a session's would stay on the pooled connection.
+async fn take_turn(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut turn = pool.begin().await?;
+    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))")
+        .fetch_one(&mut *turn)
+        .await?;
+    if !free {
+        tracing::info!("another recompute is under way; this one starts when it has finished");
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('grading:recompute'))").execute(&mut *turn).await?;
+    }
+    Ok(turn)
 }
 
 /// Items numbered 0, 1, 2, … that arrive in any order, handed out in their numbers' order: chunks
