@@ -48,13 +48,17 @@ pub struct GradingSection {
     pub sweep_interval_seconds: u64,
     /// How long a grade stays in Redis without a refresh, in seconds.
     pub cache_ttl_seconds: u64,
-    /// Subjects per transaction in `Recompute`.
+    /// Subjects per transaction in `Recompute`. 4,000 since chunks hold the recompute fence
+    /// instead of locking their subjects: each chunk's statements, event and commit are then
+    /// shared by twice the subjects (every pass 3-10% faster in the benchmark, about 55 MiB more
+    /// at the peak), and a regrade that arrives during a recompute waits for chunks of about a
+    /// fifth of a second.
     pub recompute_chunk: i64,
 }
 
 impl Default for GradingSection {
     fn default() -> Self {
-        GradingSection { sweep_interval_seconds: 300, cache_ttl_seconds: 3600, recompute_chunk: 2000 }
+        GradingSection { sweep_interval_seconds: 300, cache_ttl_seconds: 3600, recompute_chunk: 4000 }
     }
 }
 

@@ -166,7 +166,7 @@ pub async fn run() {
     let mut settings = GradingSettings {
         platform: database.settings("grading", &redis_url()),
         grading: GradingSection {
-            recompute_chunk: harness::setting("BENCH_CHUNK", 2000) as i64,
+            recompute_chunk: harness::setting("BENCH_CHUNK", GradingSection::default().recompute_chunk as u64) as i64,
             ..GradingSection::default()
         },
     };
