@@ -1,5 +1,7 @@
 //! Work over many subjects: the daily sweep (time moves grades too) and `Recompute`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -154,9 +156,10 @@ fn chunks_in_flight(max_connections: u32) -> usize {
 /// at a time as [`chunks_in_flight`] gives for the pool. Memory is that many chunks. After each
 /// committed chunk, in order, `report` gets the progress so far and the last code of that chunk (a
 /// restart passes it as `resume_after`: every subject up to it is done); when `report` returns
-/// false the recompute stops there, once the chunks already under way have finished. A chunk that
-/// commits before an earlier one is reported after it; if the recompute stops in between, a
-/// restart regrades it again, which changes nothing.
+/// false the recompute stops there, and returns once the chunks already under way have finished.
+/// A chunk that fails stops it the same way, its error returned after the others have finished. A
+/// chunk that commits before an earlier one is reported after it; if the recompute stops in
+/// between, a restart regrades it again, which changes nothing.
 ///
 /// One recompute runs at a time across replicas; another waits for it to finish. Chunks fence
 /// out other regrades but not each other, so two recomputes' chunks over the same codes could
@@ -176,10 +179,20 @@ pub async fn recompute(
     // and grades are read as that range alone.
     let read = if scope.region_prefix.is_empty() { Read::WholeRange } else { Read::Listed };
     let in_flight = chunks_in_flight(pool.options().get_max_connections());
+    // Set when the recompute stops (its client went away, or a chunk failed): no chunk starts after
+    // it, and the chunks under way are waited for before the turn is handed on. Otherwise a
+    // resumed recompute could regrade their subjects beside them.
+    let stopping = Arc::new(AtomicBool::new(false));
     // The closures hand owned handles to their futures: futures that borrow from a closure's
     // captures are not `Send` for every lifetime, which a spawned task needs.
     let chunks = futures::stream::try_unfold(scope.resume_after.clone(), |after| {
-        next_chunk(pool.clone(), after, pattern.clone(), chunk)
+        let (pool, pattern, stopping) = (pool.clone(), pattern.clone(), stopping.clone());
+        async move {
+            if stopping.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            next_chunk(pool, after, pattern, chunk).await
+        }
     });
     let regraded = chunks
         .enumerate()
@@ -206,15 +219,31 @@ pub async fn recompute(
     futures::pin_mut!(regraded);
     let mut progress = Progress::default();
     let mut finished = InOrder::default();
-    'chunks: while let Some((number, done)) = regraded.try_next().await? {
+    let mut failed = None;
+    while let Some(result) = regraded.next().await {
+        let (number, done) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                stopping.store(true, Ordering::Relaxed);
+                failed.get_or_insert(error);
+                continue;
+            }
+        };
+        if stopping.load(Ordering::Relaxed) {
+            continue;
+        }
         finished.insert(number, done);
         while let Some((subjects, changed, last)) = finished.next() {
             progress.subjects += subjects as u64;
             progress.changed += changed as u64;
             if !report(progress, &last) {
-                break 'chunks;
+                stopping.store(true, Ordering::Relaxed);
+                break;
             }
         }
+    }
+    if let Some(error) = failed {
+        return Err(error);
     }
     if progress.changed > chunk.max(0) as u64 {
         // More than a chunk's worth of grades changed: the planner's statistics of `grades`

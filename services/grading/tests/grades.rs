@@ -616,12 +616,13 @@ async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
     app.stop().await;
 }
 
-/// Until a lock of `kind` ("relation" or "advisory") is waited for in the test's database.
+/// Until a backend of the test's database waits for a lock of `kind` ("relation", "advisory",
+/// "transactionid" for a row another transaction holds).
 async fn someone_waits_for_a_lock(app: &App, kind: &str) {
     for _ in 0..500 {
         let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-             WHERE NOT l.granted AND l.locktype = $1 AND d.datname = current_database()",
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE NOT l.granted AND l.locktype = $1 AND a.datname = current_database()",
         )
         .bind(kind)
         .fetch_one(&app.pool)
@@ -718,6 +719,79 @@ async fn a_second_recompute_waits_for_the_one_under_way() {
     // And the next one after it runs at once.
     let last = recompute_everyone(app.plain.clone()).await;
     assert_eq!((last.finished, last.subjects_done, last.grades_changed), (true, 1, 0));
+    app.stop().await;
+}
+
+/// A recompute that stops (its client went away) hands its turn on only after the chunks it had
+/// under way have committed: a recompute resumed at once would otherwise regrade their subjects
+/// beside them, and chunks do not fence each other out.
+#[tokio::test]
+async fn a_stopped_recompute_returns_after_its_chunks_under_way() {
+    let app = spawn_app().await;
+    let subjects: Vec<String> = (50..56).map(|n| code("110108", n)).collect();
+    let entities = subjects.iter().map(|subject| registered(subject, "110108")).collect();
+    app.publish("registry", &EntitiesRegistered { entities }).await;
+    for subject in &subjects {
+        app.grade_becomes(subject, Grade::A).await;
+    }
+    publish_stricter_public_credit(&app).await;
+    let store = Store::new(app.pool.clone());
+    let schemes = Schemes::default();
+    schemes.refresh(&store).await.unwrap();
+    let grader = Grader::new(schemes.clone());
+    let redis = Redis::connect_and_wait(&app.settings.redis, Duration::from_secs(2)).await.unwrap();
+    let cache = GradeCache::new(redis, Metrics::new("grading-test"), Duration::from_secs(60), schemes);
+    // Room for two chunks at once, besides the turn and the next chunk.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(6)
+        .connect_with(xinyong_platform::db::connect_options(&app.settings.database).unwrap())
+        .await
+        .unwrap();
+    let version = |subject: &String| {
+        let (pool, subject) = (app.pool.clone(), subject.clone());
+        async move {
+            let version: i32 = sqlx::query_scalar(
+                "SELECT rule_set_version FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'",
+            )
+            .bind(&subject)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            version
+        }
+    };
+
+    // The second chunk (subjects 2 and 3) stalls on a grade this transaction holds.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM grades WHERE credit_code = $1 AND scheme = 'public_credit' FOR UPDATE")
+        .bind(&subjects[2])
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let scope = jobs::Scope { scheme: Some("public_credit".into()), ..jobs::Scope::default() };
+    let today = xinyong_domain::calendar::today();
+    // The client goes away at the first progress report.
+    let recompute =
+        tokio::spawn(async move { jobs::recompute(&pool, &grader, &cache, &scope, today, 2, |_, _| false).await });
+    someone_waits_for_a_lock(&app, "transactionid").await;
+    for _ in 0..100 {
+        if version(&subjects[0]).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(version(&subjects[0]).await, 2, "the first chunk committed and was reported");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!recompute.is_finished(), "the stopped recompute waits for its second chunk");
+    holder.rollback().await.unwrap();
+    let progress = recompute.await.unwrap().unwrap();
+    assert_eq!(progress.subjects, 2, "only the first chunk was reported");
+    assert_eq!(version(&subjects[2]).await, 2, "the second chunk committed before the recompute returned");
+    let fenced: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE relation = 'recompute_fence'::regclass")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(fenced, 0, "no chunk is left under way");
     app.stop().await;
 }
 
