@@ -6,13 +6,9 @@ use chrono::{Months, NaiveDate};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;
-use xinyong_grading::cache::GradeCache;
-use xinyong_grading::grades::{FENCE_FOR_CHUNKS, Grader, Schemes};
+use xinyong_grading::grades::FENCE_FOR_CHUNKS;
 use xinyong_grading::jobs;
-use xinyong_grading::store::Store;
 use xinyong_platform::bus::{self, Announce};
-use xinyong_platform::metrics::Metrics;
-use xinyong_platform::redis::Redis;
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
 use xinyong_proto::common::v1::{DateRange, EntityStatus, Grade, Nature, SubjectKind};
 use xinyong_proto::events::v1::{
@@ -222,10 +218,7 @@ async fn a_change_registration_moves_the_subject_in_the_statistics_not_its_grade
 #[tokio::test]
 async fn a_regrade_of_a_code_without_a_subject_row_makes_the_row_locks_it_and_grades_it_once() {
     let app = spawn_app().await;
-    let store = Store::new(app.pool.clone());
-    let schemes = Schemes::default();
-    schemes.refresh(&store).await.unwrap();
-    let grader = Grader::new(schemes);
+    let (grader, _) = app.grader_and_cache().await;
     let subject = code("110108", 4);
     let today = xinyong_domain::calendar::today();
     let mut first = app.pool.begin().await.unwrap();
@@ -350,12 +343,7 @@ async fn the_sweep_moves_a_grade_when_a_record_ages_out_and_running_it_twice_cha
     app.publish("ingestion", &record(&subject, RECORD, Nature::SeriousDishonesty, &decided)).await;
     app.grade_becomes(&subject, Grade::C).await;
 
-    let store = Store::new(app.pool.clone());
-    let schemes = Schemes::default();
-    schemes.refresh(&store).await.unwrap();
-    let grader = Grader::new(schemes.clone());
-    let redis = Redis::connect_and_wait(&app.settings.redis, Duration::from_secs(2)).await.unwrap();
-    let cache = GradeCache::new(redis, Metrics::new("grading-test"), Duration::from_secs(60), schemes);
+    let (grader, cache) = app.grader_and_cache().await;
     let leaves = NaiveDate::parse_from_str(&decided, "%Y-%m-%d").unwrap() + Months::new(12);
 
     let early = jobs::sweep(&app.pool, &grader, &cache, leaves.pred_opt().unwrap()).await.unwrap().unwrap();
@@ -672,10 +660,7 @@ async fn an_events_regrade_and_a_recompute_chunk_wait_for_each_other() {
     app.grade_becomes(&subject, Grade::B).await;
 
     // A regrade under way: a recompute's chunk waits for it.
-    let store = Store::new(app.pool.clone());
-    let schemes = Schemes::default();
-    schemes.refresh(&store).await.unwrap();
-    let grader = Grader::new(schemes);
+    let (grader, _) = app.grader_and_cache().await;
     let mut regrade = app.pool.begin().await.unwrap();
     let today = xinyong_domain::calendar::today();
     grader
@@ -735,12 +720,7 @@ async fn a_stopped_recompute_returns_after_its_chunks_under_way() {
         app.grade_becomes(subject, Grade::A).await;
     }
     publish_stricter_public_credit(&app).await;
-    let store = Store::new(app.pool.clone());
-    let schemes = Schemes::default();
-    schemes.refresh(&store).await.unwrap();
-    let grader = Grader::new(schemes.clone());
-    let redis = Redis::connect_and_wait(&app.settings.redis, Duration::from_secs(2)).await.unwrap();
-    let cache = GradeCache::new(redis, Metrics::new("grading-test"), Duration::from_secs(60), schemes);
+    let (grader, cache) = app.grader_and_cache().await;
     // Room for two chunks at once, besides the turn and the next chunk.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(6)

@@ -7,10 +7,15 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use xinyong_domain::credit_code::{check_character, organisation_check};
 use xinyong_domain::grading::PUBLIC_CREDIT;
+use xinyong_grading::cache::GradeCache;
+use xinyong_grading::grades::{Grader, Schemes};
+use xinyong_grading::store::Store;
 use xinyong_grading::{GradingSection, GradingSettings};
 use xinyong_platform::PlatformSettings;
 use xinyong_platform::bus::Event;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
+use xinyong_platform::metrics::Metrics;
+use xinyong_platform::redis::Redis;
 use xinyong_platform::testing::{Spawned, TestDatabase, connect_when_serving, publish_event, redis_url};
 use xinyong_proto::common::v1::{EntityStatus, Grade, Nature, SubjectKind};
 use xinyong_proto::events::v1::{EntityRegistered, RecordFacts, RecordIngested};
@@ -71,6 +76,16 @@ pub fn industry_risk() -> String {
 }
 
 impl App {
+    /// The parts a test drives directly (a regrade, the sweep, a recompute), over the service's own
+    /// database and Redis, with the rule sets published so far.
+    pub async fn grader_and_cache(&self) -> (Grader, GradeCache) {
+        let schemes = Schemes::default();
+        schemes.refresh(&Store::new(self.pool.clone())).await.unwrap();
+        let redis = Redis::connect_and_wait(&self.settings.redis, Duration::from_secs(2)).await.unwrap();
+        let cache = GradeCache::new(redis, Metrics::new("grading-test"), Duration::from_secs(60), schemes.clone());
+        (Grader::new(schemes), cache)
+    }
+
     pub async fn publish<E: Event>(&self, producer: &str, event: &E) {
         publish_event(&self.settings, producer, event).await;
     }
