@@ -6,7 +6,7 @@ use chrono::{Months, NaiveDate};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;
-use xinyong_grading::grades::FENCE_FOR_CHUNKS;
+use xinyong_grading::grades::{FENCE_FOR_CHUNKS, GradeRow, stored_grade};
 use xinyong_grading::jobs;
 use xinyong_platform::bus::{self, Announce};
 use xinyong_platform::testing::{TcpProxy, redis_address, redis_url};
@@ -624,6 +624,11 @@ async fn someone_waits_for_a_lock(app: &App, kind: &str) {
     panic!("no one waited for a {kind} lock within 10 s");
 }
 
+/// The stored `public_credit` grade of `credit_code`, read from Postgres as `GetGrade` falls back to.
+async fn stored_public_credit(app: &App, credit_code: &str) -> GradeRow {
+    stored_grade(&app.pool, credit_code, "public_credit").await.unwrap().unwrap()
+}
+
 /// Follow a recompute of everyone to its end; its last message.
 async fn recompute_everyone(mut client: Client) -> RecomputeResponse {
     let mut stream = client.recompute(RecomputeRequest::default()).await.unwrap().into_inner();
@@ -649,13 +654,8 @@ async fn an_events_regrade_and_a_recompute_chunk_wait_for_each_other() {
     let records = vec![record(&subject, RECORD, Nature::GeneralDishonesty, &days_ago(3))];
     app.publish("ingestion", &RecordsIngested { records }).await;
     someone_waits_for_a_lock(&app, "relation").await;
-    let stored: i16 =
-        sqlx::query_scalar("SELECT grade FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'")
-            .bind(&subject)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(stored, Grade::A as i16, "the event's regrade waits for the chunk");
+    let stored = stored_public_credit(&app, &subject).await;
+    assert_eq!(stored.grade, Grade::A as i16, "the event's regrade waits for the chunk");
     chunk.commit().await.unwrap();
     app.grade_becomes(&subject, Grade::B).await;
 
@@ -691,13 +691,8 @@ async fn a_second_recompute_waits_for_the_one_under_way() {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('grading:recompute'))").execute(&mut *under_way).await.unwrap();
     let next = tokio::spawn(recompute_everyone(app.plain.clone()));
     someone_waits_for_a_lock(&app, "advisory").await;
-    let versions: Vec<i32> =
-        sqlx::query_scalar("SELECT rule_set_version FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'")
-            .bind(&subject)
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(versions, [1], "nothing regraded while the other recompute runs");
+    let stored = stored_public_credit(&app, &subject).await;
+    assert_eq!(stored.rule_set_version, 1, "nothing regraded while the other recompute runs");
     under_way.rollback().await.unwrap();
     let last = next.await.unwrap();
     assert_eq!((last.finished, last.subjects_done, last.grades_changed), (true, 1, 1));
@@ -727,19 +722,7 @@ async fn a_stopped_recompute_returns_after_its_chunks_under_way() {
         .connect_with(xinyong_platform::db::connect_options(&app.settings.database).unwrap())
         .await
         .unwrap();
-    let version = |subject: &String| {
-        let (pool, subject) = (app.pool.clone(), subject.clone());
-        async move {
-            let version: i32 = sqlx::query_scalar(
-                "SELECT rule_set_version FROM grades WHERE credit_code = $1 AND scheme = 'public_credit'",
-            )
-            .bind(&subject)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            version
-        }
-    };
+    let version = async |subject: &str| stored_public_credit(&app, subject).await.rule_set_version;
 
     // The second chunk (subjects 2 and 3) stalls on a grade this transaction holds.
     let mut holder = app.pool.begin().await.unwrap();

@@ -82,11 +82,11 @@ fn scan_counting(counts: &str) -> String {
     )
 }
 
-/// The faster of two runs of `scan` (the first warms the cache the way the recompute will find
+/// The faster of two runs of `query` (the first warms the cache the way the recompute will find
 /// it), and what that run cost.
 async fn scan(
     admin: &sqlx::PgPool,
-    scan: String,
+    query: String,
     window_start: NaiveDate,
     today: NaiveDate,
     subjects: u64,
@@ -97,7 +97,7 @@ async fn scan(
         let cpu = CpuUse::now(admin).await;
         let started = Instant::now();
         let graded: i64 =
-            sqlx::query_scalar(&scan).bind(window_start).bind(today).fetch_one(admin).await.expect("scan");
+            sqlx::query_scalar(&query).bind(window_start).bind(today).fetch_one(admin).await.expect("scan");
         seconds = seconds.min(started.elapsed().as_secs_f64());
         spent = cpu.spent_until(&CpuUse::now(admin).await);
         assert!(graded as u64 <= subjects);
