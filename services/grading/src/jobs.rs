@@ -265,6 +265,10 @@ pub async fn recompute(
 /// error, a cancelled task); a session's would stay on the pooled connection.
 async fn take_turn(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut turn = pool.begin().await?;
+    // The transaction sits idle while the chunks run on other connections, for as long as the
+    // recompute takes. A deployment's `idle_in_transaction_session_timeout` would end it part way,
+    // and the turn with it, silently: a second recompute could then start beside this one.
+    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *turn).await?;
     let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))")
         .fetch_one(&mut *turn)
         .await?;

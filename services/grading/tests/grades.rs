@@ -702,6 +702,48 @@ async fn a_second_recompute_waits_for_the_one_under_way() {
     app.stop().await;
 }
 
+/// A deployment may end transactions left idle (`idle_in_transaction_session_timeout`); the
+/// recompute's turn is one, idle while its chunks run, and keeps its lock however long they take.
+#[tokio::test]
+async fn a_recompute_keeps_its_turn_where_idle_transactions_are_ended() {
+    let app = spawn_app().await;
+    let subject = code("110108", 60);
+    app.register(&subject, "110108").await;
+    app.grade_becomes(&subject, Grade::A).await;
+    publish_stricter_public_credit(&app).await;
+    let (grader, cache) = app.grader_and_cache().await;
+    let strict = xinyong_platform::db::connect_options(&app.settings.database)
+        .unwrap()
+        .options([("idle_in_transaction_session_timeout", "100ms")]);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(strict).await.unwrap();
+
+    // The only chunk stalls on the subject's grade, held here, for several times the timeout.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM grades WHERE credit_code = $1 AND scheme = 'public_credit' FOR UPDATE")
+        .bind(&subject)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let scope = jobs::Scope { scheme: Some("public_credit".into()), ..jobs::Scope::default() };
+    let today = xinyong_domain::calendar::today();
+    let recompute =
+        tokio::spawn(async move { jobs::recompute(&pool, &grader, &cache, &scope, today, 10, |_, _| true).await });
+    someone_waits_for_a_lock(&app, "transactionid").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut other = app.pool.begin().await.unwrap();
+    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(!free, "the recompute still holds its turn");
+    other.rollback().await.unwrap();
+    holder.rollback().await.unwrap();
+    let progress = recompute.await.unwrap().unwrap();
+    assert_eq!((progress.subjects, progress.changed), (1, 1));
+    assert_eq!(stored_public_credit(&app, &subject).await.rule_set_version, 2);
+    app.stop().await;
+}
+
 /// A recompute that stops (its client went away) hands its turn on only after the chunks it had
 /// under way have committed: a recompute resumed at once would otherwise regrade their subjects
 /// beside them, and chunks do not fence each other out.
