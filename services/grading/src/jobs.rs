@@ -266,9 +266,16 @@ pub async fn recompute(
 async fn take_turn(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut turn = pool.begin().await?;
     // The transaction sits idle while the chunks run on other connections, for as long as the
-    // recompute takes. A deployment's `idle_in_transaction_session_timeout` would end it part way,
-    // and the turn with it, silently: a second recompute could then start beside this one.
-    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *turn).await?;
+    // recompute takes: a deployment's `idle_in_transaction_session_timeout` would end it part way,
+    // and the turn with it, silently, so a second recompute could start beside this one. And a
+    // recompute waits for the one under way however long that runs, which a deployment's
+    // `lock_timeout` or `statement_timeout` would cut short with an error. Chunks keep them all.
+    sqlx::query(
+        "SELECT set_config('idle_in_transaction_session_timeout', '0', true),
+             set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)",
+    )
+    .execute(&mut *turn)
+    .await?;
     let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))")
         .fetch_one(&mut *turn)
         .await?;

@@ -702,44 +702,51 @@ async fn a_second_recompute_waits_for_the_one_under_way() {
     app.stop().await;
 }
 
-/// A deployment may end transactions left idle (`idle_in_transaction_session_timeout`); the
-/// recompute's turn is one, idle while its chunks run, and keeps its lock however long they take.
+/// A deployment may end transactions left idle and cut lock waits short. A recompute's turn is a
+/// transaction left idle while its chunks run, and keeps its lock however long they take; the next
+/// recompute waits for it however long that is.
 #[tokio::test]
-async fn a_recompute_keeps_its_turn_where_idle_transactions_are_ended() {
+async fn a_recompute_keeps_its_turn_and_the_next_waits_where_a_deployment_sets_timeouts() {
     let app = spawn_app().await;
     let subject = code("110108", 60);
     app.register(&subject, "110108").await;
     app.grade_becomes(&subject, Grade::A).await;
     publish_stricter_public_credit(&app).await;
     let (grader, cache) = app.grader_and_cache().await;
-    let strict = xinyong_platform::db::connect_options(&app.settings.database)
-        .unwrap()
-        .options([("idle_in_transaction_session_timeout", "100ms")]);
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(strict).await.unwrap();
+    let pool_with = async |settings: &[&str]| {
+        let options = xinyong_platform::db::connect_options(&app.settings.database)
+            .unwrap()
+            .options(settings.iter().map(|setting| (setting, "100ms")));
+        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(options).await.unwrap()
+    };
+    let idle_ended = pool_with(&["idle_in_transaction_session_timeout"]).await;
+    let waits_cut = pool_with(&["lock_timeout", "statement_timeout"]).await;
+    let recompute = |pool: sqlx::PgPool| {
+        let (grader, cache) = (grader.clone(), cache.clone());
+        let scope = jobs::Scope { scheme: Some("public_credit".into()), ..jobs::Scope::default() };
+        let today = xinyong_domain::calendar::today();
+        tokio::spawn(async move { jobs::recompute(&pool, &grader, &cache, &scope, today, 10, |_, _| true).await })
+    };
 
-    // The only chunk stalls on the subject's grade, held here, for several times the timeout.
+    // The first recompute's only chunk stalls on the subject's grade, held here, for several times
+    // both timeouts; the second waits for the first.
     let mut holder = app.pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM grades WHERE credit_code = $1 AND scheme = 'public_credit' FOR UPDATE")
         .bind(&subject)
         .execute(&mut *holder)
         .await
         .unwrap();
-    let scope = jobs::Scope { scheme: Some("public_credit".into()), ..jobs::Scope::default() };
-    let today = xinyong_domain::calendar::today();
-    let recompute =
-        tokio::spawn(async move { jobs::recompute(&pool, &grader, &cache, &scope, today, 10, |_, _| true).await });
+    let first = recompute(idle_ended);
     someone_waits_for_a_lock(&app, "transactionid").await;
+    let second = recompute(waits_cut);
+    someone_waits_for_a_lock(&app, "advisory").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut other = app.pool.begin().await.unwrap();
-    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))")
-        .fetch_one(&mut *other)
-        .await
-        .unwrap();
-    assert!(!free, "the recompute still holds its turn");
-    other.rollback().await.unwrap();
+    assert!(!second.is_finished(), "the second recompute still waits for the first, which holds its turn");
     holder.rollback().await.unwrap();
-    let progress = recompute.await.unwrap().unwrap();
+    let progress = first.await.unwrap().unwrap();
     assert_eq!((progress.subjects, progress.changed), (1, 1));
+    let progress = second.await.unwrap().unwrap();
+    assert_eq!((progress.subjects, progress.changed), (1, 0), "the second ran after the first");
     assert_eq!(stored_public_credit(&app, &subject).await.rule_set_version, 2);
     app.stop().await;
 }
