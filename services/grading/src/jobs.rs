@@ -11,7 +11,10 @@ use sqlx::PgPool;
 use crate::cache::GradeCache;
 use crate::grades::{FENCE_FOR_CHUNKS, Grader, Read};
 use crate::store::Store;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use xinyong_platform::bus::Announce;
+use xinyong_platform::metrics::Metrics;
 
 /// What one sweep or recompute chunk did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -96,35 +99,82 @@ pub async fn swept(pool: &PgPool, day: NaiveDate) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sweeps WHERE day = $1)").bind(day).fetch_one(pool).await
 }
 
-/// The background loop: every `interval`, pick up rule sets another replica published and sweep
-/// today when that has not been done.
-pub async fn run_sweeps(
-    pool: PgPool,
-    store: Store,
-    grader: Grader,
-    cache: GradeCache,
-    interval: Duration,
-    today: fn() -> NaiveDate,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        if let Err(error) = grader.schemes.refresh(&store).await {
-            tracing::warn!(%error, "rule sets not refreshed");
-        }
-        let day = today();
-        match swept(&pool, day).await {
-            Ok(true) => {}
-            Ok(false) => {
-                if let Err(error) = sweep(&pool, &grader, &cache, day).await {
-                    tracing::warn!(%error, %day, "daily sweep failed; it runs again at the next tick");
+/// What the daily sweep shows on the admin port, so that a day left unswept (grades that time
+/// should have moved and did not) can raise an alert rather than wait for a complaint.
+#[derive(Clone)]
+pub struct SweepMetrics {
+    swept_day: Gauge,
+    failures: Counter,
+}
+
+impl SweepMetrics {
+    pub fn register(metrics: &Metrics) -> SweepMetrics {
+        let (swept_day, failures) = (Gauge::default(), Counter::default());
+        metrics.register(
+            "grading_swept_day_timestamp_seconds",
+            "the last day the daily sweep is known to have completed, by any replica, as the Unix time it began \
+             (China Standard Time)",
+            swept_day.clone(),
+        );
+        metrics.register(
+            "grading_sweep_failures",
+            "daily sweeps that failed, or whose day could not be looked up; each is tried again at the next tick",
+            failures.clone(),
+        );
+        SweepMetrics { swept_day, failures }
+    }
+
+    fn swept(&self, day: NaiveDate) {
+        self.swept_day.set(start_of(day));
+    }
+}
+
+/// When `day` began in China Standard Time (UTC+8), the calendar days are counted in, as Unix
+/// seconds: once a day has been swept, the gauge is less than a day behind the clock.
+pub fn start_of(day: NaiveDate) -> i64 {
+    day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600
+}
+
+/// The daily sweep's background work.
+pub struct Sweeper {
+    pub pool: PgPool,
+    pub store: Store,
+    pub grader: Grader,
+    pub cache: GradeCache,
+    pub metrics: SweepMetrics,
+}
+
+impl Sweeper {
+    /// Every `interval`, pick up rule sets another replica published and sweep today when that
+    /// has not been done, until `stop`.
+    pub async fn run(self, interval: Duration, today: fn() -> NaiveDate, stop: impl std::future::Future<Output = ()>) {
+        let Sweeper { pool, store, grader, cache, metrics } = self;
+        tokio::pin!(stop);
+        loop {
+            if let Err(error) = grader.schemes.refresh(&store).await {
+                tracing::warn!(%error, "rule sets not refreshed");
+            }
+            let day = today();
+            match swept(&pool, day).await {
+                Ok(true) => metrics.swept(day),
+                Ok(false) => match sweep(&pool, &grader, &cache, day).await {
+                    Ok(Some(_)) => metrics.swept(day),
+                    // Another replica is sweeping; the next tick finds the day recorded.
+                    Ok(None) => {}
+                    Err(error) => {
+                        metrics.failures.inc();
+                        tracing::warn!(%error, %day, "daily sweep failed; it runs again at the next tick");
+                    }
+                },
+                Err(error) => {
+                    metrics.failures.inc();
+                    tracing::warn!(%error, "cannot tell whether today was swept");
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot tell whether today was swept"),
-        }
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(interval) => {}
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(interval) => {}
+            }
         }
     }
 }

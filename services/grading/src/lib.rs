@@ -123,10 +123,15 @@ pub async fn run(
         context.host.metrics.clone(),
     );
     background.spawn(|stop| consumer.run(stop));
-    let (pool, sweep_store, sweep_grader, sweep_cache) =
-        (context.pool.clone(), store.clone(), grader.clone(), cache.clone());
+    let sweeper = jobs::Sweeper {
+        pool: context.pool.clone(),
+        store: store.clone(),
+        grader: grader.clone(),
+        cache: cache.clone(),
+        metrics: jobs::SweepMetrics::register(&context.host.metrics),
+    };
     let interval = Duration::from_secs(section.sweep_interval_seconds.max(1));
-    background.spawn(move |stop| jobs::run_sweeps(pool, sweep_store, sweep_grader, sweep_cache, interval, today, stop));
+    background.spawn(move |stop| sweeper.run(interval, today, stop));
 
     let api = api::Grading::new(store, context.pool.clone(), grader, cache, section.recompute_chunk.max(1), today);
     let routes = Routes::new(GradingServiceServer::new(api));

@@ -334,6 +334,59 @@ async fn grades_stored_twice_before_the_current_grade_ended_its_history_are_kept
     pool.close().await;
 }
 
+/// The admin port shows the last day the sweep is known to have completed, so that a day left
+/// unswept can raise an alert, and counts the sweeps that could not run.
+#[tokio::test]
+async fn the_sweeper_shows_the_day_it_swept_and_counts_what_failed() {
+    let app = spawn_app().await;
+    let today = xinyong_domain::calendar::today;
+    let metrics = xinyong_platform::metrics::Metrics::new("grading-test");
+    let sweep_metrics = jobs::SweepMetrics::register(&metrics);
+    let sweeper = async |pool: sqlx::PgPool| {
+        let (grader, cache) = app.grader_and_cache().await;
+        let store = xinyong_grading::store::Store::new(pool.clone());
+        jobs::Sweeper { pool, store, grader, cache, metrics: sweep_metrics.clone() }
+    };
+    // The first round runs at once; the next would come in an hour.
+    let run_once = async |sweeper: jobs::Sweeper, shown: &str| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(sweeper.run(Duration::from_secs(3600), today, async {
+            let _ = stopped.await;
+        }));
+        for _ in 0..250 {
+            if metrics.encode().contains(shown) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        running.await.unwrap();
+        assert!(metrics.encode().contains(shown), "{shown} not in\n{}", metrics.encode());
+    };
+
+    let began = jobs::start_of(today());
+    let now = chrono::Utc::now().timestamp();
+    assert!((0..86_400).contains(&(now - began)), "today began less than a day ago");
+    run_once(
+        sweeper(app.pool.clone()).await,
+        &format!("xinyong_grading_swept_day_timestamp_seconds{{component=\"grading-test\"}} {began}"),
+    )
+    .await;
+    assert!(jobs::swept(&app.pool, today()).await.unwrap(), "the day is recorded as swept");
+    assert!(metrics.encode().contains("xinyong_grading_sweep_failures_total{component=\"grading-test\"} 0"));
+
+    // A sweeper that cannot see grading's tables.
+    let mut elsewhere = app.settings.database.clone();
+    elsewhere.schema = "no_such_schema".into();
+    let broken = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(xinyong_platform::db::connect_options(&elsewhere).unwrap())
+        .await
+        .unwrap();
+    run_once(sweeper(broken).await, "xinyong_grading_sweep_failures_total{component=\"grading-test\"} 1").await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_sweep_moves_a_grade_when_a_record_ages_out_and_running_it_twice_changes_nothing() {
     let app = spawn_app().await;
