@@ -213,6 +213,16 @@ impl Spawned {
     }
 }
 
+/// The whole HTTP/1.0 response to `GET path` at `address` (an admin port: `/metrics`, `/healthz`).
+pub async fn http_get(address: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(address).await.expect("the admin port accepts");
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("response read");
+    response
+}
+
 /// A channel to a server once it answers SERVING for `service` on its health service.
 pub async fn connect_when_serving(address: SocketAddr, service: &str) -> tonic::transport::Channel {
     use tonic_health::pb::HealthCheckRequest;

@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use secrecy::SecretString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::service::Routes;
 use tonic::transport::{Channel, Endpoint};
@@ -10,6 +9,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use xinyong_platform::config::{PlatformSettings, load_with};
 use xinyong_platform::server::{Host, ServeOptions, bind};
+use xinyong_platform::testing::http_get;
 
 /// A method that takes a while, so calls overlap.
 #[derive(Clone)]
@@ -74,14 +74,6 @@ async fn call_slow(channel: Channel, token: Option<&str>) -> tonic::Status {
     }
     let codec = tonic_prost::ProstCodec::<HealthCheckRequest, tonic_health::pb::HealthCheckResponse>::default();
     grpc.unary(request, PathAndQuery::from_static("/test.Slow/Call"), codec).await.unwrap_err()
-}
-
-async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 #[tokio::test]

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::Stream;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::{Mutex, RwLock, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,6 +18,7 @@ use xinyong_domain::calendar::Calendar;
 use xinyong_domain::credit_code::CreditCode;
 use xinyong_platform::batches::Batches;
 use xinyong_platform::identity::PERMISSION_ADMIN;
+use xinyong_platform::metrics::Metrics;
 use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller, violation};
 use xinyong_proto::common::v1::FieldViolation;
@@ -85,6 +89,70 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// a raw COPY, three 0.42-0.44, four 0.45-0.49, six no better).
 const WRITERS: usize = 4;
 
+/// What became of a submitted row, as the admin port counts it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Submitted rows by outcome (`xinyong_ingestion_rows_total`), through either channel: the gRPC
+/// metrics count calls, and a stream of a million rows is one call. A department whose feed
+/// breaks shows as rejections rising; an outage of the registry as `unknown_subject`.
+#[derive(Clone)]
+pub struct RowMetrics {
+    accepted: Counter,
+    duplicate: Counter,
+    conflict: Counter,
+    invalid: Counter,
+    unknown_subject: Counter,
+}
+
+impl RowMetrics {
+    pub fn register(metrics: &Metrics) -> RowMetrics {
+        let rows = Family::<OutcomeLabels, Counter>::default();
+        metrics.register(
+            "ingestion_rows",
+            "submitted rows by outcome: accepted, duplicate, conflict (the source id holds other content), \
+             invalid (a field's problem), unknown_subject",
+            rows.clone(),
+        );
+        let counter = |outcome| rows.get_or_create(&OutcomeLabels { outcome }).clone();
+        RowMetrics {
+            accepted: counter("accepted"),
+            duplicate: counter("duplicate"),
+            conflict: counter("conflict"),
+            invalid: counter("invalid"),
+            unknown_subject: counter("unknown_subject"),
+        }
+    }
+}
+
+/// A batch's rows by outcome, counted as its answers are built and added to the metrics once.
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    duplicate: u64,
+    conflict: u64,
+    invalid: u64,
+    unknown_subject: u64,
+}
+
+impl Tally {
+    fn add_to(&self, metrics: &RowMetrics) {
+        for (counter, count) in [
+            (&metrics.accepted, self.accepted),
+            (&metrics.duplicate, self.duplicate),
+            (&metrics.conflict, self.conflict),
+            (&metrics.invalid, self.invalid),
+            (&metrics.unknown_subject, self.unknown_subject),
+        ] {
+            if count > 0 {
+                counter.inc_by(count);
+            }
+        }
+    }
+}
+
 /// The ingestion gRPC service.
 #[derive(Clone)]
 pub struct Ingestion {
@@ -94,6 +162,7 @@ pub struct Ingestion {
     calendar: Arc<Calendar>,
     deadline_override: Option<u32>,
     batch: usize,
+    rows: RowMetrics,
 }
 
 impl Ingestion {
@@ -103,6 +172,7 @@ impl Ingestion {
         catalogue: HashMap<String, Category>,
         deadline_override: Option<u32>,
         batch: usize,
+        rows: RowMetrics,
     ) -> Ingestion {
         let ingestion = Ingestion {
             store,
@@ -111,6 +181,7 @@ impl Ingestion {
             calendar: Arc::new(Calendar::official()),
             deadline_override,
             batch: batch.max(1),
+            rows,
         };
         // Categories are data: ones added with an INSERT are picked up within a minute.
         let refresh = ingestion.clone();
@@ -186,24 +257,33 @@ impl IngestionService for Ingestion {
         request: Request<pb::SubmitRecordRequest>,
     ) -> Result<Response<pb::SubmitRecordResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let input = request.into_inner().record.ok_or_else(|| Status::from(ApiError::invalid("record", "required")))?;
-        let new = self
-            .prepare(input, &caller, today())
-            .await
-            .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
+        let invalid = |problems| {
+            self.rows.invalid.inc();
+            Status::from(ApiError::InvalidArgument(problems))
+        };
+        let input = request.into_inner().record.ok_or_else(|| invalid(vec![violation("record", "required")]))?;
+        let new = self.prepare(input, &caller, today()).await.map_err(invalid)?;
         let unknown = self
             .subjects
             .unknown(&[new.valid.credit_code.as_str()])
             .await
             .map_err(|error| Status::unavailable(error.to_string()))?;
         if !unknown.is_empty() {
+            self.rows.unknown_subject.inc();
             return Err(ApiError::NotFound { what: "subject", key: new.valid.credit_code.clone() }.into());
         }
         let outcome = self.store.submit_batch(&[&new], &caller.department_id, Announce::Each).await.map_err(status)?;
         let (record_id, outcome) = match outcome.into_iter().next() {
-            Some(SubmitOutcome::Accepted(id)) => (id, pb::SubmitOutcome::Accepted),
-            Some(SubmitOutcome::Duplicate(id)) => (id, pb::SubmitOutcome::Duplicate),
+            Some(SubmitOutcome::Accepted(id)) => {
+                self.rows.accepted.inc();
+                (id, pb::SubmitOutcome::Accepted)
+            }
+            Some(SubmitOutcome::Duplicate(id)) => {
+                self.rows.duplicate.inc();
+                (id, pb::SubmitOutcome::Duplicate)
+            }
             Some(SubmitOutcome::Conflict(id)) => {
+                self.rows.conflict.inc();
                 return Err(ApiError::AlreadyExists(format!("source_record_id: {}", conflict_reason(id))).into());
             }
             None => return Err(Status::internal("no outcome for the submission")),
@@ -562,26 +642,34 @@ async fn write_batches(
             }
         };
         let mut outcomes = outcomes.into_iter();
+        let mut tally = Tally::default();
         let results = batch
             .into_iter()
             .map(|row| {
                 let (outcome, record_id, violations) = match row.record {
-                    Err(violations) => (pb::SubmitOutcome::Rejected, String::new(), violations),
-                    Ok(new) if unknown.contains(&new.valid.credit_code) => (
-                        pb::SubmitOutcome::Rejected,
-                        String::new(),
-                        vec![violation("credit_code", format!("no subject `{}` is registered", new.valid.credit_code))],
-                    ),
+                    Err(violations) => {
+                        tally.invalid += 1;
+                        (pb::SubmitOutcome::Rejected, String::new(), violations)
+                    }
+                    Ok(new) if unknown.contains(&new.valid.credit_code) => {
+                        tally.unknown_subject += 1;
+                        let reason = format!("no subject `{}` is registered", new.valid.credit_code);
+                        (pb::SubmitOutcome::Rejected, String::new(), vec![violation("credit_code", reason)])
+                    }
                     Ok(_) => match outcomes.next() {
-                        Some(SubmitOutcome::Accepted(id)) => (pb::SubmitOutcome::Accepted, id.to_string(), Vec::new()),
+                        Some(SubmitOutcome::Accepted(id)) => {
+                            tally.accepted += 1;
+                            (pb::SubmitOutcome::Accepted, id.to_string(), Vec::new())
+                        }
                         Some(SubmitOutcome::Duplicate(id)) => {
+                            tally.duplicate += 1;
                             (pb::SubmitOutcome::Duplicate, id.to_string(), Vec::new())
                         }
-                        Some(SubmitOutcome::Conflict(id)) => (
-                            pb::SubmitOutcome::Rejected,
-                            id.to_string(),
-                            vec![violation("source_record_id", conflict_reason(id))],
-                        ),
+                        Some(SubmitOutcome::Conflict(id)) => {
+                            tally.conflict += 1;
+                            let reason = conflict_reason(id);
+                            (pb::SubmitOutcome::Rejected, id.to_string(), vec![violation("source_record_id", reason)])
+                        }
                         None => (
                             pb::SubmitOutcome::Rejected,
                             String::new(),
@@ -592,6 +680,7 @@ async fn write_batches(
                 pb::SubmitRowResult { row: row.row, outcome: outcome as i32, record_id, violations }
             })
             .collect();
+        tally.add_to(&service.rows);
         if sender.send(Ok(pb::SubmitRecordsResponse { results })).await.is_err() {
             // The client left; what is committed stays, and a resend finds it a duplicate.
             return;

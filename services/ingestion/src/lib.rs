@@ -102,7 +102,8 @@ pub async fn run(
     let store = store::Store::new(context.pool.clone());
     let catalogue = store.catalogue().await?;
     let deadline = (section.report_deadline_working_days > 0).then_some(section.report_deadline_working_days);
-    let api = api::Ingestion::new(store, subjects, catalogue, deadline, section.batch);
+    let rows = api::RowMetrics::register(&context.host.metrics);
+    let api = api::Ingestion::new(store, subjects, catalogue, deadline, section.batch, rows);
     let routes = Routes::new(IngestionServiceServer::new(api));
     context
         .serve(listener, admin_listener, routes, &[IngestionServiceServer::<api::Ingestion>::NAME], shutdown)

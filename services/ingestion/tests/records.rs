@@ -57,6 +57,10 @@ async fn a_record_is_accepted_once_and_a_different_payload_points_to_correct_rec
     let events: Vec<String> =
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq").fetch_all(&app.pool).await.unwrap();
     assert_eq!(events, ["xinyong.events.v1.RecordIngested", "xinyong.events.v1.RecordIngested"]);
+    for (outcome, rows) in [("accepted", 2), ("duplicate", 1), ("conflict", 1), ("invalid", 0), ("unknown_subject", 0)]
+    {
+        assert_eq!(app.rows_counted(outcome).await, Some(rows), "{outcome}");
+    }
     app.stop().await;
 }
 
@@ -86,6 +90,9 @@ async fn bad_records_are_refused_naming_their_fields() {
 
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, 0);
+    assert_eq!(app.rows_counted("invalid").await, Some(2), "the bad record and the restricted department's");
+    assert_eq!(app.rows_counted("unknown_subject").await, Some(1));
+    assert_eq!(app.rows_counted("accepted").await, Some(0));
     app.stop().await;
 }
 

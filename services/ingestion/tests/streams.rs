@@ -77,6 +77,12 @@ async fn a_mixed_batch_answers_every_row_and_lands_the_good_ones() {
         })
         .sum();
     assert_eq!(count, 500);
+    // The admin port counts the rows by outcome, where the gRPC metrics saw one call.
+    for (outcome, rows) in
+        [("accepted", 500), ("duplicate", 1), ("conflict", 1), ("invalid", 1), ("unknown_subject", 1)]
+    {
+        assert_eq!(app.rows_counted(outcome).await, Some(rows), "{outcome}");
+    }
     app.stop().await;
 }
 

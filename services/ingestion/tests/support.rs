@@ -26,11 +26,20 @@ pub struct App {
     pub tax: Client,
     pub client_for: Box<dyn Fn(Caller) -> Client + Send + Sync>,
     pub pool: sqlx::PgPool,
+    /// Ingestion's admin port (`/metrics`).
+    pub admin: std::net::SocketAddr,
     services: Vec<Spawned>,
     _database: TestDatabase,
 }
 
 impl App {
+    /// Rows counted with `outcome` on the admin port (`xinyong_ingestion_rows_total`), or none.
+    pub async fn rows_counted(&self, outcome: &str) -> Option<u64> {
+        let metrics = xinyong_platform::testing::http_get(self.admin, "/metrics").await;
+        let series = format!("xinyong_ingestion_rows_total{{component=\"ingestion\",outcome=\"{outcome}\"}} ");
+        metrics.lines().find_map(|line| line.strip_prefix(&series)).map(|count| count.parse().unwrap())
+    }
+
     pub async fn stop(self) {
         for service in self.services {
             service.stop().await;
@@ -78,8 +87,12 @@ pub async fn spawn_app() -> App {
             ..IngestionSection::default()
         },
     };
-    let ingestion =
-        Spawned::start(|listener, stop| xinyong_ingestion::run(ingestion_settings, listener, None, stop)).await;
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    let ingestion = Spawned::start(|listener, stop| {
+        xinyong_ingestion::run(ingestion_settings, listener, Some(admin_listener), stop)
+    })
+    .await;
     let address = ingestion.address;
     let channel = connect_when_serving(address, "xinyong.ingestion.v1.IngestionService").await;
     let client_for: Box<dyn Fn(Caller) -> Client + Send + Sync> = Box::new(move |caller: Caller| {
@@ -94,6 +107,7 @@ pub async fn spawn_app() -> App {
         tax: client_for(Caller::new("tax-110108", vec![])),
         client_for,
         pool,
+        admin,
         services: vec![ingestion, registry_service],
         _database: database,
     }
