@@ -36,14 +36,12 @@ pub async fn sweep(
     cache: &GradeCache,
     day: NaiveDate,
 ) -> Result<Option<Progress>, sqlx::Error> {
-    let mut lock = pool.acquire().await?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('grading:sweep'))").fetch_one(&mut *lock).await?;
-    if !locked {
+    let Some(held) = hold_if_free(pool, "grading:sweep").await? else {
         return Ok(None);
-    }
+    };
     let result = sweep_locked(pool, grader, cache, day).await;
-    sqlx::query("SELECT pg_advisory_unlock(hashtext('grading:sweep'))").execute(&mut *lock).await?;
+    // A rollback that fails has lost the connection, and the lock with it.
+    let _ = held.rollback().await;
     result.map(Some)
 }
 
@@ -310,31 +308,50 @@ pub async fn recompute(
     Ok(progress)
 }
 
-/// Wait until no other recompute runs, and hold that until the transaction returned ends. The
-/// lock is a transaction's, so that it goes with the rollback however the recompute ends (an
-/// error, a cancelled task); a session's would stay on the pooled connection.
-async fn take_turn(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut turn = pool.begin().await?;
-    // The transaction sits idle while the chunks run on other connections, for as long as the
-    // recompute takes: a deployment's `idle_in_transaction_session_timeout` would end it part way,
-    // and the turn with it, silently, so a second recompute could start beside this one. And a
-    // recompute waits for the one under way however long that runs, which a deployment's
-    // `lock_timeout` or `statement_timeout` would cut short with an error. Chunks keep them all.
+/// Begin a transaction and try to take the advisory lock `key` in it (one sweep, one recompute at
+/// a time across replicas): the transaction, and whether the lock was free. The lock is a
+/// transaction's, so that it goes with the rollback however the work ends (an error, a cancelled
+/// or panicking task); a session's stayed on the pooled connection, and then no replica could
+/// take it until that connection closed.
+async fn try_hold(pool: &PgPool, key: &str) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, bool), sqlx::Error> {
+    let mut held = pool.begin().await?;
+    // The transaction sits idle while the work runs on other connections, for as long as it
+    // takes: a deployment's `idle_in_transaction_session_timeout` would end it part way, and the
+    // lock with it, silently, so that a second sweep or recompute could start beside this one. And
+    // a recompute waits for the one under way however long that runs, which a deployment's
+    // `lock_timeout` or `statement_timeout` would cut short with an error. The work's own
+    // transactions keep them all.
     sqlx::query(
         "SELECT set_config('idle_in_transaction_session_timeout', '0', true),
              set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)",
     )
-    .execute(&mut *turn)
+    .execute(&mut *held)
     .await?;
-    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:recompute'))")
-        .fetch_one(&mut *turn)
-        .await?;
+    let free: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))").bind(key).fetch_one(&mut *held).await?;
+    Ok((held, free))
+}
+
+/// The lock `key` held until the transaction returned ends, or `None` when someone else holds it.
+async fn hold_if_free(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    let (held, free) = try_hold(pool, key).await?;
+    Ok(free.then_some(held))
+}
+
+/// Wait until no other recompute runs, and hold that until the transaction returned ends.
+async fn take_turn(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let (mut turn, free) = try_hold(pool, RECOMPUTE_LOCK).await?;
     if !free {
         tracing::info!("another recompute is under way; this one starts when it has finished");
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('grading:recompute'))").execute(&mut *turn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(RECOMPUTE_LOCK).execute(&mut *turn).await?;
     }
     Ok(turn)
 }
+
+const RECOMPUTE_LOCK: &str = "grading:recompute";
 
 /// Items numbered 0, 1, 2, … that arrive in any order, handed out in their numbers' order: chunks
 /// finished ahead of an earlier one wait here (a handful of counts) until it has finished.

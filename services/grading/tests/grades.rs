@@ -334,6 +334,56 @@ async fn grades_stored_twice_before_the_current_grade_ended_its_history_are_kept
     pool.close().await;
 }
 
+/// A sweep that ends part way, however it ends, lets go of its lock: otherwise no replica could
+/// sweep again until the connection that held it closed.
+#[tokio::test]
+async fn a_sweep_cut_off_part_way_lets_the_next_one_run() {
+    let app = spawn_app().await;
+    let subject = code("110108", 61);
+    app.register(&subject, "110108").await;
+    let decided = days_ago(20);
+    app.publish("ingestion", &record(&subject, RECORD, Nature::SeriousDishonesty, &decided)).await;
+    app.grade_becomes(&subject, Grade::C).await;
+    let (grader, cache) = app.grader_and_cache().await;
+    let due = NaiveDate::parse_from_str(&decided, "%Y-%m-%d").unwrap() + Months::new(12);
+
+    // A sweep holds its lock and runs its work on connections of its own.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(xinyong_platform::db::connect_options(&app.settings.database).unwrap())
+        .await
+        .unwrap();
+
+    // The sweep's regrade stalls behind a recompute chunk's fence, held here; then its task goes.
+    let mut chunk = app.pool.begin().await.unwrap();
+    sqlx::query(FENCE_FOR_CHUNKS).execute(&mut *chunk).await.unwrap();
+    let (sweep_pool, sweep_grader, sweep_cache) = (pool.clone(), grader.clone(), cache.clone());
+    let cut_off = tokio::spawn(async move { jobs::sweep(&sweep_pool, &sweep_grader, &sweep_cache, due).await });
+    someone_waits_for_a_lock(&app, "relation").await;
+    cut_off.abort();
+    assert!(cut_off.await.unwrap_err().is_cancelled());
+    chunk.rollback().await.unwrap();
+
+    // Another replica, on connections of its own, can take the sweep.
+    let mut free = false;
+    for _ in 0..250 {
+        let mut other = app.pool.begin().await.unwrap();
+        free = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('grading:sweep'))")
+            .fetch_one(&mut *other)
+            .await
+            .unwrap();
+        other.rollback().await.unwrap();
+        if free {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(free, "the cut-off sweep let go of its lock");
+    let next = jobs::sweep(&app.pool, &grader, &cache, due).await.unwrap().expect("the next sweep runs");
+    assert_eq!((next.subjects, next.changed), (1, 2), "it does the day's work");
+    app.stop().await;
+}
+
 /// The admin port shows the last day the sweep is known to have completed, so that a day left
 /// unswept can raise an alert, and counts the sweeps that could not run.
 #[tokio::test]
