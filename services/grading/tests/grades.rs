@@ -334,25 +334,26 @@ async fn grades_stored_twice_before_the_current_grade_ended_its_history_are_kept
     pool.close().await;
 }
 
+/// A subject graded C for a serious record decided 20 days ago, and the day that record leaves
+/// the window, when the sweep regrades it.
+async fn subject_due_for_sweep(app: &App, number: u32) -> (String, NaiveDate) {
+    let subject = code("110108", number);
+    app.register(&subject, "110108").await;
+    let decided = days_ago(20);
+    app.publish("ingestion", &record(&subject, RECORD, Nature::SeriousDishonesty, &decided)).await;
+    app.grade_becomes(&subject, Grade::C).await;
+    (subject, NaiveDate::parse_from_str(&decided, "%Y-%m-%d").unwrap() + Months::new(12))
+}
+
 /// A sweep that ends part way, however it ends, lets go of its lock: otherwise no replica could
 /// sweep again until the connection that held it closed.
 #[tokio::test]
 async fn a_sweep_cut_off_part_way_lets_the_next_one_run() {
     let app = spawn_app().await;
-    let subject = code("110108", 61);
-    app.register(&subject, "110108").await;
-    let decided = days_ago(20);
-    app.publish("ingestion", &record(&subject, RECORD, Nature::SeriousDishonesty, &decided)).await;
-    app.grade_becomes(&subject, Grade::C).await;
+    let (_, due) = subject_due_for_sweep(&app, 61).await;
     let (grader, cache) = app.grader_and_cache().await;
-    let due = NaiveDate::parse_from_str(&decided, "%Y-%m-%d").unwrap() + Months::new(12);
-
     // A sweep holds its lock and runs its work on connections of its own.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(xinyong_platform::db::connect_options(&app.settings.database).unwrap())
-        .await
-        .unwrap();
+    let pool = app.own_pool(4, |options| options).await;
 
     // The sweep's regrade stalls behind a recompute chunk's fence, held here; then its task goes.
     let mut chunk = app.pool.begin().await.unwrap();
@@ -426,13 +427,7 @@ async fn the_sweeper_shows_the_day_it_swept_and_counts_what_failed() {
     assert!(metrics.encode().contains("xinyong_grading_sweep_failures_total{component=\"grading-test\"} 0"));
 
     // A sweeper that cannot see grading's tables.
-    let mut elsewhere = app.settings.database.clone();
-    elsewhere.schema = "no_such_schema".into();
-    let broken = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(xinyong_platform::db::connect_options(&elsewhere).unwrap())
-        .await
-        .unwrap();
+    let broken = app.own_pool(2, |options| options.options([("search_path", "no_such_schema")])).await;
     run_once(sweeper(broken).await, "xinyong_grading_sweep_failures_total{component=\"grading-test\"} 1").await;
     app.stop().await;
 }
@@ -440,14 +435,8 @@ async fn the_sweeper_shows_the_day_it_swept_and_counts_what_failed() {
 #[tokio::test]
 async fn the_sweep_moves_a_grade_when_a_record_ages_out_and_running_it_twice_changes_nothing() {
     let app = spawn_app().await;
-    let subject = code("110108", 3);
-    app.register(&subject, "110108").await;
-    let decided = days_ago(20);
-    app.publish("ingestion", &record(&subject, RECORD, Nature::SeriousDishonesty, &decided)).await;
-    app.grade_becomes(&subject, Grade::C).await;
-
+    let (subject, leaves) = subject_due_for_sweep(&app, 3).await;
     let (grader, cache) = app.grader_and_cache().await;
-    let leaves = NaiveDate::parse_from_str(&decided, "%Y-%m-%d").unwrap() + Months::new(12);
 
     let early = jobs::sweep(&app.pool, &grader, &cache, leaves.pred_opt().unwrap()).await.unwrap().unwrap();
     assert_eq!(early, jobs::Progress::default(), "nothing is due the day before");
@@ -817,10 +806,7 @@ async fn a_recompute_keeps_its_turn_and_the_next_waits_where_a_deployment_sets_t
     publish_stricter_public_credit(&app).await;
     let (grader, cache) = app.grader_and_cache().await;
     let pool_with = async |settings: &[&str]| {
-        let options = xinyong_platform::db::connect_options(&app.settings.database)
-            .unwrap()
-            .options(settings.iter().map(|setting| (setting, "100ms")));
-        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(options).await.unwrap()
+        app.own_pool(4, |options| options.options(settings.iter().map(|s| (s, "100ms")))).await
     };
     let idle_ended = pool_with(&["idle_in_transaction_session_timeout"]).await;
     let waits_cut = pool_with(&["lock_timeout", "statement_timeout"]).await;
@@ -869,11 +855,7 @@ async fn a_stopped_recompute_returns_after_its_chunks_under_way() {
     publish_stricter_public_credit(&app).await;
     let (grader, cache) = app.grader_and_cache().await;
     // Room for two chunks at once, besides the turn and the next chunk.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(6)
-        .connect_with(xinyong_platform::db::connect_options(&app.settings.database).unwrap())
-        .await
-        .unwrap();
+    let pool = app.own_pool(6, |options| options).await;
     let version = async |subject: &str| stored_public_credit(&app, subject).await.rule_set_version;
 
     // The second chunk (subjects 2 and 3) stalls on a grade this transaction holds.

@@ -76,6 +76,18 @@ pub fn industry_risk() -> String {
 }
 
 impl App {
+    /// A pool of `size` connections to grading's database, for work that holds some of its own
+    /// (a sweep's or a recompute's lock besides the work), with `adjust` applied to their options
+    /// (a deployment's settings, another schema).
+    pub async fn own_pool(
+        &self,
+        size: u32,
+        adjust: impl FnOnce(sqlx::postgres::PgConnectOptions) -> sqlx::postgres::PgConnectOptions,
+    ) -> sqlx::PgPool {
+        let options = adjust(xinyong_platform::db::connect_options(&self.settings.database).unwrap());
+        sqlx::postgres::PgPoolOptions::new().max_connections(size).connect_with(options).await.unwrap()
+    }
+
     /// The parts a test drives directly (a regrade, the sweep, a recompute), over the service's own
     /// database and Redis, with the rule sets published so far.
     pub async fn grader_and_cache(&self) -> (Grader, GradeCache) {
