@@ -609,6 +609,16 @@ async fn publish_stricter_public_credit(app: &App) {
     publish_public_credit_with(app, "\"at_least\": 6", "\"at_least\": 1").await;
 }
 
+/// A subject graded A under version 1 of `public_credit`, with version 2 published since: a
+/// recompute rewrites its grade (it names the version).
+async fn graded_before_a_new_version(app: &App, number: u32) -> String {
+    let subject = code("110108", number);
+    app.register(&subject, "110108").await;
+    app.grade_becomes(&subject, Grade::A).await;
+    publish_stricter_public_credit(app).await;
+    subject
+}
+
 #[tokio::test]
 async fn recompute_applies_a_new_version_streams_progress_and_resumes() {
     let app = spawn_app_with(|settings| settings.grading.recompute_chunk = 2).await;
@@ -773,10 +783,7 @@ async fn an_events_regrade_and_a_recompute_chunk_wait_for_each_other() {
 #[tokio::test]
 async fn a_second_recompute_waits_for_the_one_under_way() {
     let app = spawn_app().await;
-    let subject = code("110108", 41);
-    app.register(&subject, "110108").await;
-    app.grade_becomes(&subject, Grade::A).await;
-    publish_stricter_public_credit(&app).await;
+    let subject = graded_before_a_new_version(&app, 41).await;
 
     // The recompute under way, as far as the next one can tell.
     let mut under_way = app.pool.begin().await.unwrap();
@@ -800,10 +807,7 @@ async fn a_second_recompute_waits_for_the_one_under_way() {
 #[tokio::test]
 async fn a_recompute_keeps_its_turn_and_the_next_waits_where_a_deployment_sets_timeouts() {
     let app = spawn_app().await;
-    let subject = code("110108", 60);
-    app.register(&subject, "110108").await;
-    app.grade_becomes(&subject, Grade::A).await;
-    publish_stricter_public_credit(&app).await;
+    let subject = graded_before_a_new_version(&app, 60).await;
     let (grader, cache) = app.grader_and_cache().await;
     let pool_with = async |settings: &[&str]| {
         app.own_pool(4, |options| options.options(settings.iter().map(|s| (s, "100ms")))).await
