@@ -123,6 +123,13 @@ ensure_helm() {
   HELM=$dir/helm/helm
 }
 
+# promtool, from Debian's prometheus package, checks the chart's alert rules and runs their tests.
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  log "installing promtool (Debian prometheus)"
+  apt_install --no-install-recommends prometheus || die "cannot install promtool (apt-get install prometheus)"
+}
+
 ensure_kubernetes_validate() {
   command -v kubernetes-validate >/dev/null && return
   log "installing kubernetes-validate (PyPI)"

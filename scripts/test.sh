@@ -21,6 +21,16 @@ ensure_kubernetes_validate
 rendered=$(mktemp)
 "$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci --set serviceMonitor.enabled=false >"$rendered"
 kubernetes-validate --strict --quiet -k 1.33.0 "$rendered" k8s/namespace.yaml
+
+log "alert rules (promtool)"
+ensure_promtool
+promtool check rules helm/xinyong/files/alerts.yaml >/dev/null
+(cd helm && promtool test rules alerts_test.yaml)
+# The chart's PrometheusRule carries those rules as they are.
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci \
+  --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml \
+  | python3 -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(sys.stdin)["spec"], sys.stdout)' >"$rendered"
+promtool check rules "$rendered" >/dev/null
 rm -f "$rendered"
 
 log "cargo clippy"
