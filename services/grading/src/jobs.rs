@@ -36,7 +36,7 @@ pub async fn sweep(
     cache: &GradeCache,
     day: NaiveDate,
 ) -> Result<Option<Progress>, sqlx::Error> {
-    let Some(held) = hold_if_free(pool, "grading:sweep").await? else {
+    let Some(held) = hold_if_free(pool, SWEEP_LOCK).await? else {
         return Ok(None);
     };
     let result = sweep_locked(pool, grader, cache, day).await;
@@ -338,7 +338,11 @@ async fn hold_if_free(
     key: &str,
 ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
     let (held, free) = try_hold(pool, key).await?;
-    Ok(free.then_some(held))
+    if !free {
+        held.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(held))
 }
 
 /// Wait until no other recompute runs, and hold that until the transaction returned ends.
@@ -351,6 +355,8 @@ async fn take_turn(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Pos
     Ok(turn)
 }
 
+/// Keys of the advisory locks (hashed with `hashtext`): one sweep, one recompute at a time.
+const SWEEP_LOCK: &str = "grading:sweep";
 const RECOMPUTE_LOCK: &str = "grading:recompute";
 
 /// Items numbered 0, 1, 2, … that arrive in any order, handed out in their numbers' order: chunks

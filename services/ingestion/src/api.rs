@@ -97,7 +97,8 @@ struct OutcomeLabels {
 
 /// Submitted rows by outcome (`xinyong_ingestion_rows_total`), through either channel: the gRPC
 /// metrics count calls, and a stream of a million rows is one call. A department whose feed
-/// breaks shows as rejections rising; an outage of the registry as `unknown_subject`.
+/// breaks shows as `invalid` rising; registrations the registry does not have yet as
+/// `unknown_subject` (a registry that cannot be asked fails the call instead, counting nothing).
 #[derive(Clone)]
 pub struct RowMetrics {
     accepted: Counter,
