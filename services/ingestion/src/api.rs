@@ -128,32 +128,6 @@ impl RowMetrics {
     }
 }
 
-/// A batch's rows by outcome, counted as its answers are built and added to the metrics once.
-#[derive(Default)]
-struct Tally {
-    accepted: u64,
-    duplicate: u64,
-    conflict: u64,
-    invalid: u64,
-    unknown_subject: u64,
-}
-
-impl Tally {
-    fn add_to(&self, metrics: &RowMetrics) {
-        for (counter, count) in [
-            (&metrics.accepted, self.accepted),
-            (&metrics.duplicate, self.duplicate),
-            (&metrics.conflict, self.conflict),
-            (&metrics.invalid, self.invalid),
-            (&metrics.unknown_subject, self.unknown_subject),
-        ] {
-            if count > 0 {
-                counter.inc_by(count);
-            }
-        }
-    }
-}
-
 /// The ingestion gRPC service.
 #[derive(Clone)]
 pub struct Ingestion {
@@ -643,31 +617,30 @@ async fn write_batches(
             }
         };
         let mut outcomes = outcomes.into_iter();
-        let mut tally = Tally::default();
         let results = batch
             .into_iter()
             .map(|row| {
                 let (outcome, record_id, violations) = match row.record {
                     Err(violations) => {
-                        tally.invalid += 1;
+                        service.rows.invalid.inc();
                         (pb::SubmitOutcome::Rejected, String::new(), violations)
                     }
                     Ok(new) if unknown.contains(&new.valid.credit_code) => {
-                        tally.unknown_subject += 1;
+                        service.rows.unknown_subject.inc();
                         let reason = format!("no subject `{}` is registered", new.valid.credit_code);
                         (pb::SubmitOutcome::Rejected, String::new(), vec![violation("credit_code", reason)])
                     }
                     Ok(_) => match outcomes.next() {
                         Some(SubmitOutcome::Accepted(id)) => {
-                            tally.accepted += 1;
+                            service.rows.accepted.inc();
                             (pb::SubmitOutcome::Accepted, id.to_string(), Vec::new())
                         }
                         Some(SubmitOutcome::Duplicate(id)) => {
-                            tally.duplicate += 1;
+                            service.rows.duplicate.inc();
                             (pb::SubmitOutcome::Duplicate, id.to_string(), Vec::new())
                         }
                         Some(SubmitOutcome::Conflict(id)) => {
-                            tally.conflict += 1;
+                            service.rows.conflict.inc();
                             let reason = conflict_reason(id);
                             (pb::SubmitOutcome::Rejected, id.to_string(), vec![violation("source_record_id", reason)])
                         }
@@ -681,7 +654,7 @@ async fn write_batches(
                 pb::SubmitRowResult { row: row.row, outcome: outcome as i32, record_id, violations }
             })
             .collect();
-        tally.add_to(&service.rows);
+
         if sender.send(Ok(pb::SubmitRecordsResponse { results })).await.is_err() {
             // The client left; what is committed stays, and a resend finds it a duplicate.
             return;
