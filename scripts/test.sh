@@ -19,10 +19,11 @@ ensure_helm
 ensure_kubernetes_validate
 "$HELM" lint --strict helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci >/dev/null
 rendered=$(mktemp)
-"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci --set serviceMonitor.enabled=false >"$rendered"
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci --set serviceMonitor.enabled=false \
+  --set dashboard.enabled=true >"$rendered"
 kubernetes-validate --strict --quiet -k 1.33.0 "$rendered" k8s/namespace.yaml
 
-log "alert rules (promtool)"
+log "alert rules and dashboard (promtool)"
 ensure_promtool
 (cd helm && promtool test rules alerts_test.yaml)
 # The rules as the chart's PrometheusRule carries them, linted (the tests above parse them too).
@@ -30,6 +31,12 @@ ensure_promtool
   --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml \
   | python3 -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(sys.stdin)["spec"], sys.stdout)' >"$rendered"
 promtool check rules "$rendered" >/dev/null
+# The dashboard as the chart's ConfigMap carries it, and every query of it and of the alerts
+# against the metrics docs/configuration.md lists.
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci \
+  --set dashboard.enabled=true --show-only templates/dashboard.yaml \
+  | python3 -c 'import sys, json, yaml; json.loads(yaml.safe_load(sys.stdin)["data"]["xinyong.json"])'
+python3 helm/check_monitoring.py
 rm -f "$rendered"
 
 log "cargo clippy"

@@ -1,6 +1,7 @@
 //! The foundation (issue #2): every service up behind the gateway, authentication, credentials,
 //! schema ownership, the event bus under a crashing relay, graceful shutdown.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,11 +12,12 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use xinyong_platform::bus::{self, Consumer, EventHandler, HandlerError};
+use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::events::v1::{EntityRegistered, Envelope};
 use xinyong_proto::gateway::v1 as admin;
 use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use xinyong_proto::registry::v1::{GetEntityRequest, get_entity_request};
+use xinyong_proto::registry::v1::{Entity, GetEntityRequest, RegisterEntityRequest, get_entity_request};
 
 use crate::support::{BACKENDS, Platform, free_port, with_token};
 
@@ -399,4 +401,63 @@ async fn shutdown_reports_not_serving_then_drains() {
     .await;
     let status = platform.wait_exit("lottery", Duration::from_secs(30)).await;
     assert!(status.success(), "a terminated service exits cleanly: {status}");
+}
+
+/// The metrics docs/configuration.md lists, as their samples are named (a counter with `_total`).
+fn documented_metrics() -> BTreeSet<String> {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"))
+        .expect("docs/configuration.md is readable");
+    docs.lines()
+        .filter_map(|line| line.strip_prefix("| `xinyong_"))
+        .map(|rest| format!("xinyong_{}", rest.split(['{', '`']).next().unwrap_or_default()))
+        .collect()
+}
+
+/// The chart's dashboard and alerts are checked against the documented metrics
+/// (helm/check_monitoring.py); this holds the documentation to what the processes export, so a
+/// metric renamed in the code alone fails here rather than leaving a panel empty.
+#[tokio::test]
+async fn the_processes_export_exactly_the_documented_metrics() {
+    let platform = Platform::start().await;
+    // A labelled family is described only once it has a series: one registration makes an event
+    // that a relay publishes and consumers handle.
+    let market = crate::ingestion::department(&platform, "samr-440305", &["report:licence"]).await;
+    let entity = Entity {
+        credit_code: "9144030071526726XG".into(),
+        name: "华为技术有限公司".into(),
+        kind: SubjectKind::Enterprise as i32,
+        region_code: "440305".into(),
+        industry_code: "C3921".into(),
+        established_on: "1987-09-15".into(),
+        ..Default::default()
+    };
+    RegistryServiceClient::new(platform.gateway().await)
+        .register_entity(with_token(RegisterEntityRequest { entity: Some(entity) }, &market))
+        .await
+        .expect("the entity is registered");
+    let documented = documented_metrics();
+    assert!(documented.len() >= 10, "the metrics table was not found: {documented:?}");
+    let mut exported = BTreeSet::new();
+    for _ in 0..100 {
+        exported.clear();
+        for (name, node) in &platform.nodes {
+            let response = xinyong_platform::testing::http_get(node.admin, "/metrics").await;
+            assert!(response.contains(" 200 "), "{name}'s /metrics: {response}");
+            // `# TYPE name kind`, a counter named without its `_total`.
+            for line in response.lines() {
+                let Some(described) = line.strip_prefix("# TYPE ") else { continue };
+                let mut parts = described.split(' ');
+                let (Some(metric), Some(kind)) = (parts.next(), parts.next()) else { continue };
+                exported.insert(if kind == "counter" { format!("{metric}_total") } else { metric.to_owned() });
+            }
+        }
+        if documented.is_subset(&exported) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let undocumented: Vec<&String> = exported.difference(&documented).collect();
+    let missing: Vec<&String> = documented.difference(&exported).collect();
+    assert!(undocumented.is_empty(), "exported but not in docs/configuration.md: {undocumented:?}");
+    assert!(missing.is_empty(), "in docs/configuration.md but exported by no process: {missing:?}");
 }
