@@ -59,6 +59,9 @@ pub struct Metrics {
     pub cache: Family<CacheLabels, Counter>,
     pub events_published: Family<StreamLabels, Counter>,
     pub events_consumed: Family<StreamLabels, Counter>,
+    /// Events on a stream this process's consumer group has not handled yet (see
+    /// [`crate::bus::Consumer`]).
+    pub consumer_lag: Family<StreamLabels, Gauge>,
     pub outbox_lag: Gauge,
     pub outbox_pruned: Counter,
     /// Each served method's handles, found once (see [`MethodMetrics`]).
@@ -95,6 +98,7 @@ impl Metrics {
         let cache = Family::<CacheLabels, Counter>::default();
         let events_published = Family::<StreamLabels, Counter>::default();
         let events_consumed = Family::<StreamLabels, Counter>::default();
+        let consumer_lag = Family::<StreamLabels, Gauge>::default();
         let outbox_lag = Gauge::default();
         let outbox_pruned = Counter::default();
         registry.register("grpc_requests", "gRPC calls finished, by method and status code", requests.clone());
@@ -112,6 +116,11 @@ impl Metrics {
         registry.register("cache_lookups", "cache lookups by cache and outcome", cache.clone());
         registry.register("events_published", "events published from the outbox to a stream", events_published.clone());
         registry.register("events_consumed", "events handled by a consumer, by stream", events_consumed.clone());
+        registry.register(
+            "events_consumer_lag",
+            "events on a stream that this service's consumer group has not handled: not yet read, or read and not acknowledged",
+            consumer_lag.clone(),
+        );
         registry.register("outbox_lag", "outbox rows not yet published", outbox_lag.clone());
         registry.register(
             "outbox_pruned",
@@ -127,6 +136,7 @@ impl Metrics {
             cache,
             events_published,
             events_consumed,
+            consumer_lag,
             outbox_lag,
             outbox_pruned,
             methods: Arc::default(),

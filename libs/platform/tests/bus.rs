@@ -80,6 +80,81 @@ async fn a_failed_handler_gets_the_event_again_without_a_restart() {
     task.await.unwrap();
 }
 
+/// Fails until told to succeed.
+struct FailsUntil {
+    succeed: Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<AtomicUsize>,
+}
+
+impl EventHandler for FailsUntil {
+    async fn handle(&self, _: &mut sqlx::PgConnection, _: &Envelope) -> Result<(), HandlerError> {
+        if self.succeed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        Err(HandlerError::Other("not yet".into()))
+    }
+}
+
+/// The value of the consumer-lag gauge for `stream` in `metrics`, once it is `expected`.
+async fn lag_becomes(metrics: &Metrics, stream: &str, expected: u64) {
+    let line = format!(r#"xinyong_events_consumer_lag{{component="grading",stream="{stream}"}} {expected}"#);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !metrics.encode().lines().any(|sample| sample == line) {
+        assert!(tokio::time::Instant::now() < deadline, "never saw {line} in\n{}", metrics.encode());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_consumer_lag_counts_events_not_handled_until_they_are() {
+    let database = TestDatabase::new().await;
+    let (producer, redis) = registry_outbox(&database).await;
+    let consumer_pool = database.pool_of("grading").await;
+    PLATFORM_MIGRATOR.run(&consumer_pool).await.unwrap();
+    let mut transaction = producer.begin().await.unwrap();
+    for code in ["91110000600037341L", "91110000600037342L", "91110000600037343L"] {
+        let event = EntityStatusChanged { credit_code: code.into(), ..Default::default() };
+        bus::enqueue(&mut transaction, "registry", &event).await.unwrap();
+    }
+    transaction.commit().await.unwrap();
+    let relay =
+        Relay::new(producer.clone(), redis.clone(), "registry", EventSettings::default(), Metrics::new("registry"));
+    assert_eq!(relay.publish_batch().await.unwrap(), 3);
+
+    let succeed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let metrics = Metrics::new("grading");
+    let stream = redis.stream_key("registry");
+    let mut consumer = Consumer::new(
+        consumer_pool,
+        redis,
+        "grading",
+        &["registry"],
+        FailsUntil { succeed: succeed.clone(), failed: failed.clone() },
+        metrics.clone(),
+    );
+    consumer.claim_idle = Duration::from_millis(200);
+    consumer.block = Duration::from_millis(50);
+    consumer.lag_every = Duration::from_millis(50);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let task = tokio::spawn(consumer.run(async move { stopped.notified().await }));
+
+    // Not read yet, then read and failed (pending): not handled either way. The gauge is read
+    // again after all three failed, so it counts pending entries, not only unread ones.
+    lag_becomes(&metrics, &stream, 3).await;
+    while failed.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lag_becomes(&metrics, &stream, 3).await;
+    succeed.store(true, Ordering::SeqCst);
+    lag_becomes(&metrics, &stream, 0).await;
+    stop.notify_one();
+    task.await.unwrap();
+}
+
 /// The registry's schema with the platform's tables, and its Redis.
 async fn registry_outbox(database: &TestDatabase) -> (sqlx::PgPool, Redis) {
     let pool = database.pool_of("registry").await;

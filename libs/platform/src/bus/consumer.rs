@@ -62,6 +62,8 @@ pub struct Consumer<H> {
     pub claim_idle: Duration,
     /// Longest wait in one XREADGROUP.
     pub block: Duration,
+    /// How often the group's lag is read into the metrics.
+    pub lag_every: Duration,
 }
 
 /// Why a consumer round failed; the loop logs it and tries again.
@@ -99,6 +101,7 @@ impl<H: EventHandler> Consumer<H> {
             metrics,
             claim_idle: Duration::from_secs(30),
             block,
+            lag_every: Duration::from_secs(15),
         }
     }
 
@@ -109,6 +112,7 @@ impl<H: EventHandler> Consumer<H> {
         // Entries left pending (a handler failed, or an instance died) are taken over once they
         // have been idle for `claim_idle`, so look for them that often.
         let mut last_claim: Option<tokio::time::Instant> = None;
+        let mut last_lag: Option<tokio::time::Instant> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             let round = async {
@@ -119,6 +123,10 @@ impl<H: EventHandler> Consumer<H> {
                 if last_claim.is_none_or(|at| at.elapsed() >= self.claim_idle) {
                     last_claim = Some(tokio::time::Instant::now());
                     self.claim_stale().await?;
+                }
+                if last_lag.is_none_or(|at| at.elapsed() >= self.lag_every) {
+                    last_lag = Some(tokio::time::Instant::now());
+                    self.report_lag().await?;
                 }
                 self.read_new().await
             };
@@ -164,6 +172,31 @@ impl<H: EventHandler> Consumer<H> {
                 Ok(()) => {}
                 Err(error) if error.code() == Some("BUSYGROUP") => {}
                 Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Set each stream's lag gauge: what the group has not read yet (Redis counts it from the
+    /// entries ever added, so entries trimmed unread still count: they were never handled) plus
+    /// what it read and has not acknowledged. Every replica of a service reports its group's.
+    async fn report_lag(&self) -> Result<(), ConsumerError> {
+        let mut connection = self.connection().await?;
+        for stream in &self.streams {
+            let groups: Vec<std::collections::HashMap<String, Value>> =
+                redis::cmd("XINFO").arg("GROUPS").arg(stream).query_async(&mut connection).await?;
+            let ours = groups.iter().find(|group| {
+                group.get("name").is_some_and(|name| {
+                    redis::from_redis_value_ref::<String>(name).is_ok_and(|name| name == self.group)
+                })
+            });
+            let count = |field: &str| {
+                ours.and_then(|group| group.get(field)).and_then(|value| redis::from_redis_value_ref::<i64>(value).ok())
+            };
+            // Redis answers no lag when it cannot tell (entries deleted from the middle); the
+            // gauge then keeps its last value.
+            if let (Some(lag), Some(pending)) = (count("lag"), count("pending")) {
+                self.metrics.consumer_lag.get_or_create(&StreamLabels { stream: stream.clone() }).set(lag + pending);
             }
         }
         Ok(())
