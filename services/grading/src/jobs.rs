@@ -9,10 +9,13 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 
 use crate::cache::GradeCache;
-use crate::grades::{FENCE_FOR_CHUNKS, Grader, Read};
+use crate::grades::{FENCE_FOR_CHUNKS, Grader, Read, Scheme, grade_number};
 use crate::store::Store;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use xinyong_domain::grading::Grade;
 use xinyong_platform::bus::Announce;
 use xinyong_platform::metrics::Metrics;
 
@@ -97,12 +100,21 @@ pub async fn swept(pool: &PgPool, day: NaiveDate) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sweeps WHERE day = $1)").bind(day).fetch_one(pool).await
 }
 
-/// What the daily sweep shows on the admin port, so that a day left unswept (grades that time
-/// should have moved and did not) can raise an alert rather than wait for a complaint.
+/// What grading's background work shows on the admin port: the daily sweep's, so that a day left
+/// unswept (grades that time should have moved and did not) can raise an alert rather than wait
+/// for a complaint; and how many subjects hold each grade.
 #[derive(Clone)]
 pub struct SweepMetrics {
     swept_day: Gauge,
     failures: Counter,
+    subjects: Family<GradeLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GradeLabels {
+    scheme: String,
+    /// `A` to `D`.
+    grade: String,
 }
 
 impl SweepMetrics {
@@ -119,11 +131,41 @@ impl SweepMetrics {
             "daily sweeps that failed, or whose day could not be looked up; each is tried again at the next tick",
             failures.clone(),
         );
-        SweepMetrics { swept_day, failures }
+        let subjects = Family::<GradeLabels, Gauge>::default();
+        metrics.register(
+            "grading_subjects",
+            "subjects per grade of each scheme but the internal ones, counted at every sweep tick",
+            subjects.clone(),
+        );
+        SweepMetrics { swept_day, failures, subjects }
     }
 
     fn swept(&self, day: NaiveDate) {
         self.swept_day.set(start_of(day));
+    }
+
+    /// Count the current grades of every scheme that is not internal: an internal scheme's
+    /// grades (industry risk classes) are for inspection planning, and even their spread is not
+    /// for a dashboard. A grade no subject holds shows 0 rather than its last count.
+    async fn count_grades(&self, pool: &PgPool, schemes: &[Scheme]) -> Result<(), sqlx::Error> {
+        let public: Vec<&str> =
+            schemes.iter().filter(|scheme| !scheme.internal).map(|scheme| scheme.name.as_str()).collect();
+        let counts: Vec<(String, i16, i64)> =
+            sqlx::query_as("SELECT scheme, grade, count(*) FROM grades WHERE scheme = ANY($1) GROUP BY scheme, grade")
+                .bind(&public)
+                .fetch_all(pool)
+                .await?;
+        for scheme in public {
+            for grade in [Grade::A, Grade::B, Grade::C, Grade::D] {
+                let held = counts
+                    .iter()
+                    .find(|(name, number, _)| name == scheme && *number == grade_number(grade))
+                    .map_or(0, |(_, _, count)| *count);
+                let labels = GradeLabels { scheme: scheme.to_owned(), grade: format!("{grade:?}") };
+                self.subjects.get_or_create(&labels).set(held);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -168,6 +210,9 @@ impl Sweeper {
                     metrics.failures.inc();
                     tracing::warn!(%error, "cannot tell whether today was swept");
                 }
+            }
+            if let Err(error) = metrics.count_grades(&pool, &grader.schemes.current()).await {
+                tracing::warn!(%error, "grades not counted for the metrics");
             }
             tokio::select! {
                 () = &mut stop => return,

@@ -386,9 +386,10 @@ async fn a_sweep_cut_off_part_way_lets_the_next_one_run() {
 }
 
 /// The admin port shows the last day the sweep is known to have completed, so that a day left
-/// unswept can raise an alert, and counts the sweeps that could not run.
+/// unswept can raise an alert, how many subjects hold each grade of the schemes that are not
+/// internal, and counts the sweeps that could not run.
 #[tokio::test]
-async fn the_sweeper_shows_the_day_it_swept_and_counts_what_failed() {
+async fn the_sweeper_shows_the_day_it_swept_the_grades_held_and_what_failed() {
     let app = spawn_app().await;
     let today = xinyong_domain::calendar::today;
     let metrics = xinyong_platform::metrics::Metrics::new("grading-test");
@@ -415,6 +416,19 @@ async fn the_sweeper_shows_the_day_it_swept_and_counts_what_failed() {
         assert!(metrics.encode().contains(shown), "{shown} not in\n{}", metrics.encode());
     };
 
+    // Grades to count: public_credit C for one subject, A for another; and an internal scheme's,
+    // which are not counted.
+    subject_due_for_sweep(&app, 81).await;
+    app.register(&code("110108", 82), "110108").await;
+    app.grade_becomes(&code("110108", 82), Grade::A).await;
+    app.risk_office
+        .clone()
+        .publish_rule_set(PublishRuleSetRequest { scheme: String::new(), document: industry_risk() })
+        .await
+        .unwrap();
+    app.register(&code("110108", 83), "110108").await;
+    app.grade_becomes(&code("110108", 83), Grade::A).await;
+
     let began = jobs::start_of(today());
     let now = chrono::Utc::now().timestamp();
     assert!((0..86_400).contains(&(now - began)), "today began less than a day ago");
@@ -425,6 +439,18 @@ async fn the_sweeper_shows_the_day_it_swept_and_counts_what_failed() {
     .await;
     assert!(jobs::swept(&app.pool, today()).await.unwrap(), "the day is recorded as swept");
     assert!(metrics.encode().contains("xinyong_grading_sweep_failures_total{component=\"grading-test\"} 0"));
+    let shown = metrics.encode();
+    let held = |scheme: &str, grade: &str| {
+        let sample =
+            format!("xinyong_grading_subjects{{component=\"grading-test\",scheme=\"{scheme}\",grade=\"{grade}\"}} ");
+        shown.lines().find_map(|line| line.strip_prefix(sample.as_str())).map(|count| count.parse::<i64>().unwrap())
+    };
+    assert_eq!(
+        ["A", "B", "C", "D"].map(|grade| held("public_credit", grade)),
+        [Some(2), Some(0), Some(1), Some(0)],
+        "public_credit's subjects per grade in\n{shown}"
+    );
+    assert!(!shown.contains("food_industry_risk"), "an internal scheme's grades are not shown:\n{shown}");
 
     // A sweeper that cannot see grading's tables.
     let broken = app.own_pool(2, |options| options.options([("search_path", "no_such_schema")])).await;

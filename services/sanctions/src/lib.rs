@@ -5,6 +5,7 @@
 pub mod answers;
 pub mod api;
 pub mod notices;
+pub mod overdue;
 pub mod projection;
 pub mod routes;
 pub mod state;
@@ -62,6 +63,8 @@ pub struct SanctionsSection {
     pub registration_authority: String,
     /// How often the catalogue is reloaded (another replica may have changed it), in seconds.
     pub catalogue_refresh_seconds: u64,
+    /// How often overdue tasks and reports are counted for the metrics, in seconds.
+    pub overdue_count_seconds: u64,
 }
 
 impl Default for SanctionsSection {
@@ -72,6 +75,7 @@ impl Default for SanctionsSection {
             local_cache_ms: 30_000,
             cache_ttl_seconds: 3600,
             catalogue_refresh_seconds: 30,
+            overdue_count_seconds: 60,
             registration_authority: "market-regulation".to_owned(),
         }
     }
@@ -134,6 +138,10 @@ pub async fn run(
             }
         });
     }
+
+    let overdue = overdue::OverdueMetrics::register(&context.host.metrics);
+    let (pool, every) = (context.pool.clone(), Duration::from_secs(section.overdue_count_seconds.max(1)));
+    background.spawn(move |stop| overdue.run(pool, every, xinyong_domain::calendar::today, stop));
 
     let (checks, check_writer) = writer::CheckLog::start(store.clone(), &context.host.metrics);
     let api = api::Sanctions::new(store, checks, context.pool.clone(), state, catalogue, &section);

@@ -395,6 +395,22 @@ pub async fn overdue(
     Ok((counts, tasks))
 }
 
+/// Open tasks past their day, per kind, and checks whose report is past its day, over every
+/// department: what [`overdue`] counts per department, for the admin port.
+pub async fn overdue_totals(pool: &PgPool, today: NaiveDate) -> Result<(Vec<(i16, i64)>, i64), sqlx::Error> {
+    let tasks = sqlx::query_as("SELECT kind, count(*) FROM tasks WHERE status = 1 AND due_on < $1 GROUP BY kind")
+        .bind(today)
+        .fetch_all(pool)
+        .await?;
+    let reports = sqlx::query_scalar(
+        "SELECT coalesce(sum(owed - reported), 0)::bigint FROM reports_owed WHERE due_on < $1 AND owed > reported",
+    )
+    .bind(today)
+    .fetch_one(pool)
+    .await?;
+    Ok((tasks, reports))
+}
+
 /// Take a pooled task; `None` when it is not in the pool (any more).
 pub async fn claim(pool: &PgPool, task_id: Uuid, department_id: &str) -> Result<Option<TaskRow>, sqlx::Error> {
     sqlx::query_as(&format!(

@@ -39,6 +39,8 @@ struct App {
     risk_office: Client,
     settings: PlatformSettings,
     pool: sqlx::PgPool,
+    /// The admin port (`/metrics`).
+    admin: std::net::SocketAddr,
     service: Spawned,
     _database: TestDatabase,
 }
@@ -55,7 +57,10 @@ async fn spawn_app_in(database: TestDatabase, adjust: impl FnOnce(&mut Sanctions
     adjust(&mut settings);
     let platform = settings.platform.clone();
     let token = platform.internal.token.clone();
-    let service = Spawned::start(|listener, stop| xinyong_sanctions::run(settings, listener, None, stop)).await;
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    let service =
+        Spawned::start(|listener, stop| xinyong_sanctions::run(settings, listener, Some(admin_listener), stop)).await;
     let channel = connect_when_serving(service.address, "xinyong.sanctions.v1.SanctionsService").await;
     let client_for: Box<dyn Fn(Caller) -> Client + Send + Sync> = Box::new(move |caller: Caller| {
         SanctionsServiceClient::with_interceptor(
@@ -70,6 +75,7 @@ async fn spawn_app_in(database: TestDatabase, adjust: impl FnOnce(&mut Sanctions
         risk_office: client(Caller::new("risk-office", vec!["internal_grades".into()])),
         pool: database.pool_of("sanctions").await,
         settings: platform,
+        admin,
         service,
         client_for,
         _database: database,
@@ -582,7 +588,7 @@ async fn a_lead_reaches_each_department_about_each_subject_once() {
 
 #[tokio::test]
 async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(|settings| settings.sanctions.overdue_count_seconds = 1).await;
     app.market.clone().upsert_measure(UpsertMeasureRequest { measure: Some(joint_procurement_ban()) }).await.unwrap();
     publish_event(&app.settings, "grading", &graded("public_credit", Grade::C, &[])).await;
     tasks_when(&app.market, &[TaskKind::Sanction], 1).await;
@@ -617,6 +623,23 @@ async fn overdue_tasks_and_unreported_checks_are_counted_per_department() {
     let summary: Vec<(&str, i64, bool)> =
         overdue.iter().map(|d| (d.department_id.as_str(), d.overdue_tasks, d.unreported_checks > 0)).collect();
     assert_eq!(summary, [("finance-110108", 1, false), ("samr-110108", 1, true)]);
+    // The totals on the admin port, for a dashboard.
+    let owed: i64 =
+        sqlx::query_scalar("SELECT sum(owed - reported)::bigint FROM reports_owed").fetch_one(&app.pool).await.unwrap();
+    let expected = [
+        r#"xinyong_sanctions_tasks_overdue{component="sanctions",kind="sanction"} 2"#.to_owned(),
+        r#"xinyong_sanctions_tasks_overdue{component="sanctions",kind="lead"} 0"#.to_owned(),
+        format!(r#"xinyong_sanctions_check_reports_overdue{{component="sanctions"}} {owed}"#),
+    ];
+    let mut shown = String::new();
+    for _ in 0..200 {
+        shown = xinyong_platform::testing::http_get(app.admin, "/metrics").await;
+        if expected.iter().all(|line| shown.lines().any(|shown| shown == line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(expected.iter().all(|line| shown.lines().any(|shown| shown == line)), "{expected:?} not all in\n{shown}");
     let one = app
         .market
         .clone()
