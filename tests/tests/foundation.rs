@@ -403,6 +403,71 @@ async fn shutdown_reports_not_serving_then_drains() {
     assert!(status.success(), "a terminated service exits cleanly: {status}");
 }
 
+/// A department over its rate limit is refused with RESOURCE_EXHAUSTED, a retry delay and its
+/// own name, and the refusals counted; another department is not held back; the administrator
+/// sets and lifts the limit.
+#[tokio::test]
+async fn a_department_over_its_rate_limit_is_refused_and_others_are_not() {
+    let platform = Platform::start().await;
+    let busy = crate::ingestion::department(&platform, "samr-440305", &[]).await;
+    let quiet = crate::ingestion::department(&platform, "tax-440305", &[]).await;
+    let gateway = platform.gateway().await;
+    let mut admin_client = GatewayAdminServiceClient::new(gateway.clone());
+    let limit = |department: &str, calls_per_second: u32| {
+        with_token(
+            admin::SetRateLimitRequest { department_id: department.into(), calls_per_second },
+            &platform.admin_token,
+        )
+    };
+    let set = admin_client.set_rate_limit(limit("samr-440305", 2)).await.unwrap().into_inner();
+    assert_eq!(set.department.unwrap().calls_per_second, 2);
+    let unknown = admin_client.set_rate_limit(limit("nobody-440305", 2)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    let not_admin =
+        admin_client.set_rate_limit(with_token(admin::SetRateLimitRequest::default(), &busy)).await.unwrap_err();
+    assert_eq!(not_admin.code(), Code::PermissionDenied, "{not_admin:?}");
+
+    // Two calls a second with bursts of two seconds' worth (the default `gateway.burst_seconds`):
+    // of ten calls in a row the first four pass (the registry answers NOT_FOUND), and the bucket
+    // runs dry before the tenth (it refills one call each half second).
+    let mut registry = RegistryServiceClient::new(gateway.clone());
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(registry.get_entity(with_token(get_entity(), &busy)).await.unwrap_err());
+    }
+    assert!(answers[..4].iter().all(|answer| answer.code() == Code::NotFound), "the burst passes: {answers:?}");
+    assert!(
+        answers.iter().all(|answer| matches!(answer.code(), Code::NotFound | Code::ResourceExhausted)),
+        "{answers:?}"
+    );
+    let refusals: Vec<&tonic::Status> =
+        answers.iter().filter(|answer| answer.code() == Code::ResourceExhausted).collect();
+    assert!(!refusals.is_empty(), "ten calls at once exceed two a second");
+    let refused = refusals[0];
+    assert!(refused.message().contains("samr-440305") && refused.message().contains("2 calls a second"));
+    use tonic_types::StatusExt;
+    let retry = refused.get_error_details().retry_info().and_then(|info| info.retry_delay).expect("a retry delay");
+    assert!(retry > Duration::ZERO && retry <= Duration::from_millis(500), "{retry:?}");
+    for _ in 0..10 {
+        let answer = registry.get_entity(with_token(get_entity(), &quiet)).await.unwrap_err();
+        assert_eq!(answer.code(), Code::NotFound, "another department is not held back: {answer:?}");
+    }
+    let metrics = xinyong_platform::testing::http_get(platform.node("gateway").admin, "/metrics").await;
+    let counted = format!(
+        r#"xinyong_gateway_rate_limited_total{{component="gateway",department="samr-440305"}} {}"#,
+        refusals.len()
+    );
+    assert!(metrics.lines().any(|line| line == counted), "{counted} not in\n{metrics}");
+
+    // Back to the platform's default, which here is no limit.
+    let lifted = admin_client.set_rate_limit(limit("samr-440305", 0)).await.unwrap().into_inner();
+    assert_eq!(lifted.department.unwrap().calls_per_second, 0);
+    for _ in 0..10 {
+        let answer = registry.get_entity(with_token(get_entity(), &busy)).await.unwrap_err();
+        assert_eq!(answer.code(), Code::NotFound, "the limit is lifted: {answer:?}");
+    }
+}
+
 /// The metrics docs/configuration.md lists, as their samples are named (a counter with `_total`).
 fn documented_metrics() -> BTreeSet<String> {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"))
@@ -435,6 +500,20 @@ async fn the_processes_export_exactly_the_documented_metrics() {
         .register_entity(with_token(RegisterEntityRequest { entity: Some(entity) }, &market))
         .await
         .expect("the entity is registered");
+    // And one call refused over a rate limit of one a second (a bucket of two).
+    let mut admin_client = GatewayAdminServiceClient::new(platform.gateway().await);
+    let limit = admin::SetRateLimitRequest { department_id: "samr-440305".into(), calls_per_second: 1 };
+    admin_client.set_rate_limit(with_token(limit, &platform.admin_token)).await.unwrap();
+    let mut registry = RegistryServiceClient::new(platform.gateway().await);
+    let mut refused = false;
+    for _ in 0..20 {
+        let answer = registry.get_entity(with_token(get_entity(), &market)).await.unwrap_err();
+        refused = answer.code() == Code::ResourceExhausted;
+        if refused {
+            break;
+        }
+    }
+    assert!(refused, "a call over the limit");
     let documented = documented_metrics();
     assert!(documented.len() >= 10, "the metrics table was not found: {documented:?}");
     let mut exported = BTreeSet::new();

@@ -67,6 +67,7 @@ fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Departme
         name: row.name,
         permissions: row.permissions,
         created_at: Some(timestamp(row.created_at)),
+        calls_per_second: u32::try_from(row.calls_per_second).unwrap_or(0),
     }
 }
 
@@ -195,5 +196,23 @@ impl GatewayAdminService for Admin {
         self.auth.forget_department(&row.department_id).await;
         let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
         Ok(tonic::Response::new(pb::SetPermissionsResponse { department: Some(department(row, &credentials)) }))
+    }
+
+    async fn set_rate_limit(
+        &self,
+        request: tonic::Request<pb::SetRateLimitRequest>,
+    ) -> Result<tonic::Response<pb::SetRateLimitResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        validate_department_id(&request.department_id)?;
+        if i32::try_from(request.calls_per_second).is_err() {
+            return Err(ApiError::invalid("calls_per_second", format!("at most {} calls a second", i32::MAX)).into());
+        }
+        let row = self.store.set_rate_limit(&request.department_id, request.calls_per_second).await.map_err(status)?;
+        // This replica applies it at once; the others when their cached credentials expire
+        // (`gateway.credential_cache_ms`).
+        self.auth.forget_department(&row.department_id).await;
+        let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
+        Ok(tonic::Response::new(pb::SetRateLimitResponse { department: Some(department(row, &credentials)) }))
     }
 }

@@ -29,6 +29,9 @@ pub const ADMIN_DEPARTMENT: &str = "platform-admin";
 pub struct Identity {
     pub department_id: String,
     pub permissions: Vec<String>,
+    /// The department's own rate limit (0: the platform's default); `None` for the bootstrap
+    /// administrator, who is not a department and is never held back.
+    pub calls_per_second: Option<u32>,
     pub department_header: HeaderValue,
     pub permissions_header: HeaderValue,
 }
@@ -41,6 +44,7 @@ impl Identity {
             permissions_header: HeaderValue::from_str(&permissions.join(",")).map_err(unusable)?,
             department_id,
             permissions,
+            calls_per_second: Some(0),
         })
     }
 
@@ -135,14 +139,16 @@ impl Authenticator {
 
     pub async fn authenticate_token(&self, token: &str) -> Result<Identity, tonic::Status> {
         if self.admin_token.matches(token.as_bytes()) {
-            return Identity::new(
+            let mut administrator = Identity::new(
                 ADMIN_DEPARTMENT.to_owned(),
                 vec![
                     PERMISSION_ADMIN.to_owned(),
                     PERMISSION_PERSONAL_DATA.to_owned(),
                     PERMISSION_INTERNAL_GRADES.to_owned(),
                 ],
-            );
+            )?;
+            administrator.calls_per_second = None;
+            return Ok(administrator);
         }
         let invalid = || tonic::Status::unauthenticated("the credential is not valid");
         let (credential_id, secret) = token.split_once('.').ok_or_else(invalid)?;
@@ -177,7 +183,8 @@ impl Authenticator {
             self.cache.write().await.remove(credential_id);
             return Err(tonic::Status::unauthenticated("the credential has been revoked"));
         }
-        let identity = Identity::new(lookup.department_id, lookup.permissions)?;
+        let mut identity = Identity::new(lookup.department_id, lookup.permissions)?;
+        identity.calls_per_second = Some(u32::try_from(lookup.calls_per_second).unwrap_or(0));
         self.cache.write().await.insert(
             credential_id.to_owned(),
             Cached { secret_sha256: lookup.secret_sha256, identity: identity.clone(), at: Instant::now() },

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod limits;
 pub mod proxy;
 pub mod store;
 pub mod upstream;
@@ -22,6 +23,7 @@ use xinyong_platform::server::{Host, ServeError, ServeOptions, ShutdownSignal};
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 
 use crate::auth::Authenticator;
+use crate::limits::RateLimits;
 use crate::proxy::{
     Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
 };
@@ -58,6 +60,11 @@ pub struct GatewaySection {
     pub credential_cache_ms: u64,
     /// Connect timeout to an upstream, in milliseconds.
     pub upstream_connect_timeout_ms: u64,
+    /// Calls a second a department may make through this replica unless it has a limit of its own
+    /// (`SetRateLimit`); 0: no limit.
+    pub calls_per_second: u32,
+    /// How many seconds' worth of calls a department may make at once (its bucket's size).
+    pub burst_seconds: f64,
 }
 
 impl Default for GatewaySection {
@@ -67,6 +74,8 @@ impl Default for GatewaySection {
             upstreams: HashMap::new(),
             credential_cache_ms: 5_000,
             upstream_connect_timeout_ms: 2_000,
+            calls_per_second: 0,
+            burst_seconds: 2.0,
         }
     }
 }
@@ -139,12 +148,15 @@ pub async fn run(
     fn forward<U: Upstream>(
         upstreams: &HashMap<&str, UpstreamConnection>,
         auth: &Authenticator,
+        limits: &RateLimits,
         internal: &http::HeaderValue,
     ) -> Forward<U> {
-        Forward::new(upstreams[U::SERVICE].clone(), auth.clone(), internal.clone())
+        Forward::new(upstreams[U::SERVICE].clone(), auth.clone(), limits.clone(), internal.clone())
     }
 
     let host = Host::new(settings.platform.clone());
+    let limits = RateLimits::new(section.calls_per_second, section.burst_seconds, &host.metrics);
+
     let health = GatewayHealth::new(
         tonic_health::server::HealthService::from_health_reporter(host.health().clone()),
         health_clients,
@@ -161,12 +173,12 @@ pub async fn run(
 
     let admin_service = GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone()));
     let routes = Routes::new(admin_service)
-        .add_service(forward::<Registry>(&upstreams, &auth, &internal_header))
-        .add_service(forward::<Ingestion>(&upstreams, &auth, &internal_header))
-        .add_service(forward::<Grading>(&upstreams, &auth, &internal_header))
-        .add_service(forward::<Sanctions>(&upstreams, &auth, &internal_header))
-        .add_service(forward::<Lottery>(&upstreams, &auth, &internal_header))
-        .add_service(forward::<Objections>(&upstreams, &auth, &internal_header))
+        .add_service(forward::<Registry>(&upstreams, &auth, &limits, &internal_header))
+        .add_service(forward::<Ingestion>(&upstreams, &auth, &limits, &internal_header))
+        .add_service(forward::<Grading>(&upstreams, &auth, &limits, &internal_header))
+        .add_service(forward::<Sanctions>(&upstreams, &auth, &limits, &internal_header))
+        .add_service(forward::<Lottery>(&upstreams, &auth, &limits, &internal_header))
+        .add_service(forward::<Objections>(&upstreams, &auth, &limits, &internal_header))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -18,6 +18,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_res
 use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS};
 
 use crate::auth::Authenticator;
+use crate::limits::RateLimits;
 use crate::upstream::UpstreamConnection;
 
 /// One upstream gRPC service: its full name and the service that owns it.
@@ -55,13 +56,19 @@ upstreams! {
 pub struct Forward<U> {
     upstream: UpstreamConnection,
     auth: Authenticator,
+    limits: RateLimits,
     internal_token: HeaderValue,
     _upstream: PhantomData<U>,
 }
 
 impl<U: Upstream> Forward<U> {
-    pub fn new(upstream: UpstreamConnection, auth: Authenticator, internal_token: HeaderValue) -> Forward<U> {
-        Forward { upstream, auth, internal_token, _upstream: PhantomData }
+    pub fn new(
+        upstream: UpstreamConnection,
+        auth: Authenticator,
+        limits: RateLimits,
+        internal_token: HeaderValue,
+    ) -> Forward<U> {
+        Forward { upstream, auth, limits, internal_token, _upstream: PhantomData }
     }
 }
 
@@ -81,6 +88,7 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let upstream = self.upstream.clone();
         let auth = self.auth.clone();
+        let limits = self.limits.clone();
         let internal_token = self.internal_token.clone();
         Box::pin(async move {
             let identity = match auth.authenticate(request.headers()).await {
@@ -88,6 +96,13 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
                 Err(status) => return Ok(status.into_http()),
             };
             if let Err(status) = identity.may_call(request.uri().path()) {
+                return Ok(status.into_http());
+            }
+            // After the permission check: a call refused for want of a permission is not counted
+            // against the department's rate.
+            if let Some(own) = identity.calls_per_second
+                && let Err(status) = limits.admit(&identity.department_id, own)
+            {
                 return Ok(status.into_http());
             }
             let headers = request.headers_mut();

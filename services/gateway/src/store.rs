@@ -10,7 +10,11 @@ pub struct DepartmentRow {
     pub name: String,
     pub permissions: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// 0: the platform's default.
+    pub calls_per_second: i32,
 }
+
+const DEPARTMENT_COLUMNS: &str = "department_id, name, permissions, created_at, calls_per_second";
 
 /// A credential row, without the hash.
 #[derive(Debug, Clone, FromRow)]
@@ -28,6 +32,7 @@ pub struct CredentialLookup {
     pub secret_sha256: Vec<u8>,
     pub revoked: bool,
     pub permissions: Vec<String>,
+    pub calls_per_second: i32,
 }
 
 /// Errors of the store.
@@ -60,11 +65,11 @@ impl Store {
         name: &str,
         permissions: &[String],
     ) -> Result<(DepartmentRow, bool), StoreError> {
-        let inserted: Option<DepartmentRow> = sqlx::query_as(
+        let inserted: Option<DepartmentRow> = sqlx::query_as(&format!(
             "INSERT INTO departments (department_id, name, permissions) VALUES ($1, $2, $3)
              ON CONFLICT (department_id) DO NOTHING
-             RETURNING department_id, name, permissions, created_at",
-        )
+             RETURNING {DEPARTMENT_COLUMNS}"
+        ))
         .bind(id)
         .bind(name)
         .bind(permissions)
@@ -81,7 +86,7 @@ impl Store {
     }
 
     pub async fn department(&self, id: &str) -> Result<DepartmentRow, StoreError> {
-        sqlx::query_as("SELECT department_id, name, permissions, created_at FROM departments WHERE department_id = $1")
+        sqlx::query_as(&format!("SELECT {DEPARTMENT_COLUMNS} FROM departments WHERE department_id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -89,10 +94,9 @@ impl Store {
     }
 
     pub async fn set_permissions(&self, id: &str, permissions: &[String]) -> Result<DepartmentRow, StoreError> {
-        sqlx::query_as(
-            "UPDATE departments SET permissions = $2 WHERE department_id = $1
-             RETURNING department_id, name, permissions, created_at",
-        )
+        sqlx::query_as(&format!(
+            "UPDATE departments SET permissions = $2 WHERE department_id = $1 RETURNING {DEPARTMENT_COLUMNS}"
+        ))
         .bind(id)
         .bind(permissions)
         .fetch_optional(&self.pool)
@@ -100,12 +104,23 @@ impl Store {
         .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
     }
 
+    pub async fn set_rate_limit(&self, id: &str, calls_per_second: u32) -> Result<DepartmentRow, StoreError> {
+        let calls_per_second = i32::try_from(calls_per_second).unwrap_or(i32::MAX);
+        sqlx::query_as(&format!(
+            "UPDATE departments SET calls_per_second = $2 WHERE department_id = $1 RETURNING {DEPARTMENT_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(calls_per_second)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
+    }
+
     /// Departments after `after` in id order.
     pub async fn departments(&self, after: &str, limit: i64) -> Result<Vec<DepartmentRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT department_id, name, permissions, created_at FROM departments
-             WHERE department_id > $1 ORDER BY department_id LIMIT $2",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {DEPARTMENT_COLUMNS} FROM departments WHERE department_id > $1 ORDER BY department_id LIMIT $2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -166,7 +181,8 @@ impl Store {
 
     pub async fn lookup_credential(&self, credential_id: &str) -> Result<Option<CredentialLookup>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT c.department_id, c.secret_sha256, c.revoked_at IS NOT NULL AS revoked, d.permissions
+            "SELECT c.department_id, c.secret_sha256, c.revoked_at IS NOT NULL AS revoked, d.permissions,
+                 d.calls_per_second
              FROM credentials c JOIN departments d USING (department_id)
              WHERE c.credential_id = $1",
         )
