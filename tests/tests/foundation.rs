@@ -12,12 +12,11 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use xinyong_platform::bus::{self, Consumer, EventHandler, HandlerError};
-use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::events::v1::{EntityRegistered, Envelope};
 use xinyong_proto::gateway::v1 as admin;
 use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use xinyong_proto::registry::v1::{Entity, GetEntityRequest, RegisterEntityRequest, get_entity_request};
+use xinyong_proto::registry::v1::{GetEntityRequest, RegisterEntityRequest, get_entity_request};
 
 use crate::support::{BACKENDS, Platform, free_port, with_token};
 
@@ -487,17 +486,8 @@ async fn the_processes_export_exactly_the_documented_metrics() {
     // A labelled family is described only once it has a series: one registration makes an event
     // that a relay publishes and consumers handle.
     let market = crate::ingestion::department(&platform, "samr-440305", &["report:licence"]).await;
-    let entity = Entity {
-        credit_code: "9144030071526726XG".into(),
-        name: "华为技术有限公司".into(),
-        kind: SubjectKind::Enterprise as i32,
-        region_code: "440305".into(),
-        industry_code: "C3921".into(),
-        established_on: "1987-09-15".into(),
-        ..Default::default()
-    };
     RegistryServiceClient::new(platform.gateway().await)
-        .register_entity(with_token(RegisterEntityRequest { entity: Some(entity) }, &market))
+        .register_entity(with_token(RegisterEntityRequest { entity: Some(crate::ingestion::enterprise()) }, &market))
         .await
         .expect("the entity is registered");
     // And one call refused over a rate limit of one a second (a bucket of two).

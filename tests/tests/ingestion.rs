@@ -26,6 +26,19 @@ pub async fn department(platform: &Platform, id: &str, permissions: &[&str]) -> 
     client.issue_credential(with_token(issued, &platform.admin_token)).await.unwrap().into_inner().token
 }
 
+/// An enterprise in 440305, registered by the tests that need a subject to file records under.
+pub fn enterprise() -> Entity {
+    Entity {
+        credit_code: "9144030071526726XG".into(),
+        name: "华为技术有限公司".into(),
+        kind: SubjectKind::Enterprise as i32,
+        region_code: "440305".into(),
+        industry_code: "C3921".into(),
+        established_on: "1987-09-15".into(),
+        ..Default::default()
+    }
+}
+
 fn penalty(source: &str) -> RecordInput {
     RecordInput {
         credit_code: "9144030071526726XG".into(),
@@ -53,17 +66,8 @@ async fn departments_file_records_under_registered_subjects_within_their_rights(
     let housing = department(&platform, "housing-440305", &["report:licence"]).await;
     let gateway = platform.gateway().await;
 
-    let entity = Entity {
-        credit_code: "9144030071526726XG".into(),
-        name: "华为技术有限公司".into(),
-        kind: SubjectKind::Enterprise as i32,
-        region_code: "440305".into(),
-        industry_code: "C3921".into(),
-        established_on: "1987-09-15".into(),
-        ..Default::default()
-    };
     RegistryServiceClient::new(gateway.clone())
-        .register_entity(with_token(RegisterEntityRequest { entity: Some(entity) }, &market))
+        .register_entity(with_token(RegisterEntityRequest { entity: Some(enterprise()) }, &market))
         .await
         .unwrap();
 

@@ -20,6 +20,15 @@ impl Admin {
         Admin { store, auth }
     }
 
+    /// A department as changed: its cached credentials forgotten, so that this replica applies
+    /// the change at once (the others when their copies expire, `gateway.credential_cache_ms`),
+    /// and its answer with its credentials.
+    async fn changed(&self, row: DepartmentRow) -> Result<pb::Department, tonic::Status> {
+        self.auth.forget_department(&row.department_id).await;
+        let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
+        Ok(department(row, &credentials))
+    }
+
     async fn require_admin<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
         let headers = request.metadata().clone().into_headers();
         let identity = self.auth.authenticate(&headers).await?;
@@ -193,9 +202,7 @@ impl GatewayAdminService for Admin {
         validate_department_id(&request.department_id)?;
         validate_permissions(&request.permissions)?;
         let row = self.store.set_permissions(&request.department_id, &request.permissions).await.map_err(status)?;
-        self.auth.forget_department(&row.department_id).await;
-        let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
-        Ok(tonic::Response::new(pb::SetPermissionsResponse { department: Some(department(row, &credentials)) }))
+        Ok(tonic::Response::new(pb::SetPermissionsResponse { department: Some(self.changed(row).await?) }))
     }
 
     async fn set_rate_limit(
@@ -209,10 +216,6 @@ impl GatewayAdminService for Admin {
             return Err(ApiError::invalid("calls_per_second", format!("at most {} calls a second", i32::MAX)).into());
         }
         let row = self.store.set_rate_limit(&request.department_id, request.calls_per_second).await.map_err(status)?;
-        // This replica applies it at once; the others when their cached credentials expire
-        // (`gateway.credential_cache_ms`).
-        self.auth.forget_department(&row.department_id).await;
-        let credentials = self.store.credentials_of(std::slice::from_ref(&row.department_id)).await.map_err(status)?;
-        Ok(tonic::Response::new(pb::SetRateLimitResponse { department: Some(department(row, &credentials)) }))
+        Ok(tonic::Response::new(pb::SetRateLimitResponse { department: Some(self.changed(row).await?) }))
     }
 }
