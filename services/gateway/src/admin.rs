@@ -212,10 +212,9 @@ impl GatewayAdminService for Admin {
         self.require_admin(&request).await?;
         let request = request.into_inner();
         validate_department_id(&request.department_id)?;
-        if i32::try_from(request.calls_per_second).is_err() {
-            return Err(ApiError::invalid("calls_per_second", format!("at most {} calls a second", i32::MAX)).into());
-        }
-        let row = self.store.set_rate_limit(&request.department_id, request.calls_per_second).await.map_err(status)?;
+        let calls_per_second = i32::try_from(request.calls_per_second)
+            .map_err(|_| ApiError::invalid("calls_per_second", format!("at most {} calls a second", i32::MAX)))?;
+        let row = self.store.set_rate_limit(&request.department_id, calls_per_second).await.map_err(status)?;
         Ok(tonic::Response::new(pb::SetRateLimitResponse { department: Some(self.changed(row).await?) }))
     }
 }

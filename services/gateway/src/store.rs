@@ -104,8 +104,7 @@ impl Store {
         .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
     }
 
-    pub async fn set_rate_limit(&self, id: &str, calls_per_second: u32) -> Result<DepartmentRow, StoreError> {
-        let calls_per_second = i32::try_from(calls_per_second).unwrap_or(i32::MAX);
+    pub async fn set_rate_limit(&self, id: &str, calls_per_second: i32) -> Result<DepartmentRow, StoreError> {
         sqlx::query_as(&format!(
             "UPDATE departments SET calls_per_second = $2 WHERE department_id = $1 RETURNING {DEPARTMENT_COLUMNS}"
         ))
