@@ -420,6 +420,9 @@ async fn a_department_over_its_rate_limit_is_refused_and_others_are_not() {
     };
     let set = admin_client.set_rate_limit(limit("samr-440305", 2)).await.unwrap().into_inner();
     assert_eq!(set.department.unwrap().calls_per_second, 2);
+    let too_many = admin_client.set_rate_limit(limit("samr-440305", u32::MAX)).await.unwrap_err();
+    assert_eq!(too_many.code(), Code::InvalidArgument, "{too_many:?}");
+    assert!(too_many.message().contains("calls_per_second"), "{}", too_many.message());
     let unknown = admin_client.set_rate_limit(limit("nobody-440305", 2)).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
     let not_admin =
