@@ -470,6 +470,73 @@ async fn a_department_over_its_rate_limit_is_refused_and_others_are_not() {
     }
 }
 
+/// Every call through the gateway is in the audit log with its department, method and answer,
+/// refused ones and administration too; entries from two writers (two replicas) form one chain;
+/// an entry changed or removed afterwards breaks the chain at that place.
+#[tokio::test]
+async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_the_chain() {
+    use xinyong_gateway::audit::{self, AuditLog, Entry, Verified};
+    let platform = Platform::start().await;
+    let market = crate::ingestion::department(&platform, "samr-440305", &[]).await;
+    let mut registry = RegistryServiceClient::new(platform.gateway().await);
+    // A second replica's writer, appending beside the gateway's.
+    let pool = platform.pool_of("gateway").await;
+    let (other_replica, other_task) = AuditLog::start(pool.clone(), &xinyong_platform::metrics::Metrics::new("other"));
+    for _ in 0..3 {
+        let answer = registry.get_entity(with_token(get_entity(), &market)).await.unwrap_err();
+        assert_eq!(answer.code(), Code::NotFound);
+        other_replica
+            .record(Entry::now("samr-440305", "/xinyong.registry.v1.RegistryService/GetEntity", Code::Ok))
+            .await;
+    }
+    let anonymous = registry.get_entity(get_entity()).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    other_task.finish(Duration::from_secs(5)).await;
+
+    let expected = [
+        ("platform-admin", "xinyong.gateway.v1.GatewayAdminService/CreateDepartment", Code::Ok as i16),
+        ("platform-admin", "xinyong.gateway.v1.GatewayAdminService/IssueCredential", Code::Ok as i16),
+        ("samr-440305", "xinyong.registry.v1.RegistryService/GetEntity", Code::NotFound as i16),
+        ("", "xinyong.registry.v1.RegistryService/GetEntity", Code::Unauthenticated as i16),
+        ("samr-440305", "xinyong.registry.v1.RegistryService/GetEntity", Code::Ok as i16),
+    ];
+    let mut recorded: Vec<(String, String, i16)> = Vec::new();
+    for _ in 0..200 {
+        recorded = sqlx::query_as("SELECT department_id, method, code FROM audit_log ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        if recorded.len() >= 2 + 3 + 1 + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for (department, method, code) in expected {
+        let times = recorded.iter().filter(|row| (row.0.as_str(), row.1.as_str(), row.2) == (department, method, code));
+        let wanted = if method.ends_with("GetEntity") && department == "samr-440305" { 3 } else { 1 };
+        assert_eq!(times.count(), wanted, "{department} {method} {code} in {recorded:?}");
+    }
+    let entries = recorded.len() as u64;
+    assert_eq!(audit::verify(&pool).await.unwrap(), Verified::Intact { entries, last_seq: entries as i64 });
+
+    // Someone with the database's keys rewrites who made a call, then removes another entry.
+    sqlx::query("UPDATE audit_log SET department_id = 'tax-440305' WHERE seq = 3").execute(&pool).await.unwrap();
+    let Verified::Broken { seq, reason } = audit::verify(&pool).await.unwrap() else { panic!("not seen") };
+    assert_eq!(seq, 3, "{reason}");
+    assert!(reason.contains("hash"), "{reason}");
+    sqlx::query("UPDATE audit_log SET department_id = $1 WHERE seq = 3")
+        .bind(&recorded[2].0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(matches!(audit::verify(&pool).await.unwrap(), Verified::Intact { .. }), "restored");
+    sqlx::query("DELETE FROM audit_log WHERE seq = 4").execute(&pool).await.unwrap();
+    assert_eq!(
+        audit::verify(&pool).await.unwrap(),
+        Verified::Broken { seq: 4, reason: "entry 4 is missing (the next is 5)".into() }
+    );
+}
+
 /// The metrics docs/configuration.md lists, as their samples are named (a counter with `_total`).
 fn documented_metrics() -> BTreeSet<String> {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"))

@@ -219,6 +219,18 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The status a call was answered with, as far as its response headers tell: a refused call is
+/// answered trailers-only, its `grpc-status` among the headers; otherwise `OK` (a stream that fails
+/// after sending messages says so only in its trailers).
+pub fn answered_with(headers: &http::HeaderMap) -> tonic::Code {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+        .unwrap_or(tonic::Code::Ok)
+}
+
 /// Records RED metrics for every call through the server.
 ///
 /// The status is read from the response headers: tonic sends handler errors as trailers-only
@@ -277,13 +289,7 @@ where
             in_flight.dec();
             method.latency.observe(started.elapsed().as_secs_f64());
             let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.parse::<i32>().ok())
-                    .map(tonic::Code::from_i32)
-                    .unwrap_or(tonic::Code::Ok),
+                Ok(response) => answered_with(response.headers()),
                 Err(_) => tonic::Code::Internal,
             };
             if code == tonic::Code::Ok {

@@ -2,6 +2,7 @@
 //! `gateway.v1` administration, health and reflection, on one port.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod limits;
 pub mod proxy;
@@ -22,10 +23,11 @@ use xinyong_platform::identity::InternalInterceptor;
 use xinyong_platform::server::{Host, ServeError, ServeOptions, ShutdownSignal};
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::limits::RateLimits;
 use crate::proxy::{
-    Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
+    Checks, Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
 };
 use crate::upstream::UpstreamConnection;
 
@@ -115,6 +117,9 @@ fn upstream(section: &GatewaySection, service: &str) -> Result<UpstreamConnectio
         .ok_or_else(|| GatewayError::UpstreamAddress { service: service.to_owned(), address })
 }
 
+/// How long shutdown waits for the audit log's queue to be written out.
+const AUDIT_DRAIN: Duration = Duration::from_secs(10);
+
 /// Run the gateway until `shutdown` resolves.
 pub async fn run(
     settings: GatewaySettings,
@@ -145,17 +150,18 @@ pub async fn run(
         );
         upstreams.insert(*service, connection);
     }
-    fn forward<U: Upstream>(
-        upstreams: &HashMap<&str, UpstreamConnection>,
-        auth: &Authenticator,
-        limits: &RateLimits,
-        internal: &http::HeaderValue,
-    ) -> Forward<U> {
-        Forward::new(upstreams[U::SERVICE].clone(), auth.clone(), limits.clone(), internal.clone())
+    fn forward<U: Upstream>(upstreams: &HashMap<&str, UpstreamConnection>, checks: &Checks) -> Forward<U> {
+        Forward::new(upstreams[U::SERVICE].clone(), checks.clone())
     }
 
     let host = Host::new(settings.platform.clone());
-    let limits = RateLimits::new(section.calls_per_second, section.burst_seconds, &host.metrics);
+    let (audit, audit_task) = AuditLog::start(pool.clone(), &host.metrics);
+    let checks = Checks {
+        auth: auth.clone(),
+        limits: RateLimits::new(section.calls_per_second, section.burst_seconds, &host.metrics),
+        audit: audit.clone(),
+        internal_token: internal_header,
+    };
 
     let health = GatewayHealth::new(
         tonic_health::server::HealthService::from_health_reporter(host.health().clone()),
@@ -171,14 +177,15 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let admin_service = GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone()));
+    let admin_service =
+        audit::Audited::new(GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone())), auth, audit);
     let routes = Routes::new(admin_service)
-        .add_service(forward::<Registry>(&upstreams, &auth, &limits, &internal_header))
-        .add_service(forward::<Ingestion>(&upstreams, &auth, &limits, &internal_header))
-        .add_service(forward::<Grading>(&upstreams, &auth, &limits, &internal_header))
-        .add_service(forward::<Sanctions>(&upstreams, &auth, &limits, &internal_header))
-        .add_service(forward::<Lottery>(&upstreams, &auth, &limits, &internal_header))
-        .add_service(forward::<Objections>(&upstreams, &auth, &limits, &internal_header))
+        .add_service(forward::<Registry>(&upstreams, &checks))
+        .add_service(forward::<Ingestion>(&upstreams, &checks))
+        .add_service(forward::<Grading>(&upstreams, &checks))
+        .add_service(forward::<Sanctions>(&upstreams, &checks))
+        .add_service(forward::<Lottery>(&upstreams, &checks))
+        .add_service(forward::<Objections>(&upstreams, &checks))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -187,6 +194,8 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway serving");
     let options = ServeOptions { require_internal_token: false, add_health: false };
     let result = host.serve(listener, admin_listener, routes, options, shutdown).await;
+    // Once the server has drained no call can queue an entry any more.
+    audit_task.finish(AUDIT_DRAIN).await;
     pool.close().await;
     Ok(result?)
 }

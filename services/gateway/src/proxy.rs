@@ -16,7 +16,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
 use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS};
+use xinyong_platform::metrics::answered_with;
 
+use crate::audit::{AuditLog, Entry};
 use crate::auth::Authenticator;
 use crate::limits::RateLimits;
 use crate::upstream::UpstreamConnection;
@@ -51,24 +53,26 @@ upstreams! {
     Objections => "objections", "xinyong.objections.v1.ObjectionService";
 }
 
+/// What every forwarded call passes through before it leaves, whichever service it is for.
+#[derive(Clone)]
+pub struct Checks {
+    pub auth: Authenticator,
+    pub limits: RateLimits,
+    pub audit: AuditLog,
+    pub internal_token: HeaderValue,
+}
+
 /// Forwards every call of upstream `U`.
 #[derive(Clone)]
 pub struct Forward<U> {
     upstream: UpstreamConnection,
-    auth: Authenticator,
-    limits: RateLimits,
-    internal_token: HeaderValue,
+    checks: Checks,
     _upstream: PhantomData<U>,
 }
 
 impl<U: Upstream> Forward<U> {
-    pub fn new(
-        upstream: UpstreamConnection,
-        auth: Authenticator,
-        limits: RateLimits,
-        internal_token: HeaderValue,
-    ) -> Forward<U> {
-        Forward { upstream, auth, limits, internal_token, _upstream: PhantomData }
+    pub fn new(upstream: UpstreamConnection, checks: Checks) -> Forward<U> {
+        Forward { upstream, checks, _upstream: PhantomData }
     }
 }
 
@@ -87,23 +91,27 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let upstream = self.upstream.clone();
-        let auth = self.auth.clone();
-        let limits = self.limits.clone();
-        let internal_token = self.internal_token.clone();
+        let Checks { auth, limits, audit, internal_token } = self.checks.clone();
         Box::pin(async move {
+            // Every call is recorded with how it was answered, refused ones too.
+            let path = request.uri().path().to_owned();
+            let refused = async |department: &str, status: tonic::Status| {
+                audit.record(Entry::now(department, &path, status.code())).await;
+                Ok(status.into_http())
+            };
             let identity = match auth.authenticate(request.headers()).await {
                 Ok(identity) => identity,
-                Err(status) => return Ok(status.into_http()),
+                Err(status) => return refused("", status).await,
             };
-            if let Err(status) = identity.may_call(request.uri().path()) {
-                return Ok(status.into_http());
+            if let Err(status) = identity.may_call(&path) {
+                return refused(&identity.department_id, status).await;
             }
             // After the permission check: a call refused for want of a permission is not counted
             // against the department's rate.
             if let Some(own) = identity.calls_per_second
                 && let Err(status) = limits.admit(&identity.department_id, own)
             {
-                return Ok(status.into_http());
+                return refused(&identity.department_id, status).await;
             }
             let headers = request.headers_mut();
             for reserved in RESERVED_HEADERS {
@@ -114,11 +122,16 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
             headers.insert(DEPARTMENT_HEADER, identity.department_header);
             headers.insert(PERMISSIONS_HEADER, identity.permissions_header);
             match upstream.send(request).await {
-                Ok(response) => Ok(response),
+                Ok(response) => {
+                    let code = answered_with(response.headers());
+                    audit.record(Entry::now(&identity.department_id, &path, code)).await;
+                    Ok(response)
+                }
                 Err(error) => {
                     tracing::warn!(upstream = U::SERVICE, %error, "upstream unreachable");
-                    Ok(tonic::Status::unavailable(format!("the {} service is unreachable; retry later", U::SERVICE))
-                        .into_http())
+                    let status =
+                        tonic::Status::unavailable(format!("the {} service is unreachable; retry later", U::SERVICE));
+                    refused(&identity.department_id, status).await
                 }
             }
         })

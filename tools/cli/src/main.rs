@@ -7,6 +7,8 @@
 //!     drop a provisioned database and its roles
 //! xinyong-cli ingest --file records.csv [--gateway URL] [--rejects FILE]   (token in XINYONG_TOKEN)
 //!     stream a CSV or JSON-lines file of credit records through SubmitRecords
+//! xinyong-cli audit-verify --database-url URL
+//!     walk the gateway's audit log and say whether every entry follows the one before it
 //! ```
 
 use std::process::ExitCode;
@@ -18,7 +20,9 @@ const USAGE: &str = "usage:
   xinyong-cli provision --admin-url URL --database NAME --password SECRET
   xinyong-cli drop --admin-url URL --database NAME
   xinyong-cli ingest --file records.csv|records.jsonl [--gateway http://127.0.0.1:50051] [--rejects FILE]
-      (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)";
+      (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)
+  xinyong-cli audit-verify --database-url URL
+      (the gateway's database URL; exits 1 and names the entry where the chain breaks)";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
@@ -32,6 +36,9 @@ fn main() -> ExitCode {
     };
     if command == "ingest" {
         return ingest(&args);
+    }
+    if command == "audit-verify" {
+        return audit_verify(&args);
     }
     let (Some(admin_url), Some(database)) = (flag(&args, "--admin-url"), flag(&args, "--database")) else {
         eprintln!("--admin-url and --database are required\n{USAGE}");
@@ -67,6 +74,50 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("xinyong-cli {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(args: &[String]) -> ExitCode {
+    use xinyong_gateway::audit::{Verified, verify};
+    let Some(url) = flag(args, "--database-url") else {
+        eprintln!("--database-url is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let settings = xinyong_platform::config::DatabaseSettings {
+        url: url.into(),
+        schema: "gateway".to_owned(),
+        max_connections: 1,
+        ..Default::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verified = runtime.block_on(async {
+        let options = db::connect_options(&settings).map_err(|error| error.to_string())?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|error| error.to_string())?;
+        verify(&pool).await.map_err(|error| error.to_string())
+    });
+    match verified {
+        Ok(Verified::Intact { entries, last_seq }) => {
+            println!("audit log intact: {entries} entries, the last numbered {last_seq}");
+            ExitCode::SUCCESS
+        }
+        Ok(Verified::Broken { seq, reason }) => {
+            println!("audit log broken at entry {seq}: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("xinyong-cli audit-verify: {error}");
             ExitCode::FAILURE
         }
     }

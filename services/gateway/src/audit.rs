@@ -1,0 +1,305 @@
+//! The audit log (ARCHITECTURE.md, "Identity and permissions"): every call through the gateway —
+//! which department, which method, when, and how it was answered — appended to `audit_log`. Each
+//! entry carries the hash of the one before it and its own hash over both, so an entry changed,
+//! removed or slipped in afterwards breaks the chain from that place on; [`verify`] (the command
+//! `xinyong-cli audit-verify`) walks it.
+//!
+//! Entries are queued as calls are answered and written by one task per replica in batches, so a
+//! call does not wait for Postgres; when the queue is full, calls wait for room rather than go
+//! unrecorded. A batch that cannot be written is kept and tried again. Every replica appends to
+//! the one chain: a batch takes a transaction-level advisory lock, reads the last entry and goes
+//! on from it. Shutdown writes out the queue after the server has drained.
+//!
+//! Nothing of a request's content is recorded (no subject, no ID number): the gateway forwards
+//! calls without decoding them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use prometheus_client::metrics::gauge::Gauge;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
+use tonic::server::NamedService;
+use xinyong_platform::copy::{self, BinaryCopy};
+use xinyong_platform::metrics::{Metrics, answered_with};
+
+use crate::auth::Authenticator;
+
+/// Calls queued before the next one waits for room.
+const QUEUE: usize = 65_536;
+/// Entries written by one `COPY`.
+const BATCH: usize = 4_096;
+/// Taken by the transaction that appends a batch: one replica appends at a time.
+const CHAIN_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))";
+/// What the first entry's `previous_hash` is.
+const GENESIS: [u8; 32] = [0; 32];
+
+/// One call, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    /// Empty when the caller could not be authenticated.
+    pub department_id: String,
+    /// `package.Service/Method`.
+    pub method: String,
+    /// The gRPC status code the call was answered with.
+    pub code: i16,
+}
+
+impl Entry {
+    pub fn now(department_id: &str, path: &str, code: tonic::Code) -> Entry {
+        Entry {
+            at: Utc::now(),
+            department_id: department_id.to_owned(),
+            method: path.trim_start_matches('/').to_owned(),
+            code: code as i16,
+        }
+    }
+}
+
+/// The hash of entry `seq` following `previous`: SHA-256 over the previous hash, the sequence
+/// number, the time in microseconds, the department and the method (each with its length, so no
+/// two entries encode alike), and the code.
+pub fn link(previous: &[u8], seq: i64, entry: &Entry) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(seq.to_be_bytes());
+    hasher.update(entry.at.timestamp_micros().to_be_bytes());
+    for text in [&entry.department_id, &entry.method] {
+        hasher.update((text.len() as u32).to_be_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hasher.update(entry.code.to_be_bytes());
+    hasher.finalize().into()
+}
+
+/// Queues entries for the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    sender: mpsc::Sender<Entry>,
+    queued: Gauge,
+}
+
+/// The writer task, stopped by [`AuditTask::finish`].
+pub struct AuditTask {
+    task: tokio::task::JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+    queued: Gauge,
+}
+
+impl AuditLog {
+    pub fn start(pool: PgPool, metrics: &Metrics) -> (AuditLog, AuditTask) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let (stop, stopped) = oneshot::channel();
+        let queued = Gauge::default();
+        metrics.register("gateway_audit_queued", "calls answered and not yet in the audit log", queued.clone());
+        let task = tokio::spawn(write(pool, receiver, stopped, queued.clone()));
+        (AuditLog { sender, queued: queued.clone() }, AuditTask { task, stop, queued })
+    }
+
+    /// Queue an entry; waits only when the queue is full.
+    pub async fn record(&self, entry: Entry) {
+        self.queued.inc();
+        if self.sender.send(entry).await.is_err() {
+            self.queued.dec();
+            tracing::error!("a call answered after the audit log stopped is not recorded");
+        }
+    }
+}
+
+impl AuditTask {
+    /// Close the queue and wait, at most `within`, for the writer to store what is in it.
+    pub async fn finish(self, within: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(within, self.task).await.is_err() {
+            tracing::error!(entries = self.queued.get(), "audit entries not stored before shutdown");
+        }
+    }
+}
+
+async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
+    let mut entries = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut entries, BATCH) => received,
+            _ = &mut stop, if !stopping => {
+                // Closed, the channel still yields what it holds, then nothing.
+                stopping = true;
+                receiver.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        while let Err(error) = append(&pool, &entries).await {
+            tracing::warn!(%error, entries = entries.len(), "audit entries not stored yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        queued.dec_by(entries.len() as i64);
+        entries.clear();
+    }
+}
+
+/// Append `entries` to the chain in one transaction.
+async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query(CHAIN_LOCK).execute(&mut *transaction).await?;
+    let last: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *transaction)
+        .await?;
+    let (mut seq, mut previous) = last.map_or((0, GENESIS.to_vec()), |(seq, hash)| (seq, hash));
+    let mut data = BinaryCopy::new(entries.len() * 160);
+    for entry in entries {
+        seq += 1;
+        let hash = link(&previous, seq, entry);
+        data.row(7)
+            .int8(seq)
+            .timestamptz(entry.at)
+            .text(&entry.department_id)
+            .text(&entry.method)
+            .int2(entry.code)
+            .bytes(&previous)
+            .bytes(&hash);
+        previous = hash.to_vec();
+    }
+    copy::copy_in_binary(
+        &mut transaction,
+        "COPY audit_log (seq, at, department_id, method, code, previous_hash, hash) FROM STDIN WITH (FORMAT binary)",
+        data.finish(),
+    )
+    .await?;
+    transaction.commit().await
+}
+
+/// Records every call of a service the gateway serves itself (administration): the caller is
+/// authenticated again for the record (these calls are rare; a refused one is recorded as the
+/// department presented, or unknown), the answer read from its headers.
+#[derive(Clone)]
+pub struct Audited<S> {
+    inner: S,
+    auth: Authenticator,
+    audit: AuditLog,
+}
+
+impl<S> Audited<S> {
+    pub fn new(inner: S, auth: Authenticator, audit: AuditLog) -> Audited<S> {
+        Audited { inner, auth, audit }
+    }
+}
+
+impl<S: NamedService> NamedService for Audited<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Audited<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (auth, audit) = (self.auth.clone(), self.audit.clone());
+        let path = request.uri().path().to_owned();
+        let headers = request.headers().clone();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            // Before the answer runs (a future does nothing until polled): a caller revoking its
+            // own credential is still known.
+            let department = auth.authenticate(&headers).await.map(|identity| identity.department_id);
+            let response = answer.await?;
+            let code = answered_with(response.headers());
+            audit.record(Entry::now(department.as_deref().unwrap_or(""), &path, code)).await;
+            Ok(response)
+        })
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// Every entry follows the one before it; this many, the last numbered so.
+    Intact { entries: u64, last_seq: i64 },
+    /// The chain breaks at entry `seq`, for `reason`.
+    Broken { seq: i64, reason: String },
+}
+
+/// Walk the whole chain in order, recomputing every hash.
+pub async fn verify(pool: &PgPool) -> Result<Verified, sqlx::Error> {
+    let mut rows =
+        sqlx::query("SELECT seq, at, department_id, method, code, previous_hash, hash FROM audit_log ORDER BY seq")
+            .fetch(pool);
+    let (mut expected_seq, mut previous) = (1_i64, GENESIS.to_vec());
+    let mut entries = 0_u64;
+    while let Some(row) = rows.try_next().await? {
+        let seq: i64 = row.try_get("seq")?;
+        if seq != expected_seq {
+            let reason = format!("entry {expected_seq} is missing (the next is {seq})");
+            return Ok(Verified::Broken { seq: expected_seq, reason });
+        }
+        let previous_hash: Vec<u8> = row.try_get("previous_hash")?;
+        if previous_hash != previous {
+            return Ok(Verified::Broken {
+                seq,
+                reason: "its previous hash is not the hash of the entry before".into(),
+            });
+        }
+        let entry = Entry {
+            at: row.try_get("at")?,
+            department_id: row.try_get("department_id")?,
+            method: row.try_get("method")?,
+            code: row.try_get("code")?,
+        };
+        let hash: Vec<u8> = row.try_get("hash")?;
+        if hash != link(&previous, seq, &entry) {
+            return Ok(Verified::Broken { seq, reason: "its hash does not match what it records".into() });
+        }
+        previous = hash;
+        expected_seq += 1;
+        entries += 1;
+    }
+    Ok(Verified::Intact { entries, last_seq: expected_seq - 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(department: &str, method: &str) -> Entry {
+        Entry {
+            at: DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
+            department_id: department.into(),
+            method: method.into(),
+            code: 0,
+        }
+    }
+
+    #[test]
+    fn every_part_of_an_entry_and_its_place_change_its_hash() {
+        let base = link(&GENESIS, 1, &entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity"));
+        assert_ne!(base, link(&GENESIS, 2, &entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity")));
+        assert_ne!(base, link(&[1; 32], 1, &entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity")));
+        assert_ne!(base, link(&GENESIS, 1, &entry("samr-110107", "xinyong.registry.v1.RegistryService/GetEntity")));
+        let mut answered = entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity");
+        answered.code = 5;
+        assert_ne!(base, link(&GENESIS, 1, &answered));
+        // The lengths keep a department's end from passing for the method's start.
+        assert_ne!(link(&GENESIS, 1, &entry("ab", "c")), link(&GENESIS, 1, &entry("a", "bc")));
+    }
+}
