@@ -34,6 +34,10 @@ use crate::auth::Authenticator;
 const QUEUE: usize = 65_536;
 /// Entries written by one `COPY`.
 const BATCH: usize = 4_096;
+/// How long after a batch began the next may begin, unless a full batch or shutdown is waiting.
+/// Without it the writer woke for every few calls and paid a transaction each (a lock, a read, a
+/// `COPY`, a commit's flush): the gateway's CPU a call rose by 4.4 µs in the check benchmark.
+const GATHER: Duration = Duration::from_millis(50);
 /// Taken by the transaction that appends a batch: one replica appends at a time.
 const CHAIN_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))";
 /// What the first entry's `previous_hash` is.
@@ -125,6 +129,7 @@ impl AuditTask {
 async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
     let mut entries = Vec::with_capacity(BATCH);
     let mut stopping = false;
+    let mut not_before = tokio::time::Instant::now();
     loop {
         let received = tokio::select! {
             received = receiver.recv_many(&mut entries, BATCH) => received,
@@ -138,6 +143,23 @@ async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
         if received == 0 {
             return;
         }
+        // Gather until `not_before`, unless the batch is full or the process is stopping.
+        while !stopping && entries.len() < BATCH {
+            let before = entries.len();
+            tokio::select! {
+                () = tokio::time::sleep_until(not_before) => break,
+                received = receiver.recv_many(&mut entries, BATCH - before) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                _ = &mut stop => {
+                    stopping = true;
+                    receiver.close();
+                }
+            }
+        }
+        not_before = tokio::time::Instant::now() + GATHER;
         let mut backoff = Duration::from_millis(100);
         while let Err(error) = append(&pool, &entries).await {
             tracing::warn!(%error, entries = entries.len(), "audit entries not stored yet; retrying");
@@ -158,7 +180,12 @@ async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
         .await?;
     let (mut seq, mut previous) = last.map_or((0, GENESIS.to_vec()), |(seq, hash)| (seq, hash));
     let mut data = BinaryCopy::new(entries.len() * 160);
-    for entry in entries {
+    for (index, entry) in entries.iter().enumerate() {
+        // Hashing and encoding a full batch takes a millisecond or two of the core the calls are
+        // served on; in slices, the calls waiting meanwhile are not held up behind all of it.
+        if index % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
         seq += 1;
         let hash = link(&previous, seq, entry);
         data.row(7)
