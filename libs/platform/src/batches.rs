@@ -1,10 +1,10 @@
-//! Reading a client stream in batches, for bulk calls that answer per row after each commit: up to
-//! `size` messages, or whatever arrived within `window` of the batch's first message, so a slow
-//! client still gets answers promptly and a fast one fills whole batches.
+//! Batches: of a client stream, for bulk calls that answer per row after each commit ([`Batches`]);
+//! and of a queue that a writer stores behind the calls that fill it ([`Gathered`]).
 
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
 
 /// Batches of a client stream. A client that breaks the stream ends it after the messages already
 /// read: those are still handed out, so what was received is stored and answered if it can be.
@@ -58,6 +58,65 @@ where
     }
 }
 
+/// Batches of a queue that one writer stores behind the calls filling it (sanctions' check log,
+/// the gateway's audit log). Each batch waits for a first item, then gathers until `gather` after
+/// the previous batch was handed out, so that a busy queue costs a write every `gather` rather
+/// than one for every few items; unless the batch is full, an item that cannot wait came
+/// (`urgent`), or the writer was told to stop. Once told to stop, the queue is closed and what it
+/// holds is still handed out, at once and a batch at a time.
+pub struct Gathered<T> {
+    receiver: mpsc::Receiver<T>,
+    stop: oneshot::Receiver<()>,
+    stopping: bool,
+    size: usize,
+    gather: Duration,
+    not_before: tokio::time::Instant,
+}
+
+impl<T> Gathered<T> {
+    pub fn new(receiver: mpsc::Receiver<T>, stop: oneshot::Receiver<()>, size: usize, gather: Duration) -> Self {
+        Gathered { receiver, stop, stopping: false, size: size.max(1), gather, not_before: tokio::time::Instant::now() }
+    }
+
+    /// Fill `batch`, empty on entry, with the next batch; false once the queue is closed and empty.
+    pub async fn next(&mut self, batch: &mut Vec<T>, urgent: impl Fn(&T) -> bool) -> bool {
+        loop {
+            tokio::select! {
+                received = self.receiver.recv_many(batch, self.size) => {
+                    if received == 0 {
+                        return false;
+                    }
+                    break;
+                }
+                _ = &mut self.stop, if !self.stopping => {
+                    // Closed, the channel still yields what it holds, then nothing.
+                    self.stopping = true;
+                    self.receiver.close();
+                }
+            }
+        }
+        let mut waits = !batch.iter().any(&urgent);
+        while waits && !self.stopping && batch.len() < self.size {
+            let before = batch.len();
+            tokio::select! {
+                () = tokio::time::sleep_until(self.not_before) => break,
+                received = self.receiver.recv_many(batch, self.size - before) => {
+                    if received == 0 {
+                        break;
+                    }
+                    waits = !batch[before..].iter().any(&urgent);
+                }
+                _ = &mut self.stop => {
+                    self.stopping = true;
+                    self.receiver.close();
+                }
+            }
+        }
+        self.not_before = tokio::time::Instant::now() + self.gather;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +141,44 @@ mod tests {
         assert_eq!(batches.next().await, Some(vec![1]));
         drop(sender);
         assert_eq!(batches.next().await, None);
+    }
+
+    /// A queue's batches: what came gathers into one, an urgent item cuts the gathering short
+    /// (the gathering here is an hour, so only the cut lets the test end), and a stop hands out
+    /// what is queued, a batch at a time, then nothing.
+    #[tokio::test]
+    async fn a_queue_gathers_until_an_urgent_item_or_the_stop() {
+        let (sender, receiver) = mpsc::channel::<u32>(16);
+        let (stop, stopped) = oneshot::channel();
+        let mut batches = Gathered::new(receiver, stopped, 3, Duration::from_secs(3600));
+        let mut batch = Vec::new();
+        for item in [1, 2] {
+            sender.send(item).await.unwrap();
+        }
+        assert!(batches.next(&mut batch, |_| false).await, "the first batch goes at once");
+        assert_eq!(std::mem::take(&mut batch), [1, 2]);
+
+        // Gathering now: 3 waits, 0 is urgent.
+        sender.send(3).await.unwrap();
+        let urgent = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sender.send(0).await.unwrap();
+            sender
+        });
+        assert!(batches.next(&mut batch, |item| *item == 0).await);
+        assert_eq!(std::mem::take(&mut batch), [3, 0]);
+
+        // Told to stop: the queue is closed, and what it held comes out in full batches.
+        let sender = urgent.await.unwrap();
+        for item in [4, 5, 6, 7] {
+            sender.send(item).await.unwrap();
+        }
+        stop.send(()).unwrap();
+        assert!(batches.next(&mut batch, |_| false).await);
+        assert_eq!(std::mem::take(&mut batch), [4, 5, 6]);
+        assert!(batches.next(&mut batch, |_| false).await);
+        assert_eq!(std::mem::take(&mut batch), [7]);
+        assert!(!batches.next(&mut batch, |_| false).await, "closed and empty");
+        assert!(sender.send(8).await.is_err(), "nothing is taken after the stop");
     }
 }

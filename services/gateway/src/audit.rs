@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use tonic::server::NamedService;
+use xinyong_platform::batches::Gathered;
 use xinyong_platform::copy::{self, BinaryCopy};
 use xinyong_platform::metrics::{Metrics, answered_with};
 
@@ -126,40 +127,10 @@ impl AuditTask {
     }
 }
 
-async fn write(pool: PgPool, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
+async fn write(pool: PgPool, receiver: mpsc::Receiver<Entry>, stop: oneshot::Receiver<()>, queued: Gauge) {
+    let mut batches = Gathered::new(receiver, stop, BATCH, GATHER);
     let mut entries = Vec::with_capacity(BATCH);
-    let mut stopping = false;
-    let mut not_before = tokio::time::Instant::now();
-    loop {
-        let received = tokio::select! {
-            received = receiver.recv_many(&mut entries, BATCH) => received,
-            _ = &mut stop, if !stopping => {
-                // Closed, the channel still yields what it holds, then nothing.
-                stopping = true;
-                receiver.close();
-                continue;
-            }
-        };
-        if received == 0 {
-            return;
-        }
-        // Gather until `not_before`, unless the batch is full or the process is stopping.
-        while !stopping && entries.len() < BATCH {
-            let before = entries.len();
-            tokio::select! {
-                () = tokio::time::sleep_until(not_before) => break,
-                received = receiver.recv_many(&mut entries, BATCH - before) => {
-                    if received == 0 {
-                        break;
-                    }
-                }
-                _ = &mut stop => {
-                    stopping = true;
-                    receiver.close();
-                }
-            }
-        }
-        not_before = tokio::time::Instant::now() + GATHER;
+    while batches.next(&mut entries, |_| false).await {
         let mut backoff = Duration::from_millis(100);
         while let Err(error) = append(&pool, &entries).await {
             tracing::warn!(%error, entries = entries.len(), "audit entries not stored yet; retrying");

@@ -18,6 +18,7 @@ use std::time::Duration;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use xinyong_platform::batches::Gathered;
 use xinyong_platform::metrics::Metrics;
 
 use crate::store::{KnownAnswers, NewCheck, Store};
@@ -98,44 +99,12 @@ impl CheckLogTask {
     }
 }
 
-async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: oneshot::Receiver<()>, queued: Gauge) {
+async fn write(store: Store, receiver: mpsc::Receiver<Entry>, stop: oneshot::Receiver<()>, queued: Gauge) {
+    // A flush cuts the gathering short: a caller is waiting on it.
+    let mut batches = Gathered::new(receiver, stop, BATCH, GATHER);
     let mut entries = Vec::with_capacity(BATCH);
     let mut known = KnownAnswers::default();
-    let mut stopping = false;
-    // When the next `COPY` may start unless a flush, a full batch or the stop is waiting:
-    // `GATHER` after the last one began.
-    let mut not_before = tokio::time::Instant::now();
-    loop {
-        // Wait for the first entry, then gather until `not_before`, unless what came cannot wait.
-        let received = tokio::select! {
-            received = receiver.recv_many(&mut entries, BATCH) => received,
-            _ = &mut stop, if !stopping => {
-                // Closed, the channel still yields what it holds, then nothing.
-                stopping = true;
-                receiver.close();
-                continue;
-            }
-        };
-        if received == 0 {
-            return;
-        }
-        let mut urgent = entries.iter().any(|entry| matches!(entry, Entry::Flush(_)));
-        while !urgent && !stopping && entries.len() < BATCH {
-            let before = entries.len();
-            tokio::select! {
-                () = tokio::time::sleep_until(not_before) => break,
-                received = receiver.recv_many(&mut entries, BATCH - before) => {
-                    if received == 0 {
-                        break;
-                    }
-                    urgent = entries[before..].iter().any(|entry| matches!(entry, Entry::Flush(_)));
-                }
-                _ = &mut stop => {
-                    stopping = true;
-                    receiver.close();
-                }
-            }
-        }
+    while batches.next(&mut entries, |entry| matches!(entry, Entry::Flush(_))).await {
         let mut checks = Vec::with_capacity(entries.len());
         let mut flushes = Vec::new();
         for entry in entries.drain(..) {
@@ -144,13 +113,11 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<Entry>, mut stop: ones
                 Entry::Flush(done) => flushes.push(done),
             }
         }
-        let started = tokio::time::Instant::now();
         store_with_retries(&store, &checks, &mut known).await;
         queued.dec_by(checks.len() as i64);
         for done in flushes {
             let _ = done.send(());
         }
-        not_before = started + GATHER;
     }
 }
 
