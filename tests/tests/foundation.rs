@@ -519,6 +519,46 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     let entries = recorded.len() as u64;
     assert_eq!(audit::verify(&pool).await.unwrap(), Verified::Intact { entries, last_seq: entries as i64 });
 
+    // The administrator reads the log page by page, or one department's calls; each answer names
+    // the newest entry and its hash, to be kept outside the platform.
+    let mut admin_client = GatewayAdminServiceClient::new(platform.gateway().await);
+    let list = |after_seq: i64, department_id: &str| {
+        with_token(
+            admin::ListAuditEntriesRequest { after_seq, page_size: 4, department_id: department_id.into() },
+            &platform.admin_token,
+        )
+    };
+    let mut listed = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = admin_client.list_audit_entries(list(after, "")).await.unwrap().into_inner();
+        assert!(page.newest_seq >= entries as i64, "{}", page.newest_seq);
+        assert_eq!(page.newest_hash.len(), 32);
+        listed.extend(page.entries);
+        if page.next_after_seq == 0 {
+            break;
+        }
+        after = page.next_after_seq;
+    }
+    // Listing is itself a call, recorded after its answer: the pages hold at least what was there.
+    assert!(listed.len() as u64 >= entries, "{} listed", listed.len());
+    assert!(listed.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1 && pair[1].previous_hash == pair[0].hash));
+    let third = &listed[2];
+    assert_eq!(
+        (third.department_id.as_str(), third.method.as_str(), third.code),
+        (recorded[2].0.as_str(), recorded[2].1.as_str(), i32::from(recorded[2].2))
+    );
+    let market_only = admin_client.list_audit_entries(list(0, "samr-440305")).await.unwrap().into_inner();
+    assert_eq!(market_only.entries.len(), 4, "a full page of the department's six");
+    assert!(market_only.entries.iter().all(|entry| entry.department_id == "samr-440305"));
+    let not_admin = admin_client
+        .list_audit_entries(with_token(admin::ListAuditEntriesRequest::default(), &market))
+        .await
+        .unwrap_err();
+    assert_eq!(not_admin.code(), Code::PermissionDenied);
+    let listing_recorded = audit::verify(&pool).await.unwrap();
+    assert!(matches!(listing_recorded, Verified::Intact { .. }), "{listing_recorded:?}");
+
     // Someone with the database's keys rewrites who made a call, then removes another entry.
     sqlx::query("UPDATE audit_log SET department_id = 'tax-440305' WHERE seq = 3").execute(&pool).await.unwrap();
     let Verified::Broken { seq, reason } = audit::verify(&pool).await.unwrap() else { panic!("not seen") };

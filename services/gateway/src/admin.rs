@@ -80,6 +80,15 @@ fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Departme
     }
 }
 
+/// A page's size as asked: 100 when unset, at most 1000.
+fn page_size(asked: i32) -> Result<i64, ApiError> {
+    match asked {
+        0 => Ok(100),
+        size if (1..=1000).contains(&size) => Ok(i64::from(size)),
+        _ => Err(ApiError::invalid("page_size", "must be between 1 and 1000")),
+    }
+}
+
 fn validate_department_id(id: &str) -> Result<(), ApiError> {
     let valid = !id.is_empty()
         && id.len() <= 64
@@ -173,11 +182,7 @@ impl GatewayAdminService for Admin {
     ) -> Result<tonic::Response<pb::ListDepartmentsResponse>, tonic::Status> {
         self.require_admin(&request).await?;
         let request = request.into_inner();
-        let page_size = match request.page_size {
-            0 => 100,
-            size if (1..=1000).contains(&size) => i64::from(size),
-            _ => return Err(ApiError::invalid("page_size", "must be between 1 and 1000").into()),
-        };
+        let page_size = page_size(request.page_size)?;
         let mut rows = self.store.departments(&request.page_token, page_size + 1).await.map_err(status)?;
         let next_page_token = if rows.len() as i64 > page_size {
             rows.truncate(page_size as usize);
@@ -203,6 +208,41 @@ impl GatewayAdminService for Admin {
         validate_permissions(&request.permissions)?;
         let row = self.store.set_permissions(&request.department_id, &request.permissions).await.map_err(status)?;
         Ok(tonic::Response::new(pb::SetPermissionsResponse { department: Some(self.changed(row).await?) }))
+    }
+
+    async fn list_audit_entries(
+        &self,
+        request: tonic::Request<pb::ListAuditEntriesRequest>,
+    ) -> Result<tonic::Response<pb::ListAuditEntriesResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        let page_size = page_size(request.page_size)?;
+        if request.after_seq < 0 {
+            return Err(ApiError::invalid("after_seq", "must not be negative").into());
+        }
+        // The newest entry first: every entry listed is then at or before it.
+        let (newest_seq, newest_hash) = self.store.newest_audit_entry().await.map_err(status)?.unwrap_or_default();
+        let mut rows =
+            self.store.audit_entries(request.after_seq, &request.department_id, page_size + 1).await.map_err(status)?;
+        let next_after_seq = if rows.len() as i64 > page_size {
+            rows.truncate(page_size as usize);
+            rows.last().map_or(0, |row| row.seq)
+        } else {
+            0
+        };
+        let entries = rows
+            .into_iter()
+            .map(|row| pb::AuditEntry {
+                seq: row.seq,
+                at: Some(timestamp(row.at)),
+                department_id: row.department_id,
+                method: row.method,
+                code: i32::from(row.code),
+                previous_hash: row.previous_hash,
+                hash: row.hash,
+            })
+            .collect();
+        Ok(tonic::Response::new(pb::ListAuditEntriesResponse { entries, next_after_seq, newest_seq, newest_hash }))
     }
 
     async fn set_rate_limit(

@@ -35,6 +35,18 @@ pub struct CredentialLookup {
     pub calls_per_second: i32,
 }
 
+/// An audit log entry as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub department_id: String,
+    pub method: String,
+    pub code: i16,
+    pub previous_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -113,6 +125,31 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
+    }
+
+    /// Audit entries after `after_seq`, of `department_id` unless it is empty, in order.
+    pub async fn audit_entries(
+        &self,
+        after_seq: i64,
+        department_id: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, at, department_id, method, code, previous_hash, hash FROM audit_log
+             WHERE seq > $1 AND ($2 = '' OR department_id = $2) ORDER BY seq LIMIT $3",
+        )
+        .bind(after_seq)
+        .bind(department_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The newest audit entry's number and hash.
+    pub async fn newest_audit_entry(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Departments after `after` in id order.
