@@ -486,7 +486,11 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
         let answer = registry.get_entity(with_token(get_entity(), &market)).await.unwrap_err();
         assert_eq!(answer.code(), Code::NotFound);
         other_replica
-            .record(Entry::now("samr-440305", "/xinyong.registry.v1.RegistryService/GetEntity", Code::Ok))
+            .record(Entry::now(
+                "samr-440305".into(),
+                audit::method("/xinyong.registry.v1.RegistryService/GetEntity"),
+                Code::Ok,
+            ))
             .await;
     }
     let anonymous = registry.get_entity(get_entity()).await.unwrap_err();

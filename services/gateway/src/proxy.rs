@@ -18,7 +18,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_res
 use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS};
 use xinyong_platform::metrics::answered_with;
 
-use crate::audit::{AuditLog, Entry};
+use crate::audit::{self, AuditLog, Entry};
 use crate::auth::Authenticator;
 use crate::limits::RateLimits;
 use crate::upstream::UpstreamConnection;
@@ -93,25 +93,26 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
         let upstream = self.upstream.clone();
         let Checks { auth, limits, audit, internal_token } = self.checks.clone();
         Box::pin(async move {
-            // Every call is recorded with how it was answered, refused ones too.
-            let path = request.uri().path().to_owned();
-            let refused = async |department: &str, status: tonic::Status| {
-                audit.record(Entry::now(department, &path, status.code())).await;
+            // Every call is recorded with how it was answered, refused ones too; its method and
+            // department move into the entry.
+            let method = audit::method(request.uri().path());
+            let refused = async |department: String, method: String, status: tonic::Status| {
+                audit.record(Entry::now(department, method, status.code())).await;
                 Ok(status.into_http())
             };
             let identity = match auth.authenticate(request.headers()).await {
                 Ok(identity) => identity,
-                Err(status) => return refused("", status).await,
+                Err(status) => return refused(String::new(), method, status).await,
             };
-            if let Err(status) = identity.may_call(&path) {
-                return refused(&identity.department_id, status).await;
+            if let Err(status) = identity.may_call(&method) {
+                return refused(identity.department_id, method, status).await;
             }
             // After the permission check: a call refused for want of a permission is not counted
             // against the department's rate.
             if let Some(own) = identity.calls_per_second
                 && let Err(status) = limits.admit(&identity.department_id, own)
             {
-                return refused(&identity.department_id, status).await;
+                return refused(identity.department_id, method, status).await;
             }
             let headers = request.headers_mut();
             for reserved in RESERVED_HEADERS {
@@ -124,14 +125,14 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
             match upstream.send(request).await {
                 Ok(response) => {
                     let code = answered_with(response.headers());
-                    audit.record(Entry::now(&identity.department_id, &path, code)).await;
+                    audit.record(Entry::now(identity.department_id, method, code)).await;
                     Ok(response)
                 }
                 Err(error) => {
                     tracing::warn!(upstream = U::SERVICE, %error, "upstream unreachable");
                     let status =
                         tonic::Status::unavailable(format!("the {} service is unreachable; retry later", U::SERVICE));
-                    refused(&identity.department_id, status).await
+                    refused(identity.department_id, method, status).await
                 }
             }
         })

@@ -45,12 +45,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let services: Vec<&str> = SERVICES.iter().map(|service| service.name).collect();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match current_thread() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(failed) => return failed,
     };
     let outcome = runtime.block_on(async {
         match command.as_str() {
@@ -79,6 +76,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime of a command that waits on one thing at a time; on failure, the exit to return.
+fn current_thread() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| {
+        eprintln!("cannot start: {error}");
+        ExitCode::FAILURE
+    })
+}
+
 fn audit_verify(args: &[String]) -> ExitCode {
     use xinyong_gateway::audit::{Verified, verify};
     let Some(url) = flag(args, "--database-url") else {
@@ -88,15 +93,11 @@ fn audit_verify(args: &[String]) -> ExitCode {
     let settings = xinyong_platform::config::DatabaseSettings {
         url: url.into(),
         schema: "gateway".to_owned(),
-        max_connections: 1,
         ..Default::default()
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match current_thread() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(failed) => return failed,
     };
     let verified = runtime.block_on(async {
         let options = db::connect_options(&settings).map_err(|error| error.to_string())?;
