@@ -71,6 +71,7 @@ fi
 export XINYONG__GATEWAY__ADMIN_TOKEN=${XINYONG__GATEWAY__ADMIN_TOKEN:-admin-$(random_secret)}
 export XINYONG__REDIS__URL=${XINYONG__REDIS__URL:-$REDIS_URL}
 export XINYONG__INGESTION__REGISTRY_URL=${XINYONG__INGESTION__REGISTRY_URL:-http://127.0.0.1:${GRPC_PORT[registry]}}
+export XINYONG__OBJECTIONS__INGESTION_URL=${XINYONG__OBJECTIONS__INGESTION_URL:-http://127.0.0.1:${GRPC_PORT[ingestion]}}
 for service in "${SERVICES[@]}"; do
   var=XINYONG__GATEWAY__UPSTREAMS__${service^^}
   export "$var=${!var:-http://127.0.0.1:${GRPC_PORT[$service]}}"

@@ -6,5 +6,6 @@ mod files;
 mod foundation;
 mod grading;
 mod ingestion;
+mod objections;
 mod registry;
 mod sanctions;

@@ -139,6 +139,9 @@ impl Platform {
         if let Some((registry, _)) = all_ports.get("registry") {
             env.push(("XINYONG__INGESTION__REGISTRY_URL".to_owned(), format!("http://127.0.0.1:{registry}")));
         }
+        if let Some((ingestion, _)) = all_ports.get("ingestion") {
+            env.push(("XINYONG__OBJECTIONS__INGESTION_URL".to_owned(), format!("http://127.0.0.1:{ingestion}")));
+        }
         env
     }
 

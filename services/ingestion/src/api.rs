@@ -39,7 +39,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotOwner { .. } => {
                 ApiError::PermissionDenied { permission: "reporting department".to_owned(), detail: error.to_string() }
             }
-            StoreError::Withdrawn(_) => ApiError::FailedPrecondition(error.to_string()),
+            StoreError::Withdrawn(_) | StoreError::Repaired(_) => ApiError::FailedPrecondition(error.to_string()),
             StoreError::Database(error) => error.into(),
         }
     }

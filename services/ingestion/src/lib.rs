@@ -2,6 +2,7 @@
 //! each with its disclosure window and its reporting delay.
 
 pub mod api;
+pub mod projection;
 pub mod rules;
 pub mod store;
 pub mod subjects;
@@ -14,9 +15,10 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::Endpoint;
 use xinyong_platform::PlatformSettings;
+use xinyong_platform::bus::Consumer;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
 use xinyong_platform::server::ShutdownSignal;
-use xinyong_platform::service::{Context, StartError};
+use xinyong_platform::service::{Background, Context, StartError};
 use xinyong_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 
@@ -103,11 +105,23 @@ pub async fn run(
     let catalogue = store.catalogue().await?;
     let deadline = (section.report_deadline_working_days > 0).then_some(section.report_deadline_working_days);
     let rows = api::RowMetrics::register(&context.host.metrics);
+    let mut background = Background::default();
+    let consumer = Consumer::new(
+        context.pool.clone(),
+        context.redis.clone(),
+        projection::GROUP,
+        projection::PRODUCERS,
+        projection::Projection,
+        context.host.metrics.clone(),
+    );
+    background.spawn(|stop| consumer.run(stop));
     let api = api::Ingestion::new(store, subjects, catalogue, deadline, section.batch, rows);
     let routes = Routes::new(IngestionServiceServer::new(api));
-    context
+    let served = context
         .serve(listener, admin_listener, routes, &[IngestionServiceServer::<api::Ingestion>::NAME], shutdown)
-        .await?;
+        .await;
+    background.stop().await;
+    served?;
     Ok(())
 }
 

@@ -150,6 +150,8 @@ pub enum StoreError {
     NotOwner { record_id: Uuid, owner: String },
     #[error("record `{0}` is withdrawn; it can no longer change")]
     Withdrawn(Uuid),
+    #[error("record `{0}` is repaired (信用修复); it is no longer published or counted and can no longer change")]
+    Repaired(Uuid),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -196,6 +198,53 @@ impl Store {
         }
     }
 
+    /// Objections' word on a record: marked disputed while an objection about it is open.
+    pub async fn set_disputed(
+        connection: &mut PgConnection,
+        record_id: Uuid,
+        disputed: bool,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE records SET disputed = $2 WHERE record_id = $1")
+            .bind(record_id)
+            .bind(disputed)
+            .execute(connection)
+            .await
+            .map(drop)
+    }
+
+    /// Objections approved a repair: the record stops being published and counted, as a new
+    /// version whose trace names the repair. A record no longer in force stays as it is.
+    pub async fn mark_repaired(
+        connection: &mut PgConnection,
+        record_id: Uuid,
+        repair_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        // Locked first, as a correction locks it: the snapshot and the new version agree.
+        sqlx::query("SELECT 1 FROM records WHERE record_id = $1 FOR UPDATE")
+            .bind(record_id)
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query(
+            "INSERT INTO record_versions (record_id, version, change, changed_by, changed_at, reason, snapshot)
+             SELECT record_id, version, change, changed_by, updated_at, change_reason, to_jsonb(r) - 'payload_digest'
+             FROM records r WHERE record_id = $1 AND state = 1",
+        )
+        .bind(record_id)
+        .execute(&mut *connection)
+        .await?;
+        sqlx::query(
+            "UPDATE records SET state = $2, published = false, version = version + 1, change = 'repaired',
+                 changed_by = 'objections', change_reason = $3, updated_at = now()
+             WHERE record_id = $1 AND state = 1",
+        )
+        .bind(record_id)
+        .bind(xinyong_proto::ingestion::v1::RecordState::Repaired as i16)
+        .bind(format!("repair {repair_id} approved"))
+        .execute(connection)
+        .await
+        .map(drop)
+    }
+
     pub async fn get(&self, record_id: Uuid) -> Result<RecordRow, StoreError> {
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM records WHERE record_id = $1"))
             .bind(record_id)
@@ -235,6 +284,9 @@ impl Store {
         }
         if current.state == xinyong_proto::ingestion::v1::RecordState::Withdrawn as i16 {
             return Err(StoreError::Withdrawn(record_id));
+        }
+        if current.state == xinyong_proto::ingestion::v1::RecordState::Repaired as i16 {
+            return Err(StoreError::Repaired(record_id));
         }
         sqlx::query(
             "INSERT INTO record_versions (record_id, version, change, changed_by, changed_at, reason, snapshot)
