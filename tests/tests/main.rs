@@ -6,6 +6,7 @@ mod files;
 mod foundation;
 mod grading;
 mod ingestion;
+mod lottery;
 mod objections;
 mod registry;
 mod sanctions;

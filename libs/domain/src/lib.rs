@@ -4,6 +4,7 @@
 pub mod calendar;
 pub mod credit_code;
 pub mod disclosure;
+pub mod draw;
 pub mod grading;
 pub mod masking;
 pub mod name;

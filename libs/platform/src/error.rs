@@ -40,6 +40,34 @@ pub fn violation(field: impl Into<String>, reason: impl Into<String>) -> FieldVi
     FieldViolation { field: field.into(), reason: reason.into() }
 }
 
+/// A required free text from a caller: trimmed; empty or longer than `max` characters pushes a
+/// problem naming `field`.
+pub fn required_text<'a>(field: &str, value: &'a str, max: usize, problems: &mut Vec<FieldViolation>) -> &'a str {
+    let value = value.trim();
+    if value.is_empty() {
+        problems.push(violation(field, "required"));
+    } else if value.chars().count() > max {
+        problems.push(violation(field, format!("at most {max} characters")));
+    }
+    value
+}
+
+/// A keyset page of a list whose ids are UUIDv7: the size (1–500, 0 for 50) and the id to start
+/// after, from the token the previous page gave.
+pub fn uuid_page(size: i32, token: &str) -> Result<(i64, Option<uuid::Uuid>), ApiError> {
+    let limit = match size {
+        0 => 50,
+        size @ 1..=500 => i64::from(size),
+        _ => return Err(ApiError::invalid("page_size", "between 1 and 500 (0 for 50)")),
+    };
+    if token.is_empty() {
+        return Ok((limit, None));
+    }
+    let after =
+        uuid::Uuid::parse_str(token).map_err(|_| ApiError::invalid("page_token", "not a token this method gave"))?;
+    Ok((limit, Some(after)))
+}
+
 impl ApiError {
     /// One invalid field.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ApiError {

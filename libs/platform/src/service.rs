@@ -98,6 +98,23 @@ impl Context {
     }
 }
 
+/// Run `tick` at once, then every `period`, until `stop` resolves: for the gauges a query keeps
+/// (overdue work), counted on a timer rather than on every change.
+pub async fn every<F, Fut>(period: std::time::Duration, stop: impl Future<Output = ()>, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::pin!(stop);
+    loop {
+        tick().await;
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
 /// Stops a service's background tasks (consumers, sweeps, listeners) once its server has drained.
 /// A watch rather than a `Notify`: a task that has not polled its stop future yet still sees it.
 pub struct Background {
@@ -140,37 +157,6 @@ pub async fn bind_listeners(settings: &PlatformSettings) -> Result<(TcpListener,
     let admin =
         if settings.admin.listen.is_empty() { None } else { Some(crate::server::bind(&settings.admin.listen).await?) };
     Ok((listener, admin))
-}
-
-/// A gRPC service whose methods arrive with a later piece of work: every call is answered
-/// UNIMPLEMENTED with what is missing, so integrators see the whole contract (and reflection) now.
-#[macro_export]
-macro_rules! pending_service {
-    ($type:ident, $name:expr, $what:expr) => {
-        #[derive(Clone, Default)]
-        pub struct $type;
-
-        impl tonic::server::NamedService for $type {
-            const NAME: &'static str = $name;
-        }
-
-        impl tower::Service<http::Request<tonic::body::Body>> for $type {
-            type Response = http::Response<tonic::body::Body>;
-            type Error = std::convert::Infallible;
-            type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-            fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-                std::task::Poll::Ready(Ok(()))
-            }
-
-            fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-                let method = request.uri().path().trim_start_matches('/').to_owned();
-                std::future::ready(Ok(
-                    tonic::Status::unimplemented(format!("{method} is not built yet: {}", $what)).into_http()
-                ))
-            }
-        }
-    };
 }
 
 /// The whole `main` of a service binary: settings, runtime, telemetry, listeners, then `run` until

@@ -193,7 +193,7 @@ impl Ingestion {
     }
 
     /// Validate one input and derive its record.
-    async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         input: pb::RecordInput,
         caller: &Caller,

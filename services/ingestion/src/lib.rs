@@ -105,17 +105,17 @@ pub async fn run(
     let catalogue = store.catalogue().await?;
     let deadline = (section.report_deadline_working_days > 0).then_some(section.report_deadline_working_days);
     let rows = api::RowMetrics::register(&context.host.metrics);
+    let api = api::Ingestion::new(store, subjects, catalogue, deadline, section.batch, rows);
     let mut background = Background::default();
     let consumer = Consumer::new(
         context.pool.clone(),
         context.redis.clone(),
         projection::GROUP,
         projection::PRODUCERS,
-        projection::Projection,
+        projection::Projection { ingestion: api.clone() },
         context.host.metrics.clone(),
     );
     background.spawn(|stop| consumer.run(stop));
-    let api = api::Ingestion::new(store, subjects, catalogue, deadline, section.batch, rows);
     let routes = Routes::new(IngestionServiceServer::new(api));
     let served = context
         .serve(listener, admin_listener, routes, &[IngestionServiceServer::<api::Ingestion>::NAME], shutdown)

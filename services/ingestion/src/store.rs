@@ -559,6 +559,16 @@ fn records_ingested(rows: &[&NewRecord], department_id: &str) -> Vec<u8> {
     out
 }
 
+/// Store records inside a transaction the caller holds (a consumer's, for records that other
+/// services' events file).
+pub async fn submit_on(
+    connection: &mut PgConnection,
+    rows: &[&NewRecord],
+    department_id: &str,
+) -> Result<Vec<SubmitOutcome>, StoreError> {
+    submit_in(connection, rows, department_id, Announce::Each).await
+}
+
 async fn submit_in(
     connection: &mut PgConnection,
     rows: &[&NewRecord],

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use xinyong_domain::calendar::{Calendar, today};
 use xinyong_domain::credit_code::CreditCode;
-use xinyong_platform::error::{ApiError, violation};
+use xinyong_platform::error::{ApiError, required_text, uuid_page, violation};
 use xinyong_platform::identity::{Caller, PERMISSION_ADMIN};
 use xinyong_platform::timestamp;
 use xinyong_proto::common::v1::{FieldViolation, Nature};
@@ -51,17 +51,6 @@ impl Objections {
 
 fn internal(error: sqlx::Error) -> Status {
     Status::from(ApiError::from(error))
-}
-
-/// A required free text: trimmed, not empty, not too long.
-fn text<'a>(field: &str, value: &'a str, max: usize, problems: &mut Vec<FieldViolation>) -> &'a str {
-    let value = value.trim();
-    if value.is_empty() {
-        problems.push(violation(field, "required"));
-    } else if value.chars().count() > max {
-        problems.push(violation(field, format!("at most {max} characters")));
-    }
-    value
 }
 
 fn id(field: &str, value: &str, what: &str, problems: &mut Vec<FieldViolation>) -> Option<Uuid> {
@@ -112,20 +101,6 @@ fn belongs(record: &Record, credit_code: &str) -> Result<(), Status> {
         .into()),
         _ => Ok(()),
     }
-}
-
-fn page(size: i32, token: &str) -> Result<(i64, Option<Uuid>), Status> {
-    let limit = match size {
-        0 => 50,
-        size @ 1..=500 => i64::from(size),
-        _ => return Err(ApiError::invalid("page_size", "between 1 and 500 (0 for 50)").into()),
-    };
-    let after = if token.is_empty() {
-        None
-    } else {
-        Some(Uuid::parse_str(token).map_err(|_| ApiError::invalid("page_token", "not a token this method gave"))?)
-    };
-    Ok((limit, after))
 }
 
 fn objection_status(status: i16) -> &'static str {
@@ -294,8 +269,8 @@ impl ObjectionService for Objections {
         if ground == pb::ObjectionGround::Unspecified {
             problems.push(violation("ground", "required: wrong, incomplete, privacy or expired"));
         }
-        let statement = text("statement", &request.statement, MAX_TEXT, &mut problems);
-        let source = text("source_objection_id", &request.source_objection_id, MAX_SOURCE_ID, &mut problems);
+        let statement = required_text("statement", &request.statement, MAX_TEXT, &mut problems);
+        let source = required_text("source_objection_id", &request.source_objection_id, MAX_SOURCE_ID, &mut problems);
         checked(problems)?;
         let record_id = record_id.unwrap_or_default();
         let ground = ground as i16;
@@ -340,7 +315,7 @@ impl ObjectionService for Objections {
         let request = request.into_inner();
         let mut problems = Vec::new();
         let objection_id = id("objection_id", &request.objection_id, "objection", &mut problems);
-        let answer = text("answer", &request.answer, MAX_TEXT, &mut problems);
+        let answer = required_text("answer", &request.answer, MAX_TEXT, &mut problems);
         checked(problems)?;
         let objection_id = objection_id.unwrap_or_default();
         let today = today();
@@ -434,7 +409,7 @@ impl ObjectionService for Objections {
     ) -> Result<Response<pb::ListObjectionsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let (limit, after) = page(request.page_size, &request.page_token)?;
+        let (limit, after) = uuid_page(request.page_size, &request.page_token)?;
         let credit_code = if request.credit_code.is_empty() {
             None
         } else {
@@ -476,7 +451,7 @@ impl ObjectionService for Objections {
         let mut problems = Vec::new();
         let credit_code = code(&request.credit_code, &mut problems);
         let record_id = id("record_id", &request.record_id, "record", &mut problems);
-        let commitment = text("commitment", &request.commitment, MAX_TEXT, &mut problems);
+        let commitment = required_text("commitment", &request.commitment, MAX_TEXT, &mut problems);
         if request.evidence.len() > MAX_EVIDENCE {
             problems.push(violation("evidence", format!("at most {MAX_EVIDENCE} references")));
         }
@@ -484,9 +459,11 @@ impl ObjectionService for Objections {
             .evidence
             .iter()
             .enumerate()
-            .map(|(index, item)| text(&format!("evidence[{index}]"), item, MAX_EVIDENCE_TEXT, &mut problems).to_owned())
+            .map(|(index, item)| {
+                required_text(&format!("evidence[{index}]"), item, MAX_EVIDENCE_TEXT, &mut problems).to_owned()
+            })
             .collect();
-        let source = text("source_repair_id", &request.source_repair_id, MAX_SOURCE_ID, &mut problems);
+        let source = required_text("source_repair_id", &request.source_repair_id, MAX_SOURCE_ID, &mut problems);
         checked(problems)?;
         let record_id = record_id.unwrap_or_default();
         let same = |row: &RepairRow| same_repair(row, &credit_code, record_id, commitment, &evidence);
@@ -540,7 +517,7 @@ impl ObjectionService for Objections {
         let request = request.into_inner();
         let mut problems = Vec::new();
         let repair_id = id("repair_id", &request.repair_id, "repair", &mut problems);
-        let decision = text("decision", &request.decision, MAX_TEXT, &mut problems);
+        let decision = required_text("decision", &request.decision, MAX_TEXT, &mut problems);
         checked(problems)?;
         let repair_id = repair_id.unwrap_or_default();
         let repair = self
@@ -626,7 +603,7 @@ impl ObjectionService for Objections {
     ) -> Result<Response<pb::ListRepairsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let (limit, after) = page(request.page_size, &request.page_token)?;
+        let (limit, after) = uuid_page(request.page_size, &request.page_token)?;
         let credit_code = if request.credit_code.is_empty() {
             None
         } else {

@@ -33,15 +33,11 @@ impl OverdueMetrics {
 
     /// Count every `every` until `stop`, the first time at once.
     pub async fn run(self, store: Store, every: Duration, today: fn() -> NaiveDate, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
+        xinyong_platform::service::every(every, stop, || async {
             if let Err(error) = self.count(&store, today()).await {
                 tracing::warn!(%error, "objections backlog not counted for the metrics");
             }
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(every) => {}
-            }
-        }
+        })
+        .await;
     }
 }

@@ -1,0 +1,96 @@
+//! What lottery keeps of other services' data, from their events: the subject directory (registry)
+//! and every subject's grade under every scheme, internal ones included (industry risk classes
+//! exist to plan inspections, seed 001 四). A draw reads only these tables.
+
+use sqlx::PgConnection;
+use xinyong_platform::bus::outbox::decode;
+use xinyong_platform::bus::{EventHandler, HandlerError};
+use xinyong_proto::events::v1::{
+    EntitiesRegistered, EntityRegistered, EntityStatusChanged, EntityUpdated, Envelope, GradeChanged, GradesChanged,
+};
+
+pub const GROUP: &str = "lottery";
+pub const PRODUCERS: &[&str] = &["registry", "grading"];
+
+pub struct Projection;
+
+async fn register(connection: &mut PgConnection, entities: &[EntityRegistered]) -> Result<(), sqlx::Error> {
+    let codes: Vec<&str> = entities.iter().map(|entity| entity.credit_code.as_str()).collect();
+    let kinds: Vec<i16> = entities.iter().map(|entity| entity.kind as i16).collect();
+    let regions: Vec<&str> = entities.iter().map(|entity| entity.region_code.as_str()).collect();
+    let industries: Vec<&str> = entities.iter().map(|entity| entity.industry_code.as_str()).collect();
+    // An entity registered with no status was operating.
+    let statuses: Vec<i16> = entities.iter().map(|entity| (entity.status as i16).max(1)).collect();
+    sqlx::query(
+        "INSERT INTO subjects (credit_code, kind, region_code, industry_code, status)
+         SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::int2[])
+         ON CONFLICT (credit_code) DO UPDATE SET kind = excluded.kind, region_code = excluded.region_code,
+             industry_code = excluded.industry_code, status = excluded.status",
+    )
+    .bind(codes)
+    .bind(kinds)
+    .bind(regions)
+    .bind(industries)
+    .bind(statuses)
+    .execute(connection)
+    .await
+    .map(drop)
+}
+
+async fn grades(connection: &mut PgConnection, grades: &[GradeChanged]) -> Result<(), sqlx::Error> {
+    let codes: Vec<&str> = grades.iter().map(|grade| grade.credit_code.as_str()).collect();
+    let schemes: Vec<&str> = grades.iter().map(|grade| grade.scheme.as_str()).collect();
+    let values: Vec<i16> = grades.iter().map(|grade| grade.new_grade as i16).collect();
+    // A batch names each subject and scheme once; the last word wins all the same.
+    sqlx::query(
+        "INSERT INTO subject_grades (credit_code, scheme, grade)
+         SELECT DISTINCT ON (scheme, code) code, scheme, grade
+         FROM unnest($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS g (code, scheme, grade, n)
+         ORDER BY scheme, code, n DESC
+         ON CONFLICT (scheme, credit_code) DO UPDATE SET grade = excluded.grade",
+    )
+    .bind(codes)
+    .bind(schemes)
+    .bind(values)
+    .execute(connection)
+    .await
+    .map(drop)
+}
+
+impl EventHandler for Projection {
+    async fn handle(&self, connection: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        if let Some(event) = decode::<EntityRegistered>(envelope) {
+            register(connection, &[event?]).await?;
+        } else if let Some(event) = decode::<EntitiesRegistered>(envelope) {
+            register(connection, &event?.entities).await?;
+        } else if let Some(event) = decode::<EntityUpdated>(envelope) {
+            let event = event?;
+            sqlx::query(
+                "INSERT INTO subjects (credit_code, kind, region_code, industry_code) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (credit_code) DO UPDATE SET kind = excluded.kind, region_code = excluded.region_code,
+                     industry_code = excluded.industry_code",
+            )
+            .bind(&event.credit_code)
+            .bind(event.kind as i16)
+            .bind(&event.region_code)
+            .bind(&event.industry_code)
+            .execute(&mut *connection)
+            .await?;
+        } else if let Some(event) = decode::<EntityStatusChanged>(envelope) {
+            let event = event?;
+            sqlx::query(
+                "INSERT INTO subjects (credit_code, status) VALUES ($1, $2)
+                 ON CONFLICT (credit_code) DO UPDATE SET status = excluded.status",
+            )
+            .bind(&event.credit_code)
+            .bind(event.new_status as i16)
+            .execute(&mut *connection)
+            .await?;
+        } else if let Some(event) = decode::<GradeChanged>(envelope) {
+            grades(connection, &[event?]).await?;
+        } else if let Some(event) = decode::<GradesChanged>(envelope) {
+            grades(connection, &event?.grades).await?;
+        }
+        Ok(())
+    }
+}
