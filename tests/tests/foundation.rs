@@ -521,7 +521,10 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
         assert_eq!(times.count(), wanted, "{department} {method} {code} in {recorded:?}");
     }
     let entries = recorded.len() as u64;
-    assert_eq!(audit::verify(&pool).await.unwrap(), Verified::Intact { entries, last_seq: entries as i64 });
+    let Verified::Intact { entries: walked, last_seq, last_hash } = audit::verify(&pool, None).await.unwrap() else {
+        panic!("the log does not verify")
+    };
+    assert_eq!((walked, last_seq, last_hash.len()), (entries, entries as i64, 32));
 
     // The administrator reads the log page by page, or one department's calls; each answer names
     // the newest entry and its hash, to be kept outside the platform.
@@ -534,10 +537,12 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     };
     let mut listed = Vec::new();
     let mut after = 0;
+    let mut anchor = None;
     loop {
         let page = admin_client.list_audit_entries(list(after, "")).await.unwrap().into_inner();
         assert!(page.newest_seq >= entries as i64, "{}", page.newest_seq);
         assert_eq!(page.newest_hash.len(), 32);
+        anchor.get_or_insert((page.newest_seq, page.newest_hash.clone()));
         listed.extend(page.entries);
         if page.next_after_seq == 0 {
             break;
@@ -560,12 +565,29 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
         .await
         .unwrap_err();
     assert_eq!(not_admin.code(), Code::PermissionDenied);
-    let listing_recorded = audit::verify(&pool).await.unwrap();
+    let listing_recorded = audit::verify(&pool, None).await.unwrap();
     assert!(matches!(listing_recorded, Verified::Intact { .. }), "{listing_recorded:?}");
+
+    // The newest hash kept from a listing verifies through the API; a wrong one does not.
+    let (anchor_seq, anchor_hash) = anchor.unwrap();
+    let verifier = admin_client.clone();
+    let verify = |anchor_seq: i64, anchor_hash: Vec<u8>| {
+        let request = admin::VerifyAuditLogRequest { anchor_seq, anchor_hash };
+        let mut client = verifier.clone();
+        let token = platform.admin_token.clone();
+        async move { client.verify_audit_log(with_token(request, &token)).await.map(|answer| answer.into_inner()) }
+    };
+    let verified = verify(anchor_seq, anchor_hash.clone()).await.unwrap();
+    assert!(verified.intact && verified.last_seq >= anchor_seq, "{verified:?}");
+    let wrong = verify(anchor_seq, vec![7; 32]).await.unwrap();
+    assert_eq!((wrong.intact, wrong.broken_at), (false, anchor_seq), "{wrong:?}");
+    assert_eq!(verify(anchor_seq, vec![7; 3]).await.unwrap_err().code(), Code::InvalidArgument);
+    let not_admin = with_token(admin::VerifyAuditLogRequest::default(), &market);
+    assert_eq!(admin_client.verify_audit_log(not_admin).await.unwrap_err().code(), Code::PermissionDenied);
 
     // Someone with the database's keys rewrites who made a call, then removes another entry.
     sqlx::query("UPDATE audit_log SET department_id = 'tax-440305' WHERE seq = 3").execute(&pool).await.unwrap();
-    let Verified::Broken { seq, reason } = audit::verify(&pool).await.unwrap() else { panic!("not seen") };
+    let Verified::Broken { seq, reason } = audit::verify(&pool, None).await.unwrap() else { panic!("not seen") };
     assert_eq!(seq, 3, "{reason}");
     assert!(reason.contains("hash"), "{reason}");
     sqlx::query("UPDATE audit_log SET department_id = $1 WHERE seq = 3")
@@ -573,13 +595,48 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
         .execute(&pool)
         .await
         .unwrap();
-    assert!(matches!(audit::verify(&pool).await.unwrap(), Verified::Intact { .. }), "restored");
+    assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "restored");
+
+    // Someone who also recomputes every later hash (holding the writers' lock meanwhile) leaves a
+    // chain that verifies on its own; the hash kept outside catches it.
+    let mut rewrite = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))").execute(&mut *rewrite).await.unwrap();
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT seq, at, department_id, method, code, previous_hash FROM audit_log WHERE seq >= 3 ORDER BY seq",
+    )
+    .fetch_all(&mut *rewrite)
+    .await
+    .unwrap();
+    let mut previous = rows[0].5.clone();
+    for (seq, at, department_id, method, code, _) in rows {
+        let department_id = if seq == 3 { "court-440305".to_owned() } else { department_id };
+        let hash =
+            audit::link(&previous, seq, &audit::Entry { at, department_id: department_id.clone(), method, code });
+        sqlx::query("UPDATE audit_log SET department_id = $2, previous_hash = $3, hash = $4 WHERE seq = $1")
+            .bind(seq)
+            .bind(department_id)
+            .bind(&previous)
+            .bind(hash.to_vec())
+            .execute(&mut *rewrite)
+            .await
+            .unwrap();
+        previous = hash.to_vec();
+    }
+    rewrite.commit().await.unwrap();
+    assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "a rewrite verifies alone");
+    let caught = verify(anchor_seq, anchor_hash).await.unwrap();
+    assert_eq!((caught.intact, caught.broken_at), (false, anchor_seq), "{caught:?}");
+    assert!(caught.reason.contains("kept outside"), "{}", caught.reason);
+
     sqlx::query("DELETE FROM audit_log WHERE seq = 4").execute(&pool).await.unwrap();
     assert_eq!(
-        audit::verify(&pool).await.unwrap(),
+        audit::verify(&pool, None).await.unwrap(),
         Verified::Broken { seq: 4, reason: "entry 4 is missing (the next is 5)".into() }
     );
 }
+
+/// An audit entry as a test that rewrites it reads it: seq, time, department, method, code, previous hash.
+type AuditRow = (i64, chrono::DateTime<chrono::Utc>, String, String, i16, Vec<u8>);
 
 /// The metrics docs/configuration.md lists, as their samples are named (a counter with `_total`).
 fn documented_metrics() -> BTreeSet<String> {

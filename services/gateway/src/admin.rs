@@ -245,6 +245,37 @@ impl GatewayAdminService for Admin {
         Ok(tonic::Response::new(pb::ListAuditEntriesResponse { entries, next_after_seq, newest_seq, newest_hash }))
     }
 
+    async fn verify_audit_log(
+        &self,
+        request: tonic::Request<pb::VerifyAuditLogRequest>,
+    ) -> Result<tonic::Response<pb::VerifyAuditLogResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        let anchor = match (request.anchor_seq, request.anchor_hash.len()) {
+            (0, 0) => None,
+            (seq, 32) if seq > 0 => Some(crate::audit::Anchor { seq, hash: request.anchor_hash }),
+            (seq, _) if seq <= 0 => return Err(ApiError::invalid("anchor_seq", "an entry number, 1 or more").into()),
+            _ => return Err(ApiError::invalid("anchor_hash", "32 bytes, the entry's SHA-256").into()),
+        };
+        let verified = crate::audit::verify(self.store.pool(), anchor.as_ref())
+            .await
+            .map_err(|error| tonic::Status::from(ApiError::from(error)))?;
+        let response = match verified {
+            crate::audit::Verified::Intact { entries, last_seq, last_hash } => pb::VerifyAuditLogResponse {
+                intact: true,
+                entries: entries as i64,
+                last_seq,
+                last_hash,
+                ..Default::default()
+            },
+            crate::audit::Verified::Broken { seq, reason } => {
+                tracing::warn!(entry = seq, %reason, "the audit log does not verify");
+                pb::VerifyAuditLogResponse { broken_at: seq, reason, ..Default::default() }
+            }
+        };
+        Ok(tonic::Response::new(response))
+    }
+
     async fn set_rate_limit(
         &self,
         request: tonic::Request<pb::SetRateLimitRequest>,

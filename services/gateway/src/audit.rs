@@ -234,14 +234,23 @@ where
 /// What [`verify`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verified {
-    /// Every entry follows the one before it; this many, the last numbered so.
-    Intact { entries: u64, last_seq: i64 },
+    /// Every entry follows the one before it; this many, the last numbered and hashed so.
+    Intact { entries: u64, last_seq: i64, last_hash: Vec<u8> },
     /// The chain breaks at entry `seq`, for `reason`.
     Broken { seq: i64, reason: String },
 }
 
-/// Walk the whole chain in order, recomputing every hash.
-pub async fn verify(pool: &PgPool) -> Result<Verified, sqlx::Error> {
+/// An entry's hash kept outside the platform (`ListAuditEntries` hands out the newest). The chain
+/// alone cannot show a rewrite by someone who recomputed every hash after the entry they changed;
+/// the hash kept elsewhere can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+}
+
+/// Walk the whole chain in order, recomputing every hash, and check it against `anchor` if given.
+pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, sqlx::Error> {
     let mut rows =
         sqlx::query("SELECT seq, at, department_id, method, code, previous_hash, hash FROM audit_log ORDER BY seq")
             .fetch(pool);
@@ -270,11 +279,26 @@ pub async fn verify(pool: &PgPool) -> Result<Verified, sqlx::Error> {
         if hash != link(&previous, seq, &entry) {
             return Ok(Verified::Broken { seq, reason: "its hash does not match what it records".into() });
         }
+        if let Some(anchor) = anchor
+            && anchor.seq == seq
+            && anchor.hash != hash
+        {
+            return Ok(Verified::Broken {
+                seq,
+                reason: "its hash is not the one kept outside the platform: the chain was rewritten up to here".into(),
+            });
+        }
         previous = hash;
         expected_seq += 1;
         entries += 1;
     }
-    Ok(Verified::Intact { entries, last_seq: expected_seq - 1 })
+    if let Some(anchor) = anchor
+        && anchor.seq >= expected_seq
+    {
+        let reason = format!("the log ends at entry {}, before the entry whose hash was kept", expected_seq - 1);
+        return Ok(Verified::Broken { seq: anchor.seq, reason });
+    }
+    Ok(Verified::Intact { entries, last_seq: expected_seq - 1, last_hash: previous })
 }
 
 #[cfg(test)]

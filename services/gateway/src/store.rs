@@ -66,6 +66,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The pool, for the audit log's walk (`audit::verify`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn new(pool: PgPool) -> Store {
         Store { pool }
     }

@@ -7,8 +7,9 @@
 //!     drop a provisioned database and its roles
 //! xinyong-cli ingest --file records.csv [--gateway URL] [--rejects FILE]   (token in XINYONG_TOKEN)
 //!     stream a CSV or JSON-lines file of credit records through SubmitRecords
-//! xinyong-cli audit-verify --database-url URL
-//!     walk the gateway's audit log and say whether every entry follows the one before it
+//! xinyong-cli audit-verify --database-url URL [--seq N --hash HEX]
+//!     walk the gateway's audit log and say whether every entry follows the one before it, and
+//!     whether entry N still has the hash kept outside the platform
 //! ```
 
 use std::process::ExitCode;
@@ -21,8 +22,9 @@ const USAGE: &str = "usage:
   xinyong-cli drop --admin-url URL --database NAME
   xinyong-cli ingest --file records.csv|records.jsonl [--gateway http://127.0.0.1:50051] [--rejects FILE]
       (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)
-  xinyong-cli audit-verify --database-url URL
-      (the gateway's database URL; exits 1 and names the entry where the chain breaks)";
+  xinyong-cli audit-verify --database-url URL [--seq N --hash HEX]
+      (the gateway's database URL; exits 1 and names the entry where the chain breaks; --seq and
+      --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries)";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
@@ -84,11 +86,34 @@ fn current_thread() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
+/// The anchor `--seq N --hash HEX` names, if any.
+fn anchor(args: &[String]) -> Result<Option<xinyong_gateway::audit::Anchor>, String> {
+    match (flag(args, "--seq"), flag(args, "--hash")) {
+        (None, None) => Ok(None),
+        (Some(seq), Some(hash)) => {
+            let seq: i64 = seq.parse().ok().filter(|seq| *seq > 0).ok_or("--seq: an entry number, 1 or more")?;
+            let hash = (hash.len() == 64)
+                .then(|| (0..64).step_by(2).map(|at| u8::from_str_radix(&hash[at..at + 2], 16).ok()).collect())
+                .flatten()
+                .ok_or("--hash: the entry's SHA-256, 64 hex digits")?;
+            Ok(Some(xinyong_gateway::audit::Anchor { seq, hash }))
+        }
+        _ => Err("--seq and --hash go together".to_owned()),
+    }
+}
+
 fn audit_verify(args: &[String]) -> ExitCode {
     use xinyong_gateway::audit::{Verified, verify};
     let Some(url) = flag(args, "--database-url") else {
         eprintln!("--database-url is required\n{USAGE}");
         return ExitCode::from(2);
+    };
+    let anchor = match anchor(args) {
+        Ok(anchor) => anchor,
+        Err(problem) => {
+            eprintln!("{problem}\n{USAGE}");
+            return ExitCode::from(2);
+        }
     };
     let settings = xinyong_platform::config::DatabaseSettings {
         url: url.into(),
@@ -106,11 +131,12 @@ fn audit_verify(args: &[String]) -> ExitCode {
             .connect_with(options)
             .await
             .map_err(|error| error.to_string())?;
-        verify(&pool).await.map_err(|error| error.to_string())
+        verify(&pool, anchor.as_ref()).await.map_err(|error| error.to_string())
     });
     match verified {
-        Ok(Verified::Intact { entries, last_seq }) => {
-            println!("audit log intact: {entries} entries, the last numbered {last_seq}");
+        Ok(Verified::Intact { entries, last_seq, last_hash }) => {
+            let hash: String = last_hash.iter().map(|byte| format!("{byte:02x}")).collect();
+            println!("audit log intact: {entries} entries, the last numbered {last_seq} with hash {hash}");
             ExitCode::SUCCESS
         }
         Ok(Verified::Broken { seq, reason }) => {
