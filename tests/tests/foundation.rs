@@ -599,30 +599,12 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
 
     // Someone who also recomputes every later hash (holding the writers' lock meanwhile) leaves a
     // chain that verifies on its own; the hash kept outside catches it.
-    let mut rewrite = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))").execute(&mut *rewrite).await.unwrap();
-    let rows: Vec<AuditRow> = sqlx::query_as(
-        "SELECT seq, at, department_id, method, code, previous_hash FROM audit_log WHERE seq >= 3 ORDER BY seq",
-    )
-    .fetch_all(&mut *rewrite)
-    .await
-    .unwrap();
-    let mut previous = rows[0].5.clone();
-    for (seq, at, department_id, method, code, _) in rows {
-        let department_id = if seq == 3 { "court-440305".to_owned() } else { department_id };
-        let hash =
-            audit::link(&previous, seq, &audit::Entry { at, department_id: department_id.clone(), method, code });
-        sqlx::query("UPDATE audit_log SET department_id = $2, previous_hash = $3, hash = $4 WHERE seq = $1")
-            .bind(seq)
-            .bind(department_id)
-            .bind(&previous)
-            .bind(hash.to_vec())
-            .execute(&mut *rewrite)
-            .await
-            .unwrap();
-        previous = hash.to_vec();
-    }
-    rewrite.commit().await.unwrap();
+    rewrite_chain(&pool, 3, |row| {
+        if row.0 == 3 {
+            row.2 = "court-440305".to_owned();
+        }
+    })
+    .await;
     assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "a rewrite verifies alone");
     let caught = verify(anchor_seq, anchor_hash).await.unwrap();
     assert_eq!((caught.intact, caught.broken_at), (false, anchor_seq), "{caught:?}");
@@ -637,6 +619,102 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
 
 /// An audit entry as a test that rewrites it reads it: seq, time, department, method, code, previous hash.
 type AuditRow = (i64, chrono::DateTime<chrono::Utc>, String, String, i16, Vec<u8>);
+
+/// Change the audit entries from `from_seq` on with `change` and recompute every hash after, as
+/// someone holding the database's keys could, holding the writers' lock meanwhile.
+async fn rewrite_chain(pool: &sqlx::PgPool, from_seq: i64, change: impl Fn(&mut AuditRow)) {
+    use xinyong_gateway::audit::{Entry, link};
+    let mut rewrite = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))").execute(&mut *rewrite).await.unwrap();
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT seq, at, department_id, method, code, previous_hash FROM audit_log WHERE seq >= $1 ORDER BY seq",
+    )
+    .bind(from_seq)
+    .fetch_all(&mut *rewrite)
+    .await
+    .unwrap();
+    let mut previous = rows[0].5.clone();
+    for mut row in rows {
+        change(&mut row);
+        let (seq, at, department_id, method, code, _) = row;
+        let hash =
+            link(&previous, seq, &Entry { at, department_id: department_id.clone(), method: method.clone(), code });
+        sqlx::query(
+            "UPDATE audit_log SET at = $2, department_id = $3, method = $4, previous_hash = $5, hash = $6 WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(department_id)
+        .bind(method)
+        .bind(&previous)
+        .bind(hash.to_vec())
+        .execute(&mut *rewrite)
+        .await
+        .unwrap();
+        previous = hash.to_vec();
+    }
+    rewrite.commit().await.unwrap();
+}
+
+/// Retention removes entries past it from the start of the chain; what remains still verifies
+/// from the last one removed, and a hash kept of a removed entry is reported as such.
+#[tokio::test]
+async fn audit_retention_removes_the_oldest_entries_and_the_rest_still_verifies() {
+    use xinyong_gateway::audit::{self, Anchor, Verified};
+    let platform = Platform::start().await;
+    let market = crate::ingestion::department(&platform, "samr-440305", &[]).await;
+    let mut registry = RegistryServiceClient::new(platform.gateway().await);
+    for _ in 0..4 {
+        registry.get_entity(with_token(get_entity(), &market)).await.unwrap_err();
+    }
+    let pool = platform.pool_of("gateway").await;
+    let mut written = 0;
+    for _ in 0..200 {
+        written = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log").fetch_one(&pool).await.unwrap();
+        if written >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(written >= 6, "{written} entries");
+    // The first three were recorded 200 days ago (the chain recomputed to match).
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(200);
+    rewrite_chain(&pool, 1, |row| {
+        if row.0 <= 3 {
+            row.1 = long_ago + chrono::Duration::seconds(row.0);
+        }
+    })
+    .await;
+    let old_third: Vec<u8> =
+        sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = 3").fetch_one(&pool).await.unwrap();
+
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(180);
+    assert_eq!(audit::prune(&pool, cutoff).await.unwrap(), 3);
+    assert_eq!(audit::prune(&pool, cutoff).await.unwrap(), 0, "nothing more is past it");
+    let base: (i64, Vec<u8>) = sqlx::query_as("SELECT seq, hash FROM audit_log_base").fetch_one(&pool).await.unwrap();
+    assert_eq!(base, (3, old_third.clone()));
+    let Verified::Intact { last_seq, .. } = audit::verify(&pool, None).await.unwrap() else {
+        panic!("what remains does not verify")
+    };
+    assert!(last_seq >= written);
+    let gone = audit::verify(&pool, Some(&Anchor { seq: 3, hash: old_third })).await.unwrap();
+    assert!(matches!(&gone, Verified::Broken { seq: 3, reason } if reason.contains("retention")), "{gone:?}");
+
+    // Even when every entry is past it, the newest stays: the chain goes on from it.
+    let newest: i64 = sqlx::query_scalar("SELECT max(seq) FROM audit_log").fetch_one(&pool).await.unwrap();
+    let everything = audit::prune(&pool, chrono::Utc::now() + chrono::Duration::days(1)).await.unwrap();
+    assert!(everything >= (newest - 4) as u64, "{everything}");
+    registry.get_entity(with_token(get_entity(), &market)).await.unwrap_err();
+    for _ in 0..200 {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(&pool).await.unwrap();
+        if count >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let verified = audit::verify(&pool, None).await.unwrap();
+    assert!(matches!(verified, Verified::Intact { entries, .. } if entries >= 2), "{verified:?}");
+}
 
 /// The metrics docs/configuration.md lists, as their samples are named (a counter with `_total`).
 fn documented_metrics() -> BTreeSet<String> {

@@ -10,6 +10,9 @@
 //! the one chain: a batch takes a transaction-level advisory lock, reads the last entry and goes
 //! on from it. Shutdown writes out the queue after the server has drained.
 //!
+//! With `gateway.audit_retention_days` set, [`prune`] removes the oldest entries once a day and
+//! keeps the last one removed as the chain's base (`audit_log_base`).
+//!
 //! Nothing of a request's content is recorded (no subject, no ID number): the gateway forwards
 //! calls without decoding them.
 
@@ -250,11 +253,21 @@ pub struct Anchor {
 }
 
 /// Walk the whole chain in order, recomputing every hash, and check it against `anchor` if given.
+/// The walk starts after the last entry retention removed, if any.
 pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, sqlx::Error> {
+    let base: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log_base").fetch_optional(pool).await?;
+    let (base_seq, base_hash) = base.unwrap_or((0, GENESIS.to_vec()));
+    if let Some(anchor) = anchor
+        && anchor.seq <= base_seq
+    {
+        let reason = format!("entries up to {base_seq} were removed by retention; keep a newer hash");
+        return Ok(Verified::Broken { seq: anchor.seq, reason });
+    }
     let mut rows =
         sqlx::query("SELECT seq, at, department_id, method, code, previous_hash, hash FROM audit_log ORDER BY seq")
             .fetch(pool);
-    let (mut expected_seq, mut previous) = (1_i64, GENESIS.to_vec());
+    let (mut expected_seq, mut previous) = (base_seq + 1, base_hash);
     let mut entries = 0_u64;
     while let Some(row) = rows.try_next().await? {
         let seq: i64 = row.try_get("seq")?;
@@ -299,6 +312,49 @@ pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, 
         return Ok(Verified::Broken { seq: anchor.seq, reason });
     }
     Ok(Verified::Intact { entries, last_seq: expected_seq - 1, last_hash: previous })
+}
+
+/// Entries removed by one transaction of [`prune`].
+const PRUNE_BATCH: i64 = 10_000;
+
+/// Remove entries recorded before `cutoff` from the start of the chain, remembering the last one
+/// removed (its number and hash) so that the walk still verifies what remains. The newest entry is
+/// never removed: the next batch continues the chain from it. Returns how many were removed.
+pub async fn prune(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let mut removed = 0;
+    loop {
+        let mut transaction = pool.begin().await?;
+        // Under the writers' lock: the newest entry cannot change while its successor is decided.
+        sqlx::query(CHAIN_LOCK).execute(&mut *transaction).await?;
+        let oldest: Vec<(i64, DateTime<Utc>, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, at, hash FROM audit_log
+             WHERE seq < (SELECT max(seq) FROM audit_log) ORDER BY seq LIMIT $1",
+        )
+        .bind(PRUNE_BATCH)
+        .fetch_all(&mut *transaction)
+        .await?;
+        // The chain's start up to the first entry recorded at or after the cutoff: replicas' batches
+        // interleave slightly in time, and the chain must stay whole from its base on.
+        let Some(last) = oldest.iter().take_while(|(_, at, _)| *at < cutoff).last() else {
+            return Ok(removed);
+        };
+        let deleted =
+            sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(last.0).execute(&mut *transaction).await?;
+        sqlx::query(
+            "INSERT INTO audit_log_base (seq, hash) VALUES ($1, $2)
+             ON CONFLICT (singleton) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, pruned_at = now()",
+        )
+        .bind(last.0)
+        .bind(&last.2)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        removed += deleted.rows_affected();
+        let whole_batch = oldest.len() as i64 == PRUNE_BATCH && oldest.iter().all(|(_, at, _)| *at < cutoff);
+        if !whole_batch {
+            return Ok(removed);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use xinyong_platform::config::{PlatformSettings, SERVICES};
 use xinyong_platform::db::{DbError, connect_and_migrate};
 use xinyong_platform::identity::InternalInterceptor;
 use xinyong_platform::server::{Host, ServeError, ServeOptions, ShutdownSignal};
+use xinyong_platform::service::Background;
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 
 use crate::audit::AuditLog;
@@ -67,6 +68,10 @@ pub struct GatewaySection {
     pub calls_per_second: u32,
     /// How many seconds' worth of calls a department may make at once (its bucket's size).
     pub burst_seconds: f64,
+    /// Days an audit entry is kept; older ones are removed from the start of the chain once an
+    /// hour. 0: kept for ever. Logs of network operations are kept at least six months in China
+    /// (网络安全法 art. 21), so 180 or more.
+    pub audit_retention_days: u32,
 }
 
 impl Default for GatewaySection {
@@ -78,6 +83,7 @@ impl Default for GatewaySection {
             upstream_connect_timeout_ms: 2_000,
             calls_per_second: 0,
             burst_seconds: 2.0,
+            audit_retention_days: 0,
         }
     }
 }
@@ -156,6 +162,23 @@ pub async fn run(
 
     let host = Host::new(settings.platform.clone());
     let (audit, audit_task) = AuditLog::start(pool.clone(), &host.metrics);
+    let mut background = Background::default();
+    if section.audit_retention_days > 0 {
+        let (pool, days) = (pool.clone(), i64::from(section.audit_retention_days));
+        background.spawn(move |stop| {
+            xinyong_platform::service::every(Duration::from_secs(3600), stop, move || {
+                let pool = pool.clone();
+                async move {
+                    let cutoff = chrono::Utc::now() - chrono::Duration::days(days);
+                    match audit::prune(&pool, cutoff).await {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::info!(removed, days, "audit entries past their retention removed"),
+                        Err(error) => tracing::warn!(%error, "audit retention did not run; the next hour tries again"),
+                    }
+                }
+            })
+        });
+    }
     let checks = Checks {
         auth: auth.clone(),
         limits: RateLimits::new(section.calls_per_second, section.burst_seconds, &host.metrics),
@@ -196,6 +219,7 @@ pub async fn run(
     let result = host.serve(listener, admin_listener, routes, options, shutdown).await;
     // Once the server has drained no call can queue an entry any more.
     audit_task.finish(AUDIT_DRAIN).await;
+    background.stop().await;
     pool.close().await;
     Ok(result?)
 }
