@@ -12,6 +12,9 @@ pub mod upstream;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -68,6 +71,9 @@ pub struct GatewaySection {
     pub calls_per_second: u32,
     /// How many seconds' worth of calls a department may make at once (its bucket's size).
     pub burst_seconds: f64,
+    /// How often each upstream's host is looked up again, in seconds: the pods behind a headless
+    /// service that calls are spread over.
+    pub upstream_resolve_seconds: u64,
     /// Days an audit entry is kept; older ones are removed from the start of the chain once an
     /// hour. 0: kept for ever. Logs of network operations are kept at least six months in China
     /// (网络安全法 art. 21), so 180 or more.
@@ -83,6 +89,7 @@ impl Default for GatewaySection {
             upstream_connect_timeout_ms: 2_000,
             calls_per_second: 0,
             burst_seconds: 2.0,
+            upstream_resolve_seconds: 10,
             audit_retention_days: 0,
         }
     }
@@ -113,13 +120,27 @@ pub enum GatewayError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// The connection that carries `service`'s calls and health checks (plain HTTP/2 inside the cluster).
-fn upstream(section: &GatewaySection, service: &str) -> Result<UpstreamConnection, GatewayError> {
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+/// The connections that carry `service`'s calls and health checks (plain HTTP/2 inside the
+/// cluster), the number of its addresses in `addresses`.
+fn upstream(
+    section: &GatewaySection,
+    service: &str,
+    addresses: &Family<ServiceLabels, Gauge>,
+) -> Result<UpstreamConnection, GatewayError> {
     let address = section.upstream(service);
+    let connect_timeout = Duration::from_millis(section.upstream_connect_timeout_ms);
+    let resolve_every = Duration::from_secs(section.upstream_resolve_seconds.max(1));
+    let gauge = addresses.get_or_create(&ServiceLabels { service: service.to_owned() }).clone();
     address
         .parse()
         .ok()
-        .and_then(|uri| UpstreamConnection::new(&uri, Duration::from_millis(section.upstream_connect_timeout_ms)))
+        .and_then(|uri| UpstreamConnection::new(&uri, connect_timeout, resolve_every))
+        .map(|connection| connection.observed(gauge))
         .ok_or_else(|| GatewayError::UpstreamAddress { service: service.to_owned(), address })
 }
 
@@ -145,10 +166,17 @@ pub async fn run(
     let internal_header =
         http::HeaderValue::from_str(internal.expose_secret()).map_err(|_| GatewayError::InternalToken)?;
 
+    let host = Host::new(settings.platform.clone());
+    let addresses = Family::<ServiceLabels, Gauge>::default();
+    host.metrics.register(
+        "gateway_upstream_addresses",
+        "addresses each service's host resolved to when last looked up (its pods); 0 until first called",
+        addresses.clone(),
+    );
     let mut upstreams = HashMap::new();
     let mut health_clients = HashMap::new();
     for (service, name) in UPSTREAMS {
-        let connection = upstream(section, service)?;
+        let connection = upstream(section, service, &addresses)?;
         let interceptor = InternalInterceptor::new(&internal, None).map_err(|_| GatewayError::InternalToken)?;
         health_clients.insert(
             *name,
@@ -160,7 +188,6 @@ pub async fn run(
         Forward::new(upstreams[U::SERVICE].clone(), checks.clone())
     }
 
-    let host = Host::new(settings.platform.clone());
     let (audit, audit_task) = AuditLog::start(pool.clone(), &host.metrics);
     let mut background = Background::default();
     if section.audit_retention_days > 0 {

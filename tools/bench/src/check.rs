@@ -501,7 +501,8 @@ pub async fn load_child() {
     // of the load, not of the server it measures, and on the load's core it was what limited the
     // targets whose servers had time to spare.
     let origin: http::Uri = format!("http://{address}").parse().expect("address");
-    let connection = UpstreamConnection::new(&origin, Duration::from_secs(5)).expect("plain http");
+    let connection =
+        UpstreamConnection::new(&origin, Duration::from_secs(5), Duration::from_secs(3600)).expect("plain http");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let per_worker = (rate > 0.0).then(|| Duration::from_secs_f64(in_flight as f64 / rate));
     let mut workers = Vec::new();
