@@ -68,6 +68,18 @@ pub fn uuid_page(size: i32, token: &str) -> Result<(i64, Option<uuid::Uuid>), Ap
     Ok((limit, Some(after)))
 }
 
+/// Cut `rows` (read with one more than `limit` to tell) to a page, and the token of the next page:
+/// the last id listed, or empty when there is no more.
+pub fn keyset_page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> (Vec<T>, String) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() <= limit {
+        return (rows, String::new());
+    }
+    rows.truncate(limit);
+    let token = rows.last().map(|row| id(row).to_string()).unwrap_or_default();
+    (rows, token)
+}
+
 impl ApiError {
     /// One invalid field.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ApiError {

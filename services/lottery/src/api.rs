@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use xinyong_domain::calendar::{Calendar, parse_day, today};
 use xinyong_domain::draw::{self, Rules};
-use xinyong_platform::error::{ApiError, required_text, uuid_page, violation};
+use xinyong_platform::error::{ApiError, keyset_page, required_text, uuid_page, violation};
 use xinyong_platform::identity::{Caller, PERMISSION_ADMIN};
 use xinyong_platform::timestamp;
 use xinyong_proto::common::v1::{FieldViolation, Grade, SubjectKind};
@@ -503,16 +503,11 @@ impl LotteryService for Lottery {
             return Err(ApiError::invalid("plan_id", "a plan_id or an inspector_id is required").into());
         }
         let rows = self.store.assignments(plan_id, inspector.as_deref(), after, limit + 1).await.map_err(internal)?;
-        let more = rows.len() as i64 > limit;
-        let rows = &rows[..rows.len().min(limit as usize)];
+        let (rows, next_page_token) = keyset_page(rows, limit, |row| row.assignment_id);
         let today = today();
         Ok(Response::new(pb::ListAssignmentsResponse {
             assignments: rows.iter().map(|row| assignment_proto(row, today)).collect(),
-            next_page_token: if more {
-                rows.last().map(|row| row.assignment_id.to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            },
+            next_page_token,
         }))
     }
 

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use xinyong_domain::calendar::{Calendar, today};
 use xinyong_domain::credit_code::CreditCode;
-use xinyong_platform::error::{ApiError, required_text, uuid_page, violation};
+use xinyong_platform::error::{ApiError, keyset_page, required_text, uuid_page, violation};
 use xinyong_platform::identity::{Caller, PERMISSION_ADMIN};
 use xinyong_platform::timestamp;
 use xinyong_proto::common::v1::{FieldViolation, Nature};
@@ -225,7 +225,34 @@ fn repairable(record: &Record, today: NaiveDate) -> Result<(), Status> {
     Ok(())
 }
 
+/// An optional subject filter: empty for every subject.
+fn optional_code(text: &str) -> Result<Option<String>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut problems = Vec::new();
+    let parsed = code(text, &mut problems);
+    checked(problems)?;
+    Ok(Some(parsed))
+}
+
 impl Objections {
+    async fn objection_row(&self, objection_id: Uuid) -> Result<ObjectionRow, Status> {
+        self.store
+            .objection(objection_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound { what: "objection", key: objection_id.to_string() }.into())
+    }
+
+    async fn repair_row(&self, repair_id: Uuid) -> Result<RepairRow, Status> {
+        self.store
+            .repair(repair_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound { what: "repair", key: repair_id.to_string() }.into())
+    }
+
     /// The objection `filed_by` filed under `source`, checked to say the same as this filing.
     async fn refiled(
         &self,
@@ -319,12 +346,7 @@ impl ObjectionService for Objections {
         checked(problems)?;
         let objection_id = objection_id.unwrap_or_default();
         let today = today();
-        let objection = self
-            .store
-            .objection(objection_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound { what: "objection", key: objection_id.to_string() })?;
+        let objection = self.objection_row(objection_id).await?;
         if objection.department_id != caller.department_id {
             return Err(ApiError::PermissionDenied {
                 permission: format!("department {}", objection.department_id),
@@ -370,12 +392,7 @@ impl ObjectionService for Objections {
                 Ok(Response::new(pb::RespondObjectionResponse { objection: Some(objection_proto(&row, today)) }))
             }
             None => {
-                let row = self
-                    .store
-                    .objection(objection_id)
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(|| ApiError::NotFound { what: "objection", key: objection_id.to_string() })?;
+                let row = self.objection_row(objection_id).await?;
                 answered(row)
             }
         }
@@ -387,12 +404,7 @@ impl ObjectionService for Objections {
     ) -> Result<Response<pb::GetObjectionResponse>, Status> {
         let caller = Caller::of(&request)?;
         let objection_id = one_id("objection_id", &request.get_ref().objection_id, "objection")?;
-        let row = self
-            .store
-            .objection(objection_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound { what: "objection", key: objection_id.to_string() })?;
+        let row = self.objection_row(objection_id).await?;
         if ![&row.filed_by, &row.department_id].contains(&&caller.department_id) && !caller.has(PERMISSION_ADMIN) {
             return Err(ApiError::PermissionDenied {
                 permission: PERMISSION_ADMIN.to_owned(),
@@ -410,14 +422,7 @@ impl ObjectionService for Objections {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let (limit, after) = uuid_page(request.page_size, &request.page_token)?;
-        let credit_code = if request.credit_code.is_empty() {
-            None
-        } else {
-            let mut problems = Vec::new();
-            let parsed = code(&request.credit_code, &mut problems);
-            checked(problems)?;
-            Some(parsed)
-        };
+        let credit_code = optional_code(&request.credit_code)?;
         let statuses: Vec<i16> = request.statuses.iter().map(|status| *status as i16).collect();
         let listing = Listing {
             credit_code: credit_code.as_deref(),
@@ -429,16 +434,11 @@ impl ObjectionService for Objections {
             limit: limit + 1,
         };
         let rows = self.store.objections(&listing).await.map_err(internal)?;
-        let more = rows.len() as i64 > limit;
-        let rows = &rows[..rows.len().min(limit as usize)];
+        let (rows, next_page_token) = keyset_page(rows, limit, |row| row.objection_id);
         let today = today();
         Ok(Response::new(pb::ListObjectionsResponse {
             objections: rows.iter().map(|row| objection_proto(row, today)).collect(),
-            next_page_token: if more {
-                rows.last().map(|row| row.objection_id.to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            },
+            next_page_token,
         }))
     }
 
@@ -520,12 +520,7 @@ impl ObjectionService for Objections {
         let decision = required_text("decision", &request.decision, MAX_TEXT, &mut problems);
         checked(problems)?;
         let repair_id = repair_id.unwrap_or_default();
-        let repair = self
-            .store
-            .repair(repair_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound { what: "repair", key: repair_id.to_string() })?;
+        let repair = self.repair_row(repair_id).await?;
         if repair.department_id != caller.department_id && !caller.has(PERMISSION_CREDIT_REPAIR) {
             return Err(ApiError::PermissionDenied {
                 permission: PERMISSION_CREDIT_REPAIR.to_owned(),
@@ -563,12 +558,7 @@ impl ObjectionService for Objections {
                 Ok(Response::new(pb::DecideRepairResponse { repair: Some(repair_proto(&row)) }))
             }
             None => {
-                let row = self
-                    .store
-                    .repair(repair_id)
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(|| ApiError::NotFound { what: "repair", key: repair_id.to_string() })?;
+                let row = self.repair_row(repair_id).await?;
                 decided(row)
             }
         }
@@ -580,12 +570,7 @@ impl ObjectionService for Objections {
     ) -> Result<Response<pb::GetRepairResponse>, Status> {
         let caller = Caller::of(&request)?;
         let repair_id = one_id("repair_id", &request.get_ref().repair_id, "repair")?;
-        let row = self
-            .store
-            .repair(repair_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound { what: "repair", key: repair_id.to_string() })?;
+        let row = self.repair_row(repair_id).await?;
         let involved = [&row.applied_by, &row.department_id].contains(&&caller.department_id);
         if !involved && !caller.has(PERMISSION_ADMIN) && !caller.has(PERMISSION_CREDIT_REPAIR) {
             return Err(ApiError::PermissionDenied {
@@ -604,14 +589,7 @@ impl ObjectionService for Objections {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let (limit, after) = uuid_page(request.page_size, &request.page_token)?;
-        let credit_code = if request.credit_code.is_empty() {
-            None
-        } else {
-            let mut problems = Vec::new();
-            let parsed = code(&request.credit_code, &mut problems);
-            checked(problems)?;
-            Some(parsed)
-        };
+        let credit_code = optional_code(&request.credit_code)?;
         let statuses: Vec<i16> = request.statuses.iter().map(|status| *status as i16).collect();
         let listing = Listing {
             credit_code: credit_code.as_deref(),
@@ -623,16 +601,8 @@ impl ObjectionService for Objections {
             limit: limit + 1,
         };
         let rows = self.store.repairs(&listing).await.map_err(internal)?;
-        let more = rows.len() as i64 > limit;
-        let rows = &rows[..rows.len().min(limit as usize)];
-        Ok(Response::new(pb::ListRepairsResponse {
-            repairs: rows.iter().map(repair_proto).collect(),
-            next_page_token: if more {
-                rows.last().map(|row| row.repair_id.to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            },
-        }))
+        let (rows, next_page_token) = keyset_page(rows, limit, |row| row.repair_id);
+        Ok(Response::new(pb::ListRepairsResponse { repairs: rows.iter().map(repair_proto).collect(), next_page_token }))
     }
 }
 

@@ -236,14 +236,30 @@ impl Store {
     }
 
     pub async fn objections(&self, listing: &Listing<'_>) -> Result<Vec<ObjectionRow>, sqlx::Error> {
+        self.listed(OBJECTION_COLUMNS, "objections", "objection_id", "filed_by", listing).await
+    }
+
+    /// A page of `table`: the caller's own (it acts on them, or `party` is the caller), or all
+    /// when it sees all; ids are UUIDv7, so pages run in filing order.
+    async fn listed<T>(
+        &self,
+        columns: &str,
+        table: &str,
+        id: &str,
+        party: &str,
+        listing: &Listing<'_>,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
         sqlx::query_as(&format!(
-            "SELECT {OBJECTION_COLUMNS} FROM objections
+            "SELECT {columns} FROM {table}
              WHERE ($1::text IS NULL OR credit_code = $1)
                AND (NOT $2 OR department_id = $3)
-               AND ($4 OR department_id = $3 OR filed_by = $3)
+               AND ($4 OR department_id = $3 OR {party} = $3)
                AND (cardinality($5::int2[]) = 0 OR status = ANY($5))
-               AND ($6::uuid IS NULL OR objection_id > $6)
-             ORDER BY objection_id LIMIT $7"
+               AND ($6::uuid IS NULL OR {id} > $6)
+             ORDER BY {id} LIMIT $7"
         ))
         .bind(listing.credit_code)
         .bind(listing.own_only)
@@ -344,24 +360,7 @@ impl Store {
     }
 
     pub async fn repairs(&self, listing: &Listing<'_>) -> Result<Vec<RepairRow>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {REPAIR_COLUMNS} FROM repairs
-             WHERE ($1::text IS NULL OR credit_code = $1)
-               AND (NOT $2 OR department_id = $3)
-               AND ($4 OR department_id = $3 OR applied_by = $3)
-               AND (cardinality($5::int2[]) = 0 OR status = ANY($5))
-               AND ($6::uuid IS NULL OR repair_id > $6)
-             ORDER BY repair_id LIMIT $7"
-        ))
-        .bind(listing.credit_code)
-        .bind(listing.own_only)
-        .bind(listing.caller)
-        .bind(listing.sees_all)
-        .bind(listing.statuses)
-        .bind(listing.after)
-        .bind(listing.limit)
-        .fetch_all(&self.pool)
-        .await
+        self.listed(REPAIR_COLUMNS, "repairs", "repair_id", "applied_by", listing).await
     }
 
     /// Open objections past their answer day, and applications awaiting a decision.
