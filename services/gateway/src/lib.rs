@@ -7,7 +7,6 @@ pub mod auth;
 pub mod limits;
 pub mod proxy;
 pub mod store;
-pub mod upstream;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,7 +32,7 @@ use crate::limits::RateLimits;
 use crate::proxy::{
     Checks, Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
 };
-use crate::upstream::UpstreamConnection;
+use xinyong_platform::upstream::UpstreamConnection;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -21,7 +21,7 @@ use xinyong_platform::metrics::answered_with;
 use crate::audit::{self, AuditLog, Entry};
 use crate::auth::Authenticator;
 use crate::limits::RateLimits;
-use crate::upstream::UpstreamConnection;
+use xinyong_platform::upstream::UpstreamConnection;
 
 /// One upstream gRPC service: its full name and the service that owns it.
 pub trait Upstream: Clone + Send + Sync + 'static {

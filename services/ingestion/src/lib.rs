@@ -13,12 +13,12 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::transport::Endpoint;
 use xinyong_platform::PlatformSettings;
 use xinyong_platform::bus::Consumer;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
 use xinyong_platform::server::ShutdownSignal;
 use xinyong_platform::service::{Background, Context, StartError};
+use xinyong_platform::upstream::UpstreamConnection;
 use xinyong_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 
@@ -72,7 +72,7 @@ impl Default for IngestionSection {
 pub enum IngestionError {
     #[error(transparent)]
     Start(#[from] StartError),
-    #[error("ingestion.registry_url `{0}` is not a URL")]
+    #[error("ingestion.registry_url `{0}` is not an http://host:port URL")]
     RegistryUrl(String),
     #[error("the internal token is not usable in a header")]
     InternalToken,
@@ -89,10 +89,9 @@ pub async fn run(
 ) -> Result<(), IngestionError> {
     let context = Context::start(settings.platform.clone(), &MIGRATOR).await?;
     let section = &settings.ingestion;
-    let channel = Endpoint::from_shared(section.registry_url.clone())
-        .map_err(|_| IngestionError::RegistryUrl(section.registry_url.clone()))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy();
+    // Every registry pod behind the URL's name, round robin (xinyong_platform::upstream).
+    let channel = UpstreamConnection::sibling(&section.registry_url)
+        .ok_or_else(|| IngestionError::RegistryUrl(section.registry_url.clone()))?;
     let interceptor =
         InternalInterceptor::new(&settings.platform.internal.token, Some(Caller::new("service-ingestion", vec![])))
             .map_err(|_| IngestionError::InternalToken)?;

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use xinyong_platform::identity::InternalInterceptor;
 use xinyong_platform::metrics::{CacheLabels, Metrics};
+use xinyong_platform::upstream::UpstreamConnection;
 use xinyong_proto::registry::v1::CheckSubjectsRequest;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 
-pub type RegistryClient = RegistryServiceClient<InterceptedService<Channel, InternalInterceptor>>;
+pub type RegistryClient = RegistryServiceClient<InterceptedService<UpstreamConnection, InternalInterceptor>>;
 
 /// How many codes are remembered before they are all forgotten at once (cheaper than an LRU, and
 /// forgetting only costs one more registry call per batch).

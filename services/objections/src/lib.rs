@@ -15,11 +15,11 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::transport::Endpoint;
 use xinyong_platform::PlatformSettings;
 use xinyong_platform::identity::{Caller, InternalInterceptor};
 use xinyong_platform::server::ShutdownSignal;
 use xinyong_platform::service::{Background, Context, StartError};
+use xinyong_platform::upstream::UpstreamConnection;
 use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use xinyong_proto::objections::v1::objection_service_server::ObjectionServiceServer;
 
@@ -72,7 +72,7 @@ impl Default for ObjectionsSection {
 pub enum ObjectionsError {
     #[error(transparent)]
     Start(#[from] StartError),
-    #[error("objections.ingestion_url `{0}` is not a URL")]
+    #[error("objections.ingestion_url `{0}` is not an http://host:port URL")]
     IngestionUrl(String),
     #[error("the internal token is not usable in a header")]
     InternalToken,
@@ -87,11 +87,9 @@ pub async fn run(
 ) -> Result<(), ObjectionsError> {
     let section = settings.objections.clone();
     let context = Context::start(settings.platform.clone(), &MIGRATOR).await?;
-    let channel = Endpoint::from_shared(section.ingestion_url.clone())
-        .map_err(|_| ObjectionsError::IngestionUrl(section.ingestion_url.clone()))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
+    // Every ingestion pod behind the URL's name, round robin (xinyong_platform::upstream).
+    let channel = UpstreamConnection::sibling(&section.ingestion_url)
+        .ok_or_else(|| ObjectionsError::IngestionUrl(section.ingestion_url.clone()))?;
     let interceptor =
         InternalInterceptor::new(&settings.platform.internal.token, Some(Caller::new("service-objections", vec![])))
             .map_err(|_| ObjectionsError::InternalToken)?;

@@ -1,10 +1,14 @@
-//! HTTP/2 connections from the gateway to each owning service: one to every address the
-//! service's host resolves to (in Kubernetes the headless service's pods), shared by every call,
-//! the calls taken round robin over the addresses. The host is looked up again every
-//! `gateway.upstream_resolve_seconds`, so pods that a scale-up adds get calls and pods that went
-//! away stop getting them; an address whose connect fails is passed over for a while. Without
-//! this the gateway held one connection per service, and every call went to whichever pod DNS
-//! named first: replicas added behind it took no load.
+//! HTTP/2 connections to a service: one to every address the service's host resolves to (in
+//! Kubernetes the headless service's pods), shared by every call, the calls taken round robin
+//! over the addresses. The host is looked up again every so often (the gateway's
+//! `gateway.upstream_resolve_seconds`; [`SIBLING_RESOLVE`] for calls between services), so pods
+//! that a scale-up adds get calls and pods that went away stop getting them; an address whose
+//! connect fails is passed over for a while. Without this every caller held one connection per
+//! service, and every call went to whichever pod DNS named first: replicas added behind a service
+//! took no load from it.
+//!
+//! The gateway forwards every public call through these; services call each other through them
+//! as a tonic client's transport ([`UpstreamConnection::sibling`]).
 //!
 //! The gateway forwards every public call, so what a call costs here is paid on the whole public
 //! path. tonic's `Channel` queues each request to a worker task (`tower::buffer`) that owns the
@@ -26,12 +30,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::coalescing::Coalescing;
 use http::uri::{Authority, Scheme, Uri};
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tonic::body::Body;
-use xinyong_platform::coalescing::Coalescing;
 
 /// Why a call could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,11 @@ pub enum UpstreamError {
 /// How the addresses behind an upstream's host are found: DNS, or a fixed list in tests.
 pub type Resolver =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
+
+/// How often a service calling another looks the other's host up again.
+pub const SIBLING_RESOLVE: Duration = Duration::from_secs(10);
+/// How long a service calling another waits for a connection.
+pub const SIBLING_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long an address whose connect failed is passed over while others answer.
 const FAILED_FOR: Duration = Duration::from_secs(2);
@@ -99,6 +108,11 @@ impl UpstreamConnection {
             Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), port)).await?.collect()) })
         });
         UpstreamConnection::with_resolver(uri, connect_timeout, resolve_every, resolver)
+    }
+
+    /// The transport of a service's client of another service at `url` (`http://host:port`).
+    pub fn sibling(url: &str) -> Option<UpstreamConnection> {
+        UpstreamConnection::new(&url.parse().ok()?, SIBLING_CONNECT_TIMEOUT, SIBLING_RESOLVE)
     }
 
     /// [`UpstreamConnection::new`] with the addresses found by `resolver`.
