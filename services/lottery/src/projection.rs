@@ -21,9 +21,14 @@ async fn register(connection: &mut PgConnection, entities: &[EntityRegistered]) 
     let industries: Vec<&str> = entities.iter().map(|entity| entity.industry_code.as_str()).collect();
     // An entity registered with no status was operating.
     let statuses: Vec<i16> = entities.iter().map(|entity| (entity.status as i16).max(1)).collect();
+    // A subject named twice in one batch would make the upsert touch its row twice, an error that
+    // would stop the consumer on this event for good: the last mention wins.
     sqlx::query(
         "INSERT INTO subjects (credit_code, kind, region_code, industry_code, status)
-         SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::int2[])
+         SELECT DISTINCT ON (code) code, kind, region, industry, status
+         FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::int2[])
+             WITH ORDINALITY AS e (code, kind, region, industry, status, n)
+         ORDER BY code, n DESC
          ON CONFLICT (credit_code) DO UPDATE SET kind = excluded.kind, region_code = excluded.region_code,
              industry_code = excluded.industry_code, status = excluded.status",
     )
@@ -41,7 +46,7 @@ async fn grades(connection: &mut PgConnection, grades: &[GradeChanged]) -> Resul
     let codes: Vec<&str> = grades.iter().map(|grade| grade.credit_code.as_str()).collect();
     let schemes: Vec<&str> = grades.iter().map(|grade| grade.scheme.as_str()).collect();
     let values: Vec<i16> = grades.iter().map(|grade| grade.new_grade as i16).collect();
-    // A batch names each subject and scheme once; the last word wins all the same.
+    // As for subjects: a subject and scheme named twice in a batch, the last word wins.
     sqlx::query(
         "INSERT INTO subject_grades (credit_code, scheme, grade)
          SELECT DISTINCT ON (scheme, code) code, scheme, grade

@@ -84,7 +84,9 @@ fn entity(index: usize, region: &str, industry: &str) -> EntityRegistered {
 /// The directory lottery hears of: subjects 0–124 in Nanshan's catering (A: 0–99, C: 100–119,
 /// D: 120–124), 125–129 in another district, 130 deregistered.
 async fn feed_directory(app: &App) {
-    let mut entities: Vec<EntityRegistered> = (0..125).map(|index| entity(index, "440305", "H6210")).collect();
+    // Subject 0 first named in another district, then corrected in the same batch: the last wins.
+    let mut entities = vec![entity(0, "440306", "H6210")];
+    entities.extend((0..125).map(|index| entity(index, "440305", "H6210")));
     entities.extend((125..130).map(|index| entity(index, "440306", "H6210")));
     entities.push(entity(130, "440305", "H6210"));
     publish_event(&app.settings, "registry", &EntitiesRegistered { entities }).await;
