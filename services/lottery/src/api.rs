@@ -584,6 +584,55 @@ impl LotteryService for Lottery {
         }
     }
 
+    async fn get_inspection_statistics(
+        &self,
+        request: Request<pb::GetInspectionStatisticsRequest>,
+    ) -> Result<Response<pb::GetInspectionStatisticsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let mut problems = Vec::new();
+        let optional_day = |field: &str, text: &str, problems: &mut Vec<FieldViolation>| {
+            if text.is_empty() { None } else { day(field, text, problems) }
+        };
+        let from = optional_day("from", &request.from, &mut problems);
+        let to = optional_day("to", &request.to, &mut problems);
+        if let (Some(from), Some(to)) = (from, to)
+            && to < from
+        {
+            problems.push(violation("to", "before from"));
+        }
+        checked(problems)?;
+        let department = Some(request.department_id.trim()).filter(|id| !id.is_empty());
+        let today = today();
+        let rows = self
+            .store
+            .statistics(from, to, department, &caller.department_id, caller.has(PERMISSION_ADMIN), today)
+            .await
+            .map_err(internal)?;
+        let mut response = pb::GetInspectionStatisticsResponse::default();
+        for row in rows {
+            response.drawn += row.drawn;
+            response.done += row.done;
+            response.problems_found += row.problems_found;
+            response.published += row.published;
+            response.publication_overdue += row.publication_overdue;
+            response.plans.push(pb::PlanStatistics {
+                plan_id: row.plan_id.to_string(),
+                title: row.title,
+                departments: row.departments,
+                starts_on: row.starts_on.to_string(),
+                ends_on: row.ends_on.to_string(),
+                population: row.population,
+                drawn: row.drawn,
+                done: row.done,
+                problems_found: row.problems_found,
+                published: row.published,
+                publication_overdue: row.publication_overdue,
+            });
+        }
+        Ok(Response::new(response))
+    }
+
     async fn publish_results(
         &self,
         request: Request<pb::PublishResultsRequest>,

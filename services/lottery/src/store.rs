@@ -99,6 +99,22 @@ pub struct AssignmentRow {
     pub publish_due_on: Option<NaiveDate>,
 }
 
+/// One plan's inspections, counted.
+#[derive(Debug, Clone, FromRow)]
+pub struct PlanTotals {
+    pub plan_id: Uuid,
+    pub title: String,
+    pub departments: Vec<String>,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    pub population: i64,
+    pub drawn: i64,
+    pub done: i64,
+    pub problems_found: i64,
+    pub published: i64,
+    pub publication_overdue: i64,
+}
+
 /// A result as recorded.
 pub struct NewResult<'a> {
     pub inspected_on: NaiveDate,
@@ -424,6 +440,45 @@ impl Store {
         )
         .bind(plan_id)
         .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Per plan overlapping `from`–`to` (of `department` when given; of `caller`'s plans unless
+    /// `sees_all`): its population, visits drawn, done, with problems, published, overdue.
+    pub async fn statistics(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        department: Option<&str>,
+        caller: &str,
+        sees_all: bool,
+        today: NaiveDate,
+    ) -> Result<Vec<PlanTotals>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT p.plan_id, p.title, p.departments, p.starts_on, p.ends_on,
+                    coalesce(d.population, 0) AS population,
+                    count(a.assignment_id) AS drawn,
+                    count(a.assignment_id) FILTER (WHERE a.state >= 2) AS done,
+                    count(a.assignment_id) FILTER (WHERE a.state >= 2 AND a.problems_found) AS problems_found,
+                    count(a.assignment_id) FILTER (WHERE a.state = 3) AS published,
+                    count(a.assignment_id) FILTER (WHERE a.state = 2 AND a.publish_due_on < $6) AS publication_overdue
+             FROM plans p
+             LEFT JOIN draws d USING (plan_id)
+             LEFT JOIN assignments a USING (plan_id)
+             WHERE ($1::date IS NULL OR p.ends_on >= $1)
+               AND ($2::date IS NULL OR p.starts_on <= $2)
+               AND ($3::text IS NULL OR $3 = ANY(p.departments))
+               AND ($5 OR $4 = ANY(p.departments))
+             GROUP BY p.plan_id, d.population
+             ORDER BY p.starts_on, p.plan_id",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(department)
+        .bind(caller)
+        .bind(sees_all)
+        .bind(today)
+        .fetch_all(&self.pool)
         .await
     }
 

@@ -20,8 +20,9 @@ use xinyong_proto::events::v1::{
 };
 use xinyong_proto::lottery::v1::lottery_service_client::LotteryServiceClient;
 use xinyong_proto::lottery::v1::{
-    Assignment, CreatePlanRequest, DrawRequest, DrawResponse, GradeRatio, Inspector, ListAssignmentsRequest, Plan,
-    PublishResultsRequest, RecordResultRequest, UpsertInspectorRequest, VerifyDrawRequest,
+    Assignment, CreatePlanRequest, DrawRequest, DrawResponse, GetInspectionStatisticsRequest, GradeRatio, Inspector,
+    ListAssignmentsRequest, Plan, PublishResultsRequest, RecordResultRequest, UpsertInspectorRequest,
+    VerifyDrawRequest,
 };
 
 type Client = LotteryServiceClient<InterceptedService<Channel, InternalInterceptor>>;
@@ -333,6 +334,45 @@ async fn results_are_recorded_once_announced_and_published() {
     assert_eq!(app.client(ENV).list_assignments(of_plan).await.unwrap_err().code(), Code::PermissionDenied);
     let theirs = ListAssignmentsRequest { inspector_id: inspector, ..Default::default() };
     assert_eq!(app.client(ENV).list_assignments(theirs).await.unwrap_err().code(), Code::PermissionDenied);
+
+    // A second result, left unpublished past its day: overdue, in the list and the statistics.
+    let late = &drawn.assignments[1];
+    let second = RecordResultRequest { assignment_id: late.assignment_id.clone(), ..result("未发现问题") };
+    app.client(MARKET).record_result(RecordResultRequest { problems_found: false, ..second }).await.unwrap();
+    sqlx::query("UPDATE assignments SET publish_due_on = $2 WHERE assignment_id = $1::uuid")
+        .bind(&late.assignment_id)
+        .bind(today() - chrono::Duration::days(1))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let of_plan = ListAssignmentsRequest { plan_id: created.plan_id.clone(), ..Default::default() };
+    let listed = app.client(MARKET).list_assignments(of_plan).await.unwrap().into_inner().assignments;
+    assert!(listed.iter().find(|visit| visit.assignment_id == late.assignment_id).unwrap().overdue);
+    let statistics = |department: &str, request: GetInspectionStatisticsRequest| {
+        let mut client = app.client(department);
+        async move { client.get_inspection_statistics(request).await }
+    };
+    let mine = statistics(MARKET, GetInspectionStatisticsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(mine.plans.len(), 1);
+    let plan = &mine.plans[0];
+    assert_eq!(
+        (plan.population, plan.drawn, plan.done, plan.problems_found, plan.published, plan.publication_overdue),
+        (125, 6, 2, 1, 1, 1)
+    );
+    assert_eq!((mine.drawn, mine.done, mine.publication_overdue), (6, 2, 1));
+    assert!(statistics(ENV, GetInspectionStatisticsRequest::default()).await.unwrap().into_inner().plans.is_empty());
+    let later = GetInspectionStatisticsRequest {
+        from: (today() + chrono::Duration::days(61)).to_string(),
+        ..Default::default()
+    };
+    assert!(statistics(MARKET, later).await.unwrap().into_inner().plans.is_empty(), "the plan ended before");
+    let admin = (app.client_for)(Caller::new("platform-admin", vec!["admin".into()]));
+    let everyone = admin.clone().get_inspection_statistics(GetInspectionStatisticsRequest::default()).await;
+    assert_eq!(everyone.unwrap().into_inner().plans.len(), 1);
+    let backwards =
+        GetInspectionStatisticsRequest { from: "2026-12-01".into(), to: "2026-01-01".into(), ..Default::default() };
+    let backwards = statistics(MARKET, backwards).await.unwrap_err();
+    assert_eq!(backwards.get_details_bad_request().unwrap().field_violations[0].field, "to");
     app.service.stop().await;
 }
 
