@@ -4,12 +4,12 @@
 //! docs/lottery.md.
 
 pub mod api;
+pub mod backlog;
 pub mod projection;
 pub mod store;
 
 use std::time::Duration;
 
-use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -47,7 +47,8 @@ impl AsRef<PlatformSettings> for LotterySettings {
 pub struct LotterySection {
     /// Working days after an inspection by which its result must be published (seed 002 art. 8: 20).
     pub publish_within_working_days: u32,
-    /// How often results past their publication day are counted for the metrics, in seconds.
+    /// How often results past their publication day and stale inspector lists are counted for the
+    /// metrics, in seconds.
     pub overdue_count_seconds: u64,
 }
 
@@ -85,26 +86,9 @@ pub async fn run(
         context.host.metrics.clone(),
     );
     background.spawn(|stop| consumer.run(stop));
-    let overdue = Gauge::<i64>::default();
-    context.host.metrics.register(
-        "lottery_results_unpublished_overdue",
-        "inspection results past their publication day (20 working days) and not published",
-        overdue.clone(),
-    );
+    let backlog = backlog::Backlog::register(&context.host.metrics);
     let (counted, every) = (store.clone(), Duration::from_secs(section.overdue_count_seconds.max(1)));
-    background.spawn(move |stop| {
-        xinyong_platform::service::every(every, stop, move || {
-            let (store, overdue) = (counted.clone(), overdue.clone());
-            async move {
-                match store.unpublished_overdue(xinyong_domain::calendar::today()).await {
-                    Ok(count) => {
-                        overdue.set(count);
-                    }
-                    Err(error) => tracing::warn!(%error, "unpublished results not counted for the metrics"),
-                }
-            }
-        })
-    });
+    background.spawn(move |stop| backlog.run(counted, every, stop));
 
     let api = api::Lottery::new(store, section.publish_within_working_days);
     let routes = Routes::new(LotteryServiceServer::new(api));

@@ -482,6 +482,13 @@ impl Store {
         .await
     }
 
+    /// Each department with active inspectors, and when its list last changed.
+    pub async fn inspector_lists(&self) -> Result<Vec<(String, DateTime<Utc>)>, sqlx::Error> {
+        sqlx::query_as("SELECT department_id, max(updated_at) FROM inspectors WHERE active GROUP BY department_id")
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Recorded results past their publication day.
     pub async fn unpublished_overdue(&self, today: NaiveDate) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM assignments WHERE state = 2 AND publish_due_on < $1")

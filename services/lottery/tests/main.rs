@@ -34,6 +34,8 @@ struct App {
     client_for: Box<dyn Fn(Caller) -> Client + Send + Sync>,
     settings: xinyong_platform::PlatformSettings,
     pool: sqlx::PgPool,
+    /// The admin port (`/metrics`).
+    admin: std::net::SocketAddr,
     service: Spawned,
     _database: TestDatabase,
 }
@@ -46,11 +48,16 @@ impl App {
 
 async fn spawn_app() -> App {
     let database = TestDatabase::new().await;
-    let settings =
-        LotterySettings { platform: database.settings("lottery", &redis_url()), lottery: LotterySection::default() };
+    let settings = LotterySettings {
+        platform: database.settings("lottery", &redis_url()),
+        lottery: LotterySection { overdue_count_seconds: 1, ..LotterySection::default() },
+    };
     let platform = settings.platform.clone();
     let token = platform.internal.token.clone();
-    let service = Spawned::start(|listener, stop| xinyong_lottery::run(settings, listener, None, stop)).await;
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    let service =
+        Spawned::start(|listener, stop| xinyong_lottery::run(settings, listener, Some(admin_listener), stop)).await;
     let channel = connect_when_serving(service.address, "xinyong.lottery.v1.LotteryService").await;
     App {
         client_for: Box::new(move |caller| {
@@ -60,6 +67,7 @@ async fn spawn_app() -> App {
             )
         }),
         pool: database.pool_of("lottery").await,
+        admin,
         settings: platform,
         service,
         _database: database,
@@ -405,6 +413,19 @@ async fn bad_plans_name_the_field_and_draws_that_cannot_be_staffed_say_why() {
     assert!(!created, "the same id again replaces");
     let taken = upsert(&app, ENV, inspector("m-1", ENV, &[], &[], true)).await.unwrap_err();
     assert_eq!(taken.code(), Code::PermissionDenied, "another department's inspector");
+
+    // Market regulation's list, last touched a month ago, is stale; the metric says so.
+    sqlx::query("UPDATE inspectors SET updated_at = now() - interval '30 days'").execute(&app.pool).await.unwrap();
+    let stale = "xinyong_lottery_inspector_lists_stale{component=\"lottery\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = xinyong_platform::testing::http_get(app.admin, "/metrics").await;
+        if metrics.lines().any(|line| line == stale) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.lines().any(|line| line == stale), "{metrics}");
 
     let early = create(&app, MARKET, plan("P-4")).await.unwrap();
     let nobody = draw(&app, MARKET, &early.plan_id, "").await.unwrap_err();
