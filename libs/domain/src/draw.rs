@@ -41,6 +41,10 @@ pub struct Rules {
     /// Inspection items; an inspector qualifies with any one of them (none: every inspector).
     pub items: Vec<String>,
     pub inspectors_per_visit: usize,
+    /// The departments of a joint plan: each visit takes at least one inspector of each, so that
+    /// every department's items are inspected in the one visit (进一次门、查多项事). Empty (or one
+    /// department): any eligible inspector.
+    pub departments: Vec<String>,
 }
 
 /// One visit: a subject and its inspectors (sorted by id).
@@ -57,6 +61,11 @@ pub enum DrawError {
          of interest) and the plan needs {needed} a visit"
     )]
     NotEnoughInspectors { credit_code: String, eligible: usize, needed: usize },
+    #[error(
+        "subject {credit_code} has no eligible inspector of {department}, and a joint plan's visit takes one of each \
+         of its departments"
+    )]
+    DepartmentUnstaffed { credit_code: String, department: String },
 }
 
 /// How many of `count` subjects `percent` means: rounded up, so that a ratio above zero inspects
@@ -113,6 +122,8 @@ pub fn draw(
 
     let mut qualified: Vec<&Inspector> = inspectors.iter().filter(|inspector| rules.qualifies(inspector)).collect();
     qualified.sort_by(|left, right| left.inspector_id.cmp(&right.inspector_id));
+    let departments: HashMap<&str, &str> =
+        qualified.iter().map(|inspector| (inspector.inspector_id.as_str(), inspector.department_id.as_str())).collect();
     let mut visits_so_far: HashMap<&str, usize> = HashMap::new();
     let mut visits = Vec::with_capacity(drawn.len());
     for code in drawn {
@@ -133,10 +144,37 @@ pub fn draw(
             });
         }
         eligible.sort_unstable();
-        let mut chosen: Vec<String> = Vec::with_capacity(rules.inspectors_per_visit);
-        for (_, _, id) in &eligible[..rules.inspectors_per_visit] {
+        // A joint plan's departments each first, their least loaded inspector; then the rest in order.
+        let mut picked: Vec<&str> = Vec::with_capacity(rules.inspectors_per_visit);
+        if rules.departments.len() > 1 {
+            for department in &rules.departments {
+                let first = eligible
+                    .iter()
+                    .map(|(_, _, id)| *id)
+                    .find(|id| departments.get(id) == Some(&department.as_str()) && !picked.contains(id));
+                match first {
+                    Some(id) => picked.push(id),
+                    None => {
+                        return Err(DrawError::DepartmentUnstaffed {
+                            credit_code: code.to_owned(),
+                            department: department.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for (_, _, id) in &eligible {
+            if picked.len() >= rules.inspectors_per_visit {
+                break;
+            }
+            if !picked.contains(id) {
+                picked.push(id);
+            }
+        }
+        let mut chosen: Vec<String> = Vec::with_capacity(picked.len());
+        for id in picked {
             *visits_so_far.entry(id).or_insert(0) += 1;
-            chosen.push((*id).to_owned());
+            chosen.push(id.to_owned());
         }
         chosen.sort_unstable();
         visits.push(Visit { credit_code: code.to_owned(), inspector_ids: chosen });
@@ -205,6 +243,7 @@ mod tests {
             default_percent: 10.0,
             items: vec!["food".into()],
             inspectors_per_visit: 2,
+            departments: vec![],
         }
     }
 
@@ -257,6 +296,26 @@ mod tests {
         }
         assert_eq!(load.len(), 4);
         assert!(load.values().all(|visits| *visits == 15), "60 places over 4 inspectors: {load:?}");
+    }
+
+    #[test]
+    fn a_joint_plans_visit_takes_an_inspector_of_each_department() {
+        let subjects = population(&[(4, 20)]);
+        // Three of samr (even ids), one of env (insp-001): without the rule most visits would be
+        // samr's alone.
+        let mut staff = inspectors(6);
+        staff[3].department_id = "samr".into();
+        staff[5].department_id = "samr".into();
+        let joint = Rules { departments: vec!["env".into(), "samr".into()], ..rules() };
+        let visits = draw(b"s", &subjects, &staff, &joint).unwrap();
+        for visit in &visits {
+            assert!(visit.inspector_ids.contains(&"insp-001".to_owned()), "{visit:?}");
+            assert_eq!(visit.inspector_ids.len(), 2);
+        }
+        let mut without_env = staff.clone();
+        without_env[1].recusals = vec!["4-00007".into()];
+        let error = draw(b"s", &subjects, &without_env, &joint).unwrap_err();
+        assert_eq!(error, DrawError::DepartmentUnstaffed { credit_code: "4-00007".into(), department: "env".into() });
     }
 
     #[test]

@@ -157,6 +157,7 @@ fn rules(plan: &PlanRow) -> Rules {
         default_percent: plan.default_percent,
         items: plan.items.clone(),
         inspectors_per_visit: plan.inspectors_per_visit as usize,
+        departments: plan.departments.clone(),
     }
 }
 
@@ -282,6 +283,12 @@ impl LotteryService for Lottery {
                 2
             }
         };
+        if departments.len() > inspectors_per_visit as usize {
+            problems.push(violation(
+                "plan.inspectors_per_visit",
+                format!("at least one a department: {} for this joint plan", departments.len()),
+            ));
+        }
         let starts_on = day("plan.starts_on", &plan.starts_on, &mut problems);
         let ends_on = day("plan.ends_on", &plan.ends_on, &mut problems);
         if let (Some(starts), Some(ends)) = (starts_on, ends_on)

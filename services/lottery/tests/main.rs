@@ -403,6 +403,11 @@ async fn bad_plans_name_the_field_and_draws_that_cannot_be_staffed_say_why() {
             "plan.ends_on"
         ]
     );
+    let crowded = Plan { departments: vec![MARKET.into(), ENV.into(), "tax-440305".into()], ..plan("P-J") };
+    let crowded = create(&app, MARKET, crowded).await.unwrap_err();
+    let fields: Vec<String> =
+        crowded.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
+    assert_eq!(fields, ["plan.inspectors_per_visit"], "two inspectors cannot cover three departments");
     let elsewhere = create(&app, ENV, Plan { departments: vec![MARKET.into()], ..plan("P-X") }).await.unwrap_err();
     assert_eq!(elsewhere.code(), Code::PermissionDenied);
     let bad_recusal = upsert(&app, MARKET, inspector("m-9", MARKET, &[], &["nope".into()], true)).await.unwrap_err();
