@@ -207,7 +207,9 @@ impl UpstreamConnection {
     /// nothing keeps the list; with no list yet the call fails.
     async fn endpoints(&self) -> Result<Arc<Vec<Arc<Endpoint>>>, UpstreamError> {
         let current = lock(&self.inner.endpoints).clone();
-        let due = lock(&self.inner.resolved_at).is_none_or(|at| at.elapsed() >= self.inner.resolve_every);
+        // With no address yet (the service's pods not up when first called) every call looks again.
+        let due = current.is_empty()
+            || lock(&self.inner.resolved_at).is_none_or(|at| at.elapsed() >= self.inner.resolve_every);
         if !due {
             return Ok(current);
         }
@@ -220,8 +222,11 @@ impl UpstreamConnection {
             }
         };
         // Resolved by another call while this one waited?
-        if lock(&self.inner.resolved_at).is_some_and(|at| at.elapsed() < self.inner.resolve_every) {
-            return Ok(lock(&self.inner.endpoints).clone());
+        let resolved = lock(&self.inner.endpoints).clone();
+        if !resolved.is_empty()
+            && lock(&self.inner.resolved_at).is_some_and(|at| at.elapsed() < self.inner.resolve_every)
+        {
+            return Ok(resolved);
         }
         let found = (self.inner.resolver)().await;
         *lock(&self.inner.resolved_at) = Some(Instant::now());
@@ -476,11 +481,20 @@ mod tests {
         }
         assert_eq!(second_answered.load(Ordering::SeqCst), 15);
 
-        // Nothing to resolve to, and nothing resolved before: the call fails naming the upstream.
-        let nowhere: Resolver = Arc::new(|| Box::pin(async { Ok(Vec::new()) }));
-        let lost =
-            UpstreamConnection::with_resolver(&"http://ghost:1".parse().unwrap(), SECOND, SECOND, nowhere).unwrap();
-        let error = lost.send(request()).await.unwrap_err();
+        // Nothing to resolve to, and nothing resolved before: the call fails naming the upstream,
+        // and the next call looks again at once, not after the interval.
+        let later = Arc::new(Mutex::new(Vec::new()));
+        let listed = later.clone();
+        let not_yet: Resolver = Arc::new(move || {
+            let found = lock(&listed).clone();
+            Box::pin(async move { Ok(found) })
+        });
+        let hour = Duration::from_secs(3600);
+        let starting =
+            UpstreamConnection::with_resolver(&"http://ghost:1".parse().unwrap(), SECOND, hour, not_yet).unwrap();
+        let error = starting.send(request()).await.unwrap_err();
         assert!(error.to_string().contains("http://ghost:1"), "{error}");
+        *lock(&later) = vec![second];
+        starting.send(request()).await.unwrap();
     }
 }
