@@ -86,6 +86,12 @@ impl ApiError {
         ApiError::InvalidArgument(vec![violation(field, reason)])
     }
 
+    /// `Ok` when no problem was found, else INVALID_ARGUMENT naming every one: the end of a
+    /// request's validation.
+    pub fn check(problems: Vec<FieldViolation>) -> Result<(), ApiError> {
+        if problems.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(problems)) }
+    }
+
     /// An unexpected failure: logged here, once, answered as INTERNAL with a reference.
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(error.to_string())

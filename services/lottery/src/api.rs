@@ -35,22 +35,23 @@ impl Lottery {
         Lottery { store, calendar: Arc::new(Calendar::official()), publish_within_working_days }
     }
 
-    async fn plan_of(&self, plan_id: &str) -> Result<PlanRow, Status> {
+    /// The plan a request names by id.
+    async fn plan_named(&self, plan_id: &str) -> Result<PlanRow, Status> {
         let id = Uuid::parse_str(plan_id).map_err(|_| ApiError::invalid("plan_id", "not a plan id"))?;
+        self.plan_of(id).await
+    }
+
+    async fn plan_of(&self, plan_id: Uuid) -> Result<PlanRow, Status> {
         self.store
-            .plan(id)
+            .plan(plan_id)
             .await
             .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound { what: "plan", key: id.to_string() }.into())
+            .ok_or_else(|| ApiError::NotFound { what: "plan", key: plan_id.to_string() }.into())
     }
 }
 
 fn internal(error: sqlx::Error) -> Status {
     Status::from(ApiError::from(error))
-}
-
-fn checked(problems: Vec<FieldViolation>) -> Result<(), Status> {
-    if problems.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(problems).into()) }
 }
 
 /// Plans are acted on by the departments taking part, or an administrator.
@@ -203,7 +204,7 @@ impl LotteryService for Lottery {
                 problems.push(violation(format!("inspector.recusals[{index}]"), "not a unified social credit code"));
             }
         }
-        checked(problems)?;
+        ApiError::check(problems)?;
         let admin = caller.has(PERMISSION_ADMIN);
         if department_id != caller.department_id && !admin {
             return Err(ApiError::PermissionDenied {
@@ -300,7 +301,7 @@ impl LotteryService for Lottery {
             "" => DEFAULT_SCHEME.to_owned(),
             scheme => scheme.to_owned(),
         };
-        checked(problems)?;
+        ApiError::check(problems)?;
         if !departments.contains(&caller.department_id) && !caller.has(PERMISSION_ADMIN) {
             return Err(ApiError::PermissionDenied {
                 permission: PERMISSION_ADMIN.to_owned(),
@@ -365,7 +366,7 @@ impl LotteryService for Lottery {
     async fn draw(&self, request: Request<pb::DrawRequest>) -> Result<Response<pb::DrawResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let plan = self.plan_of(&request.plan_id).await?;
+        let plan = self.plan_named(&request.plan_id).await?;
         takes_part(&caller, &plan)?;
         let asked = request.seed.trim();
         if asked.chars().count() > MAX_ID {
@@ -426,7 +427,7 @@ impl LotteryService for Lottery {
             .map_err(internal)?;
         let Some(draw_id) = stored else {
             // Drawn meanwhile by another call.
-            let plan = self.plan_of(&request.plan_id).await?;
+            let plan = self.plan_of(plan.plan_id).await?;
             return earlier(plan.draw_id.ok_or_else(|| ApiError::internal("a drawn plan has no draw"))?).await;
         };
         tracing::info!(plan = %plan.plan_id, draw = %draw_id, population = population.len(), visits = visits.len(), "plan drawn");
@@ -483,7 +484,7 @@ impl LotteryService for Lottery {
         let plan_id = if request.plan_id.is_empty() {
             None
         } else {
-            let plan = self.plan_of(&request.plan_id).await?;
+            let plan = self.plan_named(&request.plan_id).await?;
             takes_part(&caller, &plan)?;
             Some(plan.plan_id)
         };
@@ -539,7 +540,7 @@ impl LotteryService for Lottery {
         if details.chars().count() > MAX_TEXT {
             problems.push(violation("details", format!("at most {MAX_TEXT} characters")));
         }
-        checked(problems)?;
+        ApiError::check(problems)?;
         let (assignment_id, inspected_on) = (assignment_id.unwrap_or_default(), inspected_on.unwrap_or(today));
         let assignment = self
             .store
@@ -547,7 +548,7 @@ impl LotteryService for Lottery {
             .await
             .map_err(internal)?
             .ok_or_else(|| ApiError::NotFound { what: "assignment", key: assignment_id.to_string() })?;
-        let plan = self.plan_of(&assignment.plan_id.to_string()).await?;
+        let plan = self.plan_of(assignment.plan_id).await?;
         takes_part(&caller, &plan)?;
         let same = |row: &AssignmentRow| {
             row.inspected_on == Some(inspected_on)
@@ -608,7 +609,7 @@ impl LotteryService for Lottery {
         {
             problems.push(violation("to", "before from"));
         }
-        checked(problems)?;
+        ApiError::check(problems)?;
         let department = Some(request.department_id.trim()).filter(|id| !id.is_empty());
         let today = today();
         let rows = self
@@ -645,7 +646,7 @@ impl LotteryService for Lottery {
         request: Request<pb::PublishResultsRequest>,
     ) -> Result<Response<pb::PublishResultsResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let plan = self.plan_of(&request.get_ref().plan_id).await?;
+        let plan = self.plan_named(&request.get_ref().plan_id).await?;
         takes_part(&caller, &plan)?;
         let (published, pending) = self.store.publish(plan.plan_id).await.map_err(internal)?;
         tracing::info!(plan = %plan.plan_id, published, pending, "results published");

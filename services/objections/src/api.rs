@@ -72,14 +72,10 @@ fn code(value: &str, problems: &mut Vec<FieldViolation>) -> String {
     }
 }
 
-fn checked(problems: Vec<FieldViolation>) -> Result<(), Status> {
-    if problems.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(problems).into()) }
-}
-
 fn one_id(field: &str, value: &str, what: &str) -> Result<Uuid, Status> {
     let mut problems = Vec::new();
     let parsed = id(field, value, what, &mut problems);
-    checked(problems)?;
+    ApiError::check(problems)?;
     Ok(parsed.unwrap_or_default())
 }
 
@@ -232,7 +228,7 @@ fn optional_code(text: &str) -> Result<Option<String>, Status> {
     }
     let mut problems = Vec::new();
     let parsed = code(text, &mut problems);
-    checked(problems)?;
+    ApiError::check(problems)?;
     Ok(Some(parsed))
 }
 
@@ -298,7 +294,7 @@ impl ObjectionService for Objections {
         }
         let statement = required_text("statement", &request.statement, MAX_TEXT, &mut problems);
         let source = required_text("source_objection_id", &request.source_objection_id, MAX_SOURCE_ID, &mut problems);
-        checked(problems)?;
+        ApiError::check(problems)?;
         let record_id = record_id.unwrap_or_default();
         let ground = ground as i16;
         let today = today();
@@ -343,7 +339,7 @@ impl ObjectionService for Objections {
         let mut problems = Vec::new();
         let objection_id = id("objection_id", &request.objection_id, "objection", &mut problems);
         let answer = required_text("answer", &request.answer, MAX_TEXT, &mut problems);
-        checked(problems)?;
+        ApiError::check(problems)?;
         let objection_id = objection_id.unwrap_or_default();
         let today = today();
         let objection = self.objection_row(objection_id).await?;
@@ -464,7 +460,7 @@ impl ObjectionService for Objections {
             })
             .collect();
         let source = required_text("source_repair_id", &request.source_repair_id, MAX_SOURCE_ID, &mut problems);
-        checked(problems)?;
+        ApiError::check(problems)?;
         let record_id = record_id.unwrap_or_default();
         let same = |row: &RepairRow| same_repair(row, &credit_code, record_id, commitment, &evidence);
 
@@ -518,7 +514,7 @@ impl ObjectionService for Objections {
         let mut problems = Vec::new();
         let repair_id = id("repair_id", &request.repair_id, "repair", &mut problems);
         let decision = required_text("decision", &request.decision, MAX_TEXT, &mut problems);
-        checked(problems)?;
+        ApiError::check(problems)?;
         let repair_id = repair_id.unwrap_or_default();
         let repair = self.repair_row(repair_id).await?;
         if repair.department_id != caller.department_id && !caller.has(PERMISSION_CREDIT_REPAIR) {
