@@ -170,6 +170,7 @@ fn task_proto(row: &TaskRow, today: chrono::NaiveDate) -> pb::Task {
         created_at: Some(timestamp(row.created_at)),
         updated_at: Some(timestamp(row.updated_at)),
         notice_id: row.notice_id.map(|id| id.to_string()).unwrap_or_default(),
+        record_id: row.record_id.clone().unwrap_or_default(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod answers;
 pub mod api;
+pub mod listings;
 pub mod notices;
 pub mod overdue;
 pub mod projection;
@@ -65,6 +66,9 @@ pub struct SanctionsSection {
     pub catalogue_refresh_seconds: u64,
     /// How often overdue tasks and reports are counted for the metrics, in seconds.
     pub overdue_count_seconds: u64,
+    /// How often the abnormal-operation list's timer looks for listings to warn about or to
+    /// transfer, in seconds (`listings`); 0: this replica does not sweep (another does).
+    pub listing_sweep_seconds: u64,
 }
 
 impl Default for SanctionsSection {
@@ -76,6 +80,7 @@ impl Default for SanctionsSection {
             cache_ttl_seconds: 3600,
             catalogue_refresh_seconds: 30,
             overdue_count_seconds: 60,
+            listing_sweep_seconds: 3600,
             registration_authority: "market-regulation".to_owned(),
         }
     }
@@ -142,6 +147,35 @@ pub async fn run(
     let overdue = overdue::OverdueMetrics::register(&context.host.metrics);
     let (pool, every) = (context.pool.clone(), Duration::from_secs(section.overdue_count_seconds.max(1)));
     background.spawn(move |stop| overdue.run(pool, every, xinyong_domain::calendar::today, stop));
+
+    if section.listing_sweep_seconds > 0 {
+        let (pool, section) = (context.pool.clone(), section.clone());
+        let every = Duration::from_secs(section.listing_sweep_seconds);
+        background.spawn(move |stop| async move {
+            let calendar = xinyong_domain::calendar::Calendar::official();
+            let sweep = listings::Sweep {
+                calendar: &calendar,
+                execute_within_working_days: section.execute_within_working_days,
+                registration_authority: &section.registration_authority,
+            };
+            xinyong_platform::service::every(every, stop, || async {
+                match sweep.run(&pool, xinyong_domain::calendar::today()).await {
+                    Ok(swept) if swept != listings::Swept::default() => {
+                        tracing::info!(
+                            warnings = swept.warnings,
+                            transfers = swept.transfers,
+                            "abnormal-operation listings swept"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "abnormal-operation listings not swept; the next sweep catches up")
+                    }
+                }
+            })
+            .await;
+        });
+    }
 
     let (checks, check_writer) = writer::CheckLog::start(store.clone(), &context.host.metrics);
     let api = api::Sanctions::new(store, checks, context.pool.clone(), state, catalogue, &section);

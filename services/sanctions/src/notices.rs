@@ -118,6 +118,7 @@ pub async fn end(
     .fetch_optional(&mut *connection)
     .await?;
     let Some((credit_code, list)) = ended else { return Ok(None) };
+    crate::listings::listing_ended(connection, &credit_code, record_id, reason).await?;
     let event = ListingChanged {
         credit_code: credit_code.clone(),
         list: i32::from(list),
@@ -141,23 +142,27 @@ pub fn direct_list(category: &str) -> Option<i16> {
 }
 
 /// A listing takes effect: stored and announced. Called when a notice is served and, for the lists
-/// other authorities decide, when their record arrives. `true` when the listing is new (a
-/// repeated event changes nothing).
+/// other authorities decide, when their record arrives. `department_id` decided it (the
+/// abnormal-operation list's timer tells it). `true` when the listing is new (a repeated event
+/// changes nothing).
 pub async fn take_effect(
     connection: &mut PgConnection,
     credit_code: &str,
     record_id: &str,
     list: i16,
     since: NaiveDate,
+    department_id: &str,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
     let listed = sqlx::query(
-        "INSERT INTO listings (record_id, credit_code, list, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO listings (record_id, credit_code, list, since, department_id) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
     )
     .bind(record_id)
     .bind(credit_code)
     .bind(list)
     .bind(since)
+    .bind(department_id)
     .execute(&mut *connection)
     .await?
     .rows_affected()
@@ -195,7 +200,7 @@ pub async fn serve(
     .fetch_optional(&mut *connection)
     .await?;
     let Some(notice) = notice else { return Ok(None) };
-    take_effect(connection, &notice.credit_code, &notice.record_id, notice.list, served_on, &notice.reason).await?;
+    take_effect(connection, &notice.credit_code, &notice.record_id, notice.list, served_on, by, &notice.reason).await?;
     sqlx::query("UPDATE tasks SET status = 2, feedback = $2, updated_at = now() WHERE kind = 5 AND status = 1 AND notice_id = $1")
         .bind(notice_id)
         .bind(format!("已送达（{method}，{served_on}）"))

@@ -20,12 +20,14 @@ struct KindLabels {
 }
 
 /// Every kind of task, as the gauge labels it.
-const KINDS: [(i16, &str); 5] = [
+const KINDS: [(i16, &str); 7] = [
     (tasks::SANCTION, "sanction"),
     (tasks::LIFT, "lift"),
     (tasks::REGISTRATION, "registration"),
     (tasks::LEAD, "lead"),
     (tasks::NOTICE, "notice"),
+    (tasks::LISTING_WARNING, "listing_warning"),
+    (tasks::LISTING_TRANSFER, "listing_transfer"),
 ];
 
 #[derive(Clone)]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use xinyong_domain::calendar::{Calendar, today};
 
 use crate::api::Catalogue;
+use crate::listings;
 use crate::notices;
 use crate::state::SubjectState;
 use crate::tasks::{self, Registration};
@@ -90,9 +91,8 @@ impl Projection {
                 let since = parse_day(&record.decided_on).unwrap_or_else(today);
                 let reason =
                     format!("{}于{}作出列入决定（记录 {}）", record.department_id, record.decided_on, record.record_id);
-                if notices::take_effect(connection, &record.credit_code, &record.record_id, list, since, &reason)
-                    .await?
-                {
+                let (code, record_id, department) = (&record.credit_code, &record.record_id, &record.department_id);
+                if notices::take_effect(connection, code, record_id, list, since, department, &reason).await? {
                     listed.push(record.credit_code.clone());
                 }
                 continue;
@@ -100,6 +100,7 @@ impl Projection {
             if record.category != notices::LIST_CATEGORY {
                 continue;
             }
+            listings::transferred(connection, &record.credit_code, &record.record_id).await?;
             notices::list_record(
                 connection,
                 &record.credit_code,

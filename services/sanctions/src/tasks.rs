@@ -16,6 +16,9 @@ pub const LIFT: i16 = 2;
 pub const REGISTRATION: i16 = 3;
 pub const LEAD: i16 = 4;
 pub const NOTICE: i16 = 5;
+/// The abnormal-operation list's timer (`listings`): warn the subject, then decide the transfer.
+pub const LISTING_WARNING: i16 = 6;
+pub const LISTING_TRANSFER: i16 = 7;
 pub const OPEN: i16 = 1;
 pub const COMPLETED: i16 = 2;
 pub const RETURNED: i16 = 3;
@@ -38,10 +41,11 @@ pub struct TaskRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub notice_id: Option<Uuid>,
+    pub record_id: Option<String>,
 }
 
 pub const TASK_COLUMNS: &str = "task_id, kind, status, department_id, credit_code, measure_code, summary, due_on,
-    feedback, risk_level, urgency, created_at, updated_at, notice_id";
+    feedback, risk_level, urgency, created_at, updated_at, notice_id, record_id";
 
 /// Grades C and D (common.v1.Grade 3 and 4): the grades whose measures are pushed (002 art. 9).
 fn pushes(grade: i16) -> bool {
@@ -226,6 +230,7 @@ pub struct NewTasks {
     due: Vec<NaiveDate>,
     statuses: Vec<i16>,
     notices: Vec<Option<Uuid>>,
+    records: Vec<Option<String>>,
     risk: Vec<i16>,
     urgency: Vec<i16>,
     source_keys: Vec<Option<String>>,
@@ -242,6 +247,7 @@ impl NewTasks {
         self.due.push(due_on);
         self.statuses.push(OPEN);
         self.notices.push(None);
+        self.records.push(None);
         self.risk.push(0);
         self.urgency.push(0);
         self.source_keys.push(None);
@@ -267,6 +273,14 @@ impl NewTasks {
         }
     }
 
+    /// The task just pushed is about the listing of `record_id`, made once per `source_key`.
+    pub fn about(&mut self, record_id: &str, source_key: String) {
+        if let (Some(last_record), Some(last_key)) = (self.records.last_mut(), self.source_keys.last_mut()) {
+            *last_record = Some(record_id.to_owned());
+            *last_key = Some(source_key);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -278,12 +292,12 @@ impl NewTasks {
         }
         sqlx::query(
             "INSERT INTO tasks (task_id, kind, status, department_id, credit_code, measure_code, summary, due_on,
-                 risk_level, urgency, source_key, created_by, notice_id)
+                 risk_level, urgency, source_key, created_by, notice_id, record_id)
              SELECT u.id, u.kind, u.status, u.department, u.code, u.measure, u.summary, u.due, u.risk, u.urgency,
-                 u.source, $11, u.notice
+                 u.source, $11, u.notice, u.record
              FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[],
-                 $8::int2[], $9::int2[], $10::text[], $12::int2[], $13::uuid[])
-                 AS u (id, kind, department, code, measure, summary, due, risk, urgency, source, status, notice)
+                 $8::int2[], $9::int2[], $10::text[], $12::int2[], $13::uuid[], $14::text[])
+                 AS u (id, kind, department, code, measure, summary, due, risk, urgency, source, status, notice, record)
              ON CONFLICT DO NOTHING",
         )
         .bind(self.ids)
@@ -299,6 +313,7 @@ impl NewTasks {
         .bind(by)
         .bind(self.statuses)
         .bind(self.notices)
+        .bind(self.records)
         .execute(connection)
         .await?;
         Ok(())

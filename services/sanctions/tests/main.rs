@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::Days;
 use secrecy::ExposeSecret;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -25,6 +26,7 @@ use xinyong_proto::sanctions::v1::{
     ListMeasuresRequest, ListTasksRequest, MatterType, Measure, MeasureHandling, MeasureTarget, PushLeadRequest,
     ReportHandlingRequest, ReturnTaskRequest, ServeNoticeRequest, Task, TaskKind, TaskStatus, UpsertMeasureRequest,
 };
+use xinyong_sanctions::listings;
 use xinyong_sanctions::{SanctionsSection, SanctionsSettings};
 
 type Client = SanctionsServiceClient<InterceptedService<Channel, InternalInterceptor>>;
@@ -1052,4 +1054,135 @@ async fn checks_stored_before_the_report_counters_are_counted() {
     .unwrap();
     assert_eq!(counts, [("samr-110108".to_owned(), 1, 3, 1), ("samr-110108".to_owned(), 2, 1, 0)]);
     pool.close().await;
+}
+
+fn abnormal_listing(credit_code: &str, record_id: &str, decided_on: chrono::NaiveDate) -> RecordIngested {
+    RecordIngested {
+        credit_code: credit_code.into(),
+        record_id: record_id.into(),
+        department_id: "samr-110108".into(),
+        category: "abnormal_operation_list".into(),
+        nature: 3,
+        decided_on: decided_on.to_string(),
+        facts: None,
+    }
+}
+
+#[tokio::test]
+async fn an_abnormal_operation_listing_is_warned_about_in_its_last_60_days_and_sent_for_transfer_at_three_years() {
+    let app = spawn_app(|settings| settings.sanctions.listing_sweep_seconds = 1).await;
+    let today = xinyong_domain::calendar::today();
+    let three_years_before = today.checked_sub_months(chrono::Months::new(36)).unwrap();
+    // Listed three years and ten days ago: the running sweep sends it for transfer, with no
+    // warning any more (its time is past).
+    let (old, old_code) = ("0190f3a2-7c1e-7000-8000-00000000a001", SUBJECT);
+    publish_event(&app.settings, "ingestion", &abnormal_listing(old_code, old, three_years_before - Days::new(10)))
+        .await;
+    // Listed three years less thirty days ago: in its warning period.
+    let (near, near_code) = ("0190f3a2-7c1e-7000-8000-00000000a002", "9144030071526726XG");
+    let near_since = three_years_before + Days::new(30);
+    publish_event(&app.settings, "ingestion", &abnormal_listing(near_code, near, near_since)).await;
+
+    let swept = tasks_when(&app.market, &[TaskKind::ListingWarning, TaskKind::ListingTransfer], 2).await;
+    let of = |record: &str| swept.iter().find(|task| task.record_id == record).unwrap();
+    let calendar = Calendar::official();
+    assert_eq!(swept.len(), 2, "{swept:?}");
+    assert_eq!((of(old).kind, of(old).credit_code.as_str()), (TaskKind::ListingTransfer as i32, old_code));
+    assert_eq!(of(old).due_on, calendar.add_working_days(today, 15).to_string());
+    assert_eq!(of(near).kind, TaskKind::ListingWarning as i32);
+    assert_eq!(of(near).due_on, listings::transfer_on(near_since).to_string(), "due when the three years are up");
+    assert!(of(near).summary.contains("严重违法失信名单"));
+
+    // Another replica's sweep the same day makes nothing again.
+    assert_eq!(sweep(&calendar).run(&app.pool, today).await.unwrap(), listings::Swept::default());
+    assert_eq!(timer_tasks(&app.pool).await, 2);
+
+    // The registrar removes the near listing: its warning has nothing left to do.
+    let removed =
+        RecordWithdrawn {
+            credit_code: near_code.into(), record_id: near.into(), reason: "已补报".into(), version: 2
+        };
+    publish_event(&app.settings, "ingestion", &removed).await;
+    // The registrar reports the old one's serious-violation listing: the transfer is done, and the
+    // notice before listing follows as for any serious listing.
+    let reported = "0190f3a2-7c1e-7000-8000-00000000a004";
+    let transfer = RecordIngested {
+        credit_code: old_code.into(),
+        record_id: reported.into(),
+        department_id: "samr-110108".into(),
+        category: "serious_dishonesty_list".into(),
+        nature: 5,
+        decided_on: today.to_string(),
+        facts: None,
+    };
+    publish_event(&app.settings, "ingestion", &transfer).await;
+    tasks_when(&app.market, &[TaskKind::Notice], 1).await;
+    let mut closed = Vec::new();
+    for _ in 0..200 {
+        closed = tasks_of(&app.market, &[TaskKind::ListingWarning, TaskKind::ListingTransfer]).await;
+        if closed.iter().all(|task| task.status == TaskStatus::Completed as i32) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let of = |record: &str| closed.iter().find(|task| task.record_id == record).unwrap();
+    assert_eq!(of(near).status, TaskStatus::Completed as i32);
+    assert!(of(near).feedback.contains("名单已移出"), "{:?}", of(near));
+    assert_eq!(of(old).status, TaskStatus::Completed as i32);
+    assert!(of(old).feedback.contains(reported), "{:?}", of(old));
+    assert_eq!(timer_tasks(&app.pool).await, 2, "a withdrawn listing is not swept again");
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn the_listing_timer_counts_calendar_years_to_the_day_and_falls_back_to_the_registration_authority() {
+    // No sweep of its own: every sweep here is run for a chosen day.
+    let app = spawn_app(|settings| settings.sanctions.listing_sweep_seconds = 0).await;
+    let calendar = Calendar::official();
+    let day = |text: &str| text.parse::<chrono::NaiveDate>().unwrap();
+    // Listed on a leap day: three years end on 28 February 2027, the warning begins 60 days before.
+    let leap = "0190f3a2-7c1e-7000-8000-00000000b001";
+    assert_eq!(listings::transfer_on(day("2024-02-29")), day("2027-02-28"));
+    assert_eq!(listings::warn_from(day("2024-02-29")), day("2026-12-30"));
+    publish_event(&app.settings, "ingestion", &abnormal_listing(SUBJECT, leap, day("2024-02-29"))).await;
+    for _ in 0..200 {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM listings").fetch_one(&app.pool).await.unwrap();
+        if stored == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // As a build before the department was kept stored it.
+    sqlx::query("UPDATE listings SET department_id = ''").execute(&app.pool).await.unwrap();
+    let tasks = || async {
+        let rows: Vec<(i16, String, chrono::NaiveDate)> =
+            sqlx::query_as("SELECT kind, department_id, due_on FROM tasks WHERE record_id = $1 ORDER BY kind")
+                .bind(leap)
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        rows
+    };
+    let sweep = sweep(&calendar);
+    assert_eq!(sweep.run(&app.pool, day("2026-12-29")).await.unwrap(), listings::Swept::default());
+    let warned = sweep.run(&app.pool, day("2026-12-30")).await.unwrap();
+    assert_eq!(warned, listings::Swept { warnings: 1, transfers: 0 });
+    assert_eq!(tasks().await, [(6, "market-regulation".to_owned(), day("2027-02-28"))]);
+    assert_eq!(sweep.run(&app.pool, day("2027-01-15")).await.unwrap(), listings::Swept::default(), "warned once");
+    assert_eq!(sweep.run(&app.pool, day("2027-02-27")).await.unwrap(), listings::Swept::default());
+    // Down over the anniversary: the first sweep after it catches up.
+    let caught_up = sweep.run(&app.pool, day("2027-03-10")).await.unwrap();
+    assert_eq!(caught_up, listings::Swept { warnings: 0, transfers: 1 });
+    let due = calendar.add_working_days(day("2027-03-10"), 15);
+    assert_eq!(tasks().await[1], (7, "market-regulation".to_owned(), due));
+    assert_eq!(sweep.run(&app.pool, day("2027-03-11")).await.unwrap(), listings::Swept::default());
+    app.service.stop().await;
+}
+
+fn sweep(calendar: &Calendar) -> listings::Sweep<'_> {
+    listings::Sweep { calendar, execute_within_working_days: 15, registration_authority: "market-regulation" }
+}
+
+async fn timer_tasks(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM tasks WHERE kind IN (6, 7)").fetch_one(pool).await.unwrap()
 }
