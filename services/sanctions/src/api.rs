@@ -20,6 +20,7 @@ use xinyong_proto::sanctions::v1 as pb;
 use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsService;
 
 use crate::answers::{Asker, CheckAnswer};
+use crate::listings;
 use crate::notices;
 use crate::state::SubjectState;
 use crate::store::{HandlingRow, MeasureRow, NewCheck, Store};
@@ -595,6 +596,48 @@ impl SanctionsService for Sanctions {
             })
             .collect();
         Ok(Response::new(pb::GetOverdueResponse { departments }))
+    }
+
+    async fn get_subject_sanctions(
+        &self,
+        request: Request<pb::GetSubjectSanctionsRequest>,
+    ) -> Result<Response<pb::GetSubjectSanctionsResponse>, Status> {
+        let request = request.into_inner();
+        let code = CreditCode::parse(request.credit_code.trim())
+            .map_err(|error| ApiError::invalid("credit_code", error.to_string()))?;
+        let code = code.as_str();
+        let (listings, pushes) = tokio::try_join!(
+            listings::of_subject(&self.pool, code, request.include_ended),
+            tasks::pushes_of(&self.pool, code, request.include_ended),
+        )
+        .map_err(internal)?;
+        let catalogue = self.catalogue.current();
+        let listings = listings
+            .into_iter()
+            .map(|row| pb::Listing {
+                list: i32::from(row.list),
+                record_id: row.record_id,
+                department_id: row.department_id,
+                since: row.since.to_string(),
+                until: day(row.until),
+            })
+            .collect();
+        let pushes = pushes
+            .into_iter()
+            .map(|row| {
+                let measure = catalogue.iter().find(|measure| measure.code == row.measure_code);
+                pb::SanctionPush {
+                    measure_title: measure.map(|measure| measure.title.clone()).unwrap_or_default(),
+                    legal_basis: measure.map(|measure| measure.legal_basis.clone()).unwrap_or_default(),
+                    measure_code: row.measure_code,
+                    department_id: row.department_id,
+                    pushed_on: row.created_at.date_naive().to_string(),
+                    executed: row.status == tasks::COMPLETED,
+                    lifted_on: day(row.lifted_at.map(|at| at.date_naive())),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetSubjectSanctionsResponse { listings, pushes }))
     }
 
     async fn serve_notice(

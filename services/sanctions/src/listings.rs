@@ -178,3 +178,25 @@ pub async fn transferred(connection: &mut PgConnection, credit_code: &str, recor
     .await?;
     Ok(())
 }
+
+/// A subject's time on a list, as `GetSubjectSanctions` shows it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ListingRow {
+    pub list: i16,
+    pub record_id: String,
+    pub department_id: String,
+    pub since: NaiveDate,
+    pub until: Option<NaiveDate>,
+}
+
+/// The listings of `credit_code`, oldest first; ended ones only if asked.
+pub async fn of_subject(pool: &PgPool, credit_code: &str, include_ended: bool) -> Result<Vec<ListingRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT list, record_id, department_id, since, until FROM listings
+         WHERE credit_code = $1 AND ($2 OR until IS NULL) ORDER BY since, record_id",
+    )
+    .bind(credit_code)
+    .bind(include_ended)
+    .fetch_all(pool)
+    .await
+}

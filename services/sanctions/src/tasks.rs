@@ -320,6 +320,28 @@ impl NewTasks {
     }
 }
 
+/// A sanction pushed against a subject, as `GetSubjectSanctions` shows it.
+#[derive(Debug, FromRow)]
+pub struct PushRow {
+    pub measure_code: String,
+    pub department_id: String,
+    pub created_at: DateTime<Utc>,
+    pub status: i16,
+    pub lifted_at: Option<DateTime<Utc>>,
+}
+
+/// The sanctions pushed against `credit_code`, by measure and department; lifted ones only if asked.
+pub async fn pushes_of(pool: &PgPool, credit_code: &str, include_lifted: bool) -> Result<Vec<PushRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT measure_code, department_id, created_at, status, lifted_at FROM tasks
+         WHERE kind = 1 AND credit_code = $1 AND ($2 OR lifted_at IS NULL) ORDER BY measure_code, department_id, task_id",
+    )
+    .bind(credit_code)
+    .bind(include_lifted)
+    .fetch_all(pool)
+    .await
+}
+
 /// Filters of an inbox.
 #[derive(Debug, Default)]
 pub struct Inbox {

@@ -23,8 +23,9 @@ use xinyong_proto::events::v1::{
 use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
 use xinyong_proto::sanctions::v1::{
     CheckEntityRequest, CheckEntityResponse, ClaimTaskRequest, CompleteTaskRequest, GetOverdueRequest,
-    ListMeasuresRequest, ListTasksRequest, MatterType, Measure, MeasureHandling, MeasureTarget, PushLeadRequest,
-    ReportHandlingRequest, ReturnTaskRequest, ServeNoticeRequest, Task, TaskKind, TaskStatus, UpsertMeasureRequest,
+    GetSubjectSanctionsRequest, GetSubjectSanctionsResponse, ListMeasuresRequest, ListTasksRequest, MatterType,
+    Measure, MeasureHandling, MeasureTarget, PushLeadRequest, ReportHandlingRequest, ReturnTaskRequest,
+    ServeNoticeRequest, Task, TaskKind, TaskStatus, UpsertMeasureRequest,
 };
 use xinyong_sanctions::listings;
 use xinyong_sanctions::{SanctionsSection, SanctionsSettings};
@@ -860,6 +861,21 @@ async fn a_listing_takes_effect_only_once_its_notice_is_served_and_ends_with_the
     assert_eq!(tasks_when(&app.finance, &[TaskKind::Sanction], 1).await[0].measure_code, "bl-subsidy-ban");
     let served_task = tasks_of(&app.market, &[TaskKind::Notice]).await.remove(0);
     assert_eq!(served_task.status, TaskStatus::Completed as i32);
+    let standing = subject_sanctions(&app.finance, false).await;
+    assert_eq!(standing.listings.len(), 1);
+    let listing = &standing.listings[0];
+    assert_eq!((listing.list, listing.record_id.as_str()), (ListKind::SeriousDishonesty as i32, RECORD));
+    assert_eq!(
+        (listing.since.as_str(), listing.until.as_str(), listing.department_id.as_str()),
+        (today.as_str(), "", "samr-110108")
+    );
+    let push = &standing.pushes[0];
+    assert_eq!((push.measure_code.as_str(), push.department_id.as_str()), ("bl-subsidy-ban", "finance-110108"));
+    assert_eq!(
+        (push.measure_title.as_str(), push.legal_basis.as_str()),
+        ("限制申请财政资金补贴", "国办发〔2020〕49号")
+    );
+    assert_eq!((push.pushed_on.as_str(), push.lifted_on.as_str(), push.executed), (today.as_str(), "", false));
 
     // The record is repaired: the listing ends, the measure stops, the pushed department is told.
     let repaired = RecordRepaired { credit_code: SUBJECT.into(), record_id: RECORD.into(), repair_id: "R-1".into() };
@@ -875,6 +891,21 @@ async fn a_listing_takes_effect_only_once_its_notice_is_served_and_ends_with_the
     .await
     .unwrap();
     assert_eq!(announced, 2, "listed, then taken off");
+    let standing = subject_sanctions(&app.finance, false).await;
+    assert!(standing.listings.is_empty() && standing.pushes.is_empty(), "{standing:?}");
+    let ended = subject_sanctions(&app.finance, true).await;
+    assert_eq!((ended.listings.len(), ended.listings[0].until.as_str()), (1, today.as_str()));
+    assert_eq!((ended.pushes.len(), ended.pushes[0].lifted_on.as_str()), (1, today.as_str()));
+    let bad = app
+        .finance
+        .clone()
+        .get_subject_sanctions(GetSubjectSanctionsRequest {
+            credit_code: "91350100M000100Y4Z".into(),
+            include_ended: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.get_error_details().bad_request().unwrap().field_violations[0].field, "credit_code");
     app.service.stop().await;
 }
 
@@ -1185,4 +1216,9 @@ fn sweep(calendar: &Calendar) -> listings::Sweep<'_> {
 
 async fn timer_tasks(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM tasks WHERE kind IN (6, 7)").fetch_one(pool).await.unwrap()
+}
+
+async fn subject_sanctions(client: &Client, include_ended: bool) -> GetSubjectSanctionsResponse {
+    let request = GetSubjectSanctionsRequest { credit_code: SUBJECT.into(), include_ended };
+    client.clone().get_subject_sanctions(request).await.unwrap().into_inner()
 }
