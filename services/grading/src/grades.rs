@@ -137,7 +137,7 @@ fn penalty_kind_name(kind: i16) -> &'static str {
 /// The categories ingestion's catalogue is seeded with: a fact of one of them borrows its name
 /// rather than owning a copy (a recompute reads five million facts). A category added to the
 /// catalogue later is owned, and works the same.
-const SEEDED_CATEGORIES: [&str; 15] = [
+const SEEDED_CATEGORIES: [&str; 16] = [
     "licence",
     "penalty",
     "enforcement",
@@ -153,6 +153,7 @@ const SEEDED_CATEGORIES: [&str; 15] = [
     "commitment_kept",
     "commitment_broken",
     "self_declared",
+    "criminal_judgment",
 ];
 
 fn category_name(category: &str) -> Cow<'static, str> {

@@ -354,7 +354,8 @@ async fn timeliness_counts_late_reports_per_department_and_category() {
         .unwrap_err();
     assert_eq!(others.code(), Code::PermissionDenied);
     let categories = app.market.list_categories(ListCategoriesRequest {}).await.unwrap().into_inner().categories;
-    assert_eq!(categories.len(), 15);
+    assert_eq!(categories.len(), 16);
+    assert!(categories.iter().any(|c| c.code == "criminal_judgment" && c.monthly), "for the special credit report");
     let penalty = categories.iter().find(|c| c.code == "penalty").unwrap();
     assert_eq!((penalty.deadline_working_days, penalty.monthly), (7, false));
     app.stop().await;
