@@ -3,7 +3,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p xinyong-cli -p xinyong-gateway -p xinyong-registry -p xinyong-ingestion \
-      -p xinyong-grading -p xinyong-sanctions -p xinyong-lottery -p xinyong-objections
+      -p xinyong-grading -p xinyong-sanctions -p xinyong-lottery -p xinyong-objections -p xinyong-reports
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \

@@ -26,9 +26,9 @@ for arg in "$@"; do
   esac
 done
 
-SERVICES=(registry ingestion grading sanctions lottery objections)
-declare -A GRPC_PORT=([gateway]=50051 [registry]=50061 [ingestion]=50062 [grading]=50063 [sanctions]=50064 [lottery]=50065 [objections]=50066)
-declare -A ADMIN_PORT=([gateway]=9150 [registry]=9161 [ingestion]=9162 [grading]=9163 [sanctions]=9164 [lottery]=9165 [objections]=9166)
+SERVICES=(registry ingestion grading sanctions lottery objections reports)
+declare -A GRPC_PORT=([gateway]=50051 [registry]=50061 [ingestion]=50062 [grading]=50063 [sanctions]=50064 [lottery]=50065 [objections]=50066 [reports]=50067)
+declare -A ADMIN_PORT=([gateway]=9150 [registry]=9161 [ingestion]=9162 [grading]=9163 [sanctions]=9164 [lottery]=9165 [objections]=9166 [reports]=9167)
 for service in gateway "${SERVICES[@]}"; do
   upper=${service^^}
   port_var=XINYONG_${upper}_PORT; admin_var=XINYONG_${upper}_ADMIN_PORT
@@ -46,7 +46,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 if [ "$BUILD" = 1 ]; then
   log "building release binaries"
   cargo build --release --locked -p xinyong-cli -p xinyong-gateway -p xinyong-registry -p xinyong-ingestion \
-    -p xinyong-grading -p xinyong-sanctions -p xinyong-lottery -p xinyong-objections
+    -p xinyong-grading -p xinyong-sanctions -p xinyong-lottery -p xinyong-objections -p xinyong-reports
 fi
 
 random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -72,6 +72,10 @@ export XINYONG__GATEWAY__ADMIN_TOKEN=${XINYONG__GATEWAY__ADMIN_TOKEN:-admin-$(ra
 export XINYONG__REDIS__URL=${XINYONG__REDIS__URL:-$REDIS_URL}
 export XINYONG__INGESTION__REGISTRY_URL=${XINYONG__INGESTION__REGISTRY_URL:-http://127.0.0.1:${GRPC_PORT[registry]}}
 export XINYONG__OBJECTIONS__INGESTION_URL=${XINYONG__OBJECTIONS__INGESTION_URL:-http://127.0.0.1:${GRPC_PORT[ingestion]}}
+for owner in registry ingestion grading sanctions; do
+  var=XINYONG__REPORTS__${owner^^}_URL
+  export "$var=${!var:-http://127.0.0.1:${GRPC_PORT[$owner]}}"
+done
 for service in "${SERVICES[@]}"; do
   var=XINYONG__GATEWAY__UPSTREAMS__${service^^}
   export "$var=${!var:-http://127.0.0.1:${GRPC_PORT[$service]}}"

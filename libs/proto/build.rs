@@ -12,6 +12,7 @@ const FILES: &[&str] = &[
     "xinyong/sanctions/v1/sanctions.proto",
     "xinyong/lottery/v1/lottery.proto",
     "xinyong/objections/v1/objections.proto",
+    "xinyong/reports/v1/reports.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A record's category fields as a BTreeMap: they are stored and digested sorted by name, so
     // ingestion moves the decoded map as it is instead of rebuilding it (and no hashing per entry).
+    // A credit report carries records, and its digest is over its encoding: sorted maps make that
+    // encoding the same however often the report is decoded and encoded again.
     tonic_prost_build::configure()
         .btree_map(".xinyong.ingestion.v1")
         .build_server(true)

@@ -27,6 +27,7 @@ const SERVICE_NAMES: &[&str] = &[
     "xinyong.sanctions.v1.SanctionsService",
     "xinyong.lottery.v1.LotteryService",
     "xinyong.objections.v1.ObjectionService",
+    "xinyong.reports.v1.ReportService",
 ];
 
 fn get_entity() -> GetEntityRequest {

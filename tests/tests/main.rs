@@ -9,4 +9,5 @@ mod ingestion;
 mod lottery;
 mod objections;
 mod registry;
+mod reports;
 mod sanctions;

@@ -1,5 +1,5 @@
 //! Starts the whole platform for a test: a throw-away database with one role and schema per
-//! service, a private Redis key prefix, and the gateway and six services as real processes on
+//! service, a private Redis key prefix, and the gateway and seven services as real processes on
 //! free ports. Dropping the [`Platform`] kills the processes and drops the database and roles.
 //!
 //! Environment: `DATABASE_URL` (an administrator's URL, default `postgres://postgres@127.0.0.1:5432/postgres`),
@@ -20,8 +20,8 @@ use xinyong_platform::config::SERVICES;
 use xinyong_platform::db::Provisioned;
 use xinyong_platform::testing::{TestDatabase, redis_url};
 
-/// The six services behind the gateway.
-pub const BACKENDS: &[&str] = &["registry", "ingestion", "grading", "sanctions", "lottery", "objections"];
+/// The seven services behind the gateway.
+pub const BACKENDS: &[&str] = &["registry", "ingestion", "grading", "sanctions", "lottery", "objections", "reports"];
 
 fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
@@ -141,6 +141,14 @@ impl Platform {
         }
         if let Some((ingestion, _)) = all_ports.get("ingestion") {
             env.push(("XINYONG__OBJECTIONS__INGESTION_URL".to_owned(), format!("http://127.0.0.1:{ingestion}")));
+        }
+        for owner in ["registry", "ingestion", "grading", "sanctions"] {
+            if let Some((grpc, _)) = all_ports.get(owner) {
+                env.push((
+                    format!("XINYONG__REPORTS__{}_URL", owner.to_uppercase()),
+                    format!("http://127.0.0.1:{grpc}"),
+                ));
+            }
         }
         env
     }

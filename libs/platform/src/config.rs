@@ -25,6 +25,7 @@ pub const SERVICES: &[ServiceDefaults] = &[
     ServiceDefaults { name: "sanctions", grpc_port: 50064, admin_port: 9164 },
     ServiceDefaults { name: "lottery", grpc_port: 50065, admin_port: 9165 },
     ServiceDefaults { name: "objections", grpc_port: 50066, admin_port: 9166 },
+    ServiceDefaults { name: "reports", grpc_port: 50067, admin_port: 9167 },
 ];
 
 /// Default ports of one service.

@@ -76,3 +76,8 @@ pub mod objections {
         tonic::include_proto!("xinyong.objections.v1");
     }
 }
+pub mod reports {
+    pub mod v1 {
+        tonic::include_proto!("xinyong.reports.v1");
+    }
+}

@@ -1,4 +1,4 @@
-//! The gateway: the only public endpoint. It serves all six services (forwarded to their owners),
+//! The gateway: the only public endpoint. It serves all seven services (forwarded to their owners),
 //! `gateway.v1` administration, health and reflection, on one port.
 
 pub mod admin;
@@ -30,7 +30,8 @@ use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::limits::RateLimits;
 use crate::proxy::{
-    Checks, Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Sanctions, UPSTREAMS, Upstream,
+    Checks, Forward, GatewayHealth, Grading, Ingestion, Lottery, Objections, Registry, Reports, Sanctions, UPSTREAMS,
+    Upstream,
 };
 use xinyong_platform::upstream::UpstreamConnection;
 
@@ -235,6 +236,7 @@ pub async fn run(
         .add_service(forward::<Sanctions>(&upstreams, &checks))
         .add_service(forward::<Lottery>(&upstreams, &checks))
         .add_service(forward::<Objections>(&upstreams, &checks))
+        .add_service(forward::<Reports>(&upstreams, &checks))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

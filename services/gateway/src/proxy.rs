@@ -51,6 +51,7 @@ upstreams! {
     Sanctions => "sanctions", "xinyong.sanctions.v1.SanctionsService";
     Lottery => "lottery", "xinyong.lottery.v1.LotteryService";
     Objections => "objections", "xinyong.objections.v1.ObjectionService";
+    Reports => "reports", "xinyong.reports.v1.ReportService";
 }
 
 /// What every forwarded call passes through before it leaves, whichever service it is for.

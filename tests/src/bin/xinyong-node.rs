@@ -14,8 +14,9 @@ fn main() -> ExitCode {
         "sanctions" => run_service("sanctions", xinyong_sanctions::run),
         "lottery" => run_service("lottery", xinyong_lottery::run),
         "objections" => run_service("objections", xinyong_objections::run),
+        "reports" => run_service("reports", xinyong_reports::run),
         _ => {
-            eprintln!("usage: xinyong-node gateway|registry|ingestion|grading|sanctions|lottery|objections");
+            eprintln!("usage: xinyong-node gateway|registry|ingestion|grading|sanctions|lottery|objections|reports");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    xinyong_platform::service::main("reports", xinyong_reports::run)
+}
