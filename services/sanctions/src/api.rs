@@ -5,17 +5,17 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate, Utc};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
-use xinyong_domain::calendar::{Calendar, day_at, today};
+use xinyong_domain::calendar::{Calendar, day_at, parse_day, today};
 use xinyong_domain::credit_code::CreditCode;
 use xinyong_platform::error::violation;
 use xinyong_platform::identity::PERMISSION_INTERNAL_GRADES;
 use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller};
-use xinyong_proto::common::v1::FieldViolation;
+use xinyong_proto::common::v1::{DateRange, FieldViolation};
 use xinyong_proto::sanctions::v1 as pb;
 use xinyong_proto::sanctions::v1::sanctions_service_server::SanctionsService;
 
@@ -638,6 +638,72 @@ impl SanctionsService for Sanctions {
             })
             .collect();
         Ok(Response::new(pb::GetSubjectSanctionsResponse { listings, pushes }))
+    }
+
+    async fn get_task_statistics(
+        &self,
+        request: Request<pb::GetTaskStatisticsRequest>,
+    ) -> Result<Response<pb::GetTaskStatisticsResponse>, Status> {
+        let request = request.into_inner();
+        let today = today();
+        let range = request.period.unwrap_or_default();
+        let mut problems = Vec::new();
+        let mut day = |field: &str, text: &str| -> Option<NaiveDate> {
+            if text.trim().is_empty() {
+                return None;
+            }
+            let parsed = parse_day(text);
+            if parsed.is_none() {
+                problems.push(violation(field, "must be YYYY-MM-DD"));
+            }
+            parsed
+        };
+        let from = day("period.from", &range.from);
+        let to = day("period.to", &range.to);
+        let to = to.unwrap_or(today);
+        let from = from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
+        if problems.is_empty() && from > to {
+            problems.push(violation("period.from", "is after period.to"));
+        }
+        ApiError::check(problems)?;
+        let department = request.department_id.trim();
+        let department = (!department.is_empty()).then_some(department);
+        let rows = tasks::statistics(&self.pool, from, to, department, today).await.map_err(internal)?;
+        let mut totals: Vec<tasks::TaskCountRow> = Vec::new();
+        for row in &rows {
+            let at = match totals.iter().position(|total| total.kind == row.kind) {
+                Some(at) => at,
+                None => {
+                    totals.push(tasks::TaskCountRow { kind: row.kind, ..Default::default() });
+                    totals.len() - 1
+                }
+            };
+            let total = &mut totals[at];
+            total.made += row.made;
+            total.completed_on_time += row.completed_on_time;
+            total.completed_late += row.completed_late;
+            total.returned += row.returned;
+            total.pooled += row.pooled;
+            total.open += row.open;
+            total.open_overdue += row.open_overdue;
+        }
+        totals.sort_by_key(|total| total.kind);
+        let counts = |row: &tasks::TaskCountRow| pb::TaskCounts {
+            department_id: row.department_id.clone(),
+            kind: i32::from(row.kind),
+            made: row.made,
+            completed_on_time: row.completed_on_time,
+            completed_late: row.completed_late,
+            returned: row.returned,
+            pooled: row.pooled,
+            open: row.open,
+            open_overdue: row.open_overdue,
+        };
+        Ok(Response::new(pb::GetTaskStatisticsResponse {
+            period: Some(DateRange { from: from.to_string(), to: to.to_string() }),
+            departments: rows.iter().map(counts).collect(),
+            totals: totals.iter().map(counts).collect(),
+        }))
     }
 
     async fn serve_notice(

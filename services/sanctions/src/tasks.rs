@@ -342,6 +342,71 @@ pub async fn pushes_of(pool: &PgPool, credit_code: &str, include_lifted: bool) -
     .await
 }
 
+/// What became of the tasks of one kind made for one department in a period.
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct TaskCountRow {
+    pub department_id: String,
+    pub kind: i16,
+    pub made: i64,
+    pub completed_on_time: i64,
+    pub completed_late: i64,
+    pub returned: i64,
+    pub pooled: i64,
+    pub open: i64,
+    pub open_overdue: i64,
+}
+
+/// The smallest UUID v7 made at `instant` or later: task ids are UUID v7, whose first 48 bits are
+/// the millisecond the task was made, so a period of making is a range of the primary key.
+fn first_id_at(instant: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(instant.timestamp_millis()).unwrap_or(0).to_be_bytes();
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+/// Midnight of `day` in China Standard Time, the zone deadlines are counted in.
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).map_or(DateTime::<Utc>::MIN_UTC, |midnight| midnight.and_utc())
+        - chrono::Duration::hours(8)
+}
+
+/// What became of the tasks made from `from` to `to` (days, inclusive), per department and kind.
+/// A task counts as completed on time when it was closed on or before its due day (in China
+/// Standard Time); open ones past their day count as overdue against `today`.
+pub async fn statistics(
+    pool: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    department_id: Option<&str>,
+    today: NaiveDate,
+) -> Result<Vec<TaskCountRow>, sqlx::Error> {
+    let end = to.succ_opt().map_or(DateTime::<Utc>::MAX_UTC, start_of);
+    sqlx::query_as(
+        "SELECT department_id, kind, count(*) AS made,
+             count(*) FILTER (WHERE status = 2 AND NOT late) AS completed_on_time,
+             count(*) FILTER (WHERE status = 2 AND late) AS completed_late,
+             count(*) FILTER (WHERE status = 3) AS returned,
+             count(*) FILTER (WHERE status = 4) AS pooled,
+             count(*) FILTER (WHERE status = 1) AS open,
+             count(*) FILTER (WHERE status = 1 AND due_on < $4) AS open_overdue
+         FROM (
+             SELECT department_id, kind, status, due_on,
+                 coalesce(((updated_at AT TIME ZONE 'UTC') + interval '8 hours')::date > due_on, false) AS late
+             FROM tasks WHERE task_id >= $1 AND task_id < $2 AND ($3::text IS NULL OR department_id = $3)
+         ) made
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(first_id_at(start_of(from)))
+    .bind(first_id_at(end))
+    .bind(department_id)
+    .bind(today)
+    .fetch_all(pool)
+    .await
+}
+
 /// Filters of an inbox.
 #[derive(Debug, Default)]
 pub struct Inbox {

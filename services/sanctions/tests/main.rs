@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::Days;
+use chrono::{Datelike, Days};
 use secrecy::ExposeSecret;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -15,7 +15,7 @@ use xinyong_platform::identity::{Caller, InternalInterceptor};
 use xinyong_platform::testing::{
     Spawned, TcpProxy, TestDatabase, connect_when_serving, publish_event, redis_address, redis_url,
 };
-use xinyong_proto::common::v1::{Grade, ListKind};
+use xinyong_proto::common::v1::{DateRange, Grade, ListKind};
 use xinyong_proto::events::v1::{
     EntitiesRegistered, EntityRegistered, EntityUpdated, GradeChanged, GradeReason, GradesChanged, RecordIngested,
     RecordRepaired, RecordWithdrawn,
@@ -23,9 +23,9 @@ use xinyong_proto::events::v1::{
 use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
 use xinyong_proto::sanctions::v1::{
     CheckEntityRequest, CheckEntityResponse, ClaimTaskRequest, CompleteTaskRequest, GetOverdueRequest,
-    GetSubjectSanctionsRequest, GetSubjectSanctionsResponse, ListMeasuresRequest, ListTasksRequest, MatterType,
-    Measure, MeasureHandling, MeasureTarget, PushLeadRequest, ReportHandlingRequest, ReturnTaskRequest,
-    ServeNoticeRequest, Task, TaskKind, TaskStatus, UpsertMeasureRequest,
+    GetSubjectSanctionsRequest, GetSubjectSanctionsResponse, GetTaskStatisticsRequest, ListMeasuresRequest,
+    ListTasksRequest, MatterType, Measure, MeasureHandling, MeasureTarget, PushLeadRequest, ReportHandlingRequest,
+    ReturnTaskRequest, ServeNoticeRequest, Task, TaskKind, TaskStatus, UpsertMeasureRequest,
 };
 use xinyong_sanctions::listings;
 use xinyong_sanctions::{SanctionsSection, SanctionsSettings};
@@ -1221,4 +1221,95 @@ async fn timer_tasks(pool: &sqlx::PgPool) -> i64 {
 async fn subject_sanctions(client: &Client, include_ended: bool) -> GetSubjectSanctionsResponse {
     let request = GetSubjectSanctionsRequest { credit_code: SUBJECT.into(), include_ended };
     client.clone().get_subject_sanctions(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn task_statistics_count_what_became_of_the_tasks_made_in_a_period_per_department_and_kind() {
+    let app = spawn_app(|_| {}).await;
+    let lead = |source: &str, to: &[&str]| PushLeadRequest {
+        credit_codes: vec![SUBJECT.into()],
+        to_departments: to.iter().map(|department| (*department).to_owned()).collect(),
+        risk_level: 2,
+        urgency: 1,
+        summary: "线索".into(),
+        source_lead_id: source.into(),
+    };
+    let pushed = app.market.clone().push_lead(lead("S-1", &["finance-110108", "tax-110108"])).await.unwrap();
+    let pushed = pushed.into_inner().tasks;
+    let finance_task = pushed.iter().find(|task| task.department_id == "finance-110108").unwrap().task_id.clone();
+    app.market.clone().push_lead(lead("S-2", &["finance-110108"])).await.unwrap();
+    app.market.clone().push_lead(lead("S-3", &["finance-110108"])).await.unwrap();
+    let finance = tasks_of(&app.finance, &[TaskKind::Lead]).await;
+    assert_eq!(finance.len(), 3);
+    // One completed on time, one completed after its day, one left open past its day; tax's is
+    // returned.
+    let complete = |task_id: &str| CompleteTaskRequest { task_id: task_id.into(), feedback: "已处理".into() };
+    app.finance.clone().complete_task(complete(&finance_task)).await.unwrap();
+    let (late, overdue) = (finance[1].task_id.clone(), finance[2].task_id.clone());
+    let set_due = |task_id: String, due: chrono::NaiveDate| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query("UPDATE tasks SET due_on = $2 WHERE task_id = $1::uuid")
+                .bind(task_id)
+                .bind(due)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    let today = xinyong_domain::calendar::today();
+    set_due(late.clone(), today - Days::new(2)).await;
+    app.finance.clone().complete_task(complete(&late)).await.unwrap();
+    set_due(overdue, today - Days::new(1)).await;
+    let tax_task = tasks_of(&(app.client_for)(Caller::new("tax-110108", vec![])), &[TaskKind::Lead]).await.remove(0);
+    let returned = ReturnTaskRequest { task_id: tax_task.task_id, reason: "不属本部门职责".into() };
+    (app.client_for)(Caller::new("tax-110108", vec![])).return_task(returned).await.unwrap();
+    // A lead made a year ago is outside this month.
+    let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_733_000_000, 0));
+    sqlx::query(
+        "INSERT INTO tasks (task_id, kind, status, department_id, credit_code, summary, due_on, created_by)
+         VALUES ($1, 4, 1, 'finance-110108', $2, '旧线索', '2024-12-31', 'samr-110108')",
+    )
+    .bind(old)
+    .bind(SUBJECT)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let statistics = app.market.clone().get_task_statistics(GetTaskStatisticsRequest::default()).await.unwrap();
+    let statistics = statistics.into_inner();
+    let period = statistics.period.unwrap();
+    assert_eq!((period.from, period.to), (today.with_day(1).unwrap().to_string(), today.to_string()));
+    let of = |department: &str| {
+        statistics
+            .departments
+            .iter()
+            .find(|row| row.department_id == department && row.kind == TaskKind::Lead as i32)
+            .unwrap()
+    };
+    let finance = of("finance-110108");
+    assert_eq!(
+        (finance.made, finance.completed_on_time, finance.completed_late, finance.open, finance.open_overdue),
+        (3, 1, 1, 1, 1),
+        "{finance:?}"
+    );
+    assert_eq!((of("tax-110108").made, of("tax-110108").returned), (1, 1));
+    let total = statistics.totals.iter().find(|row| row.kind == TaskKind::Lead as i32).unwrap();
+    assert_eq!((total.department_id.as_str(), total.made, total.returned, total.open_overdue), ("", 4, 1, 1));
+
+    // The old lead's month, for finance alone.
+    let last_year = GetTaskStatisticsRequest {
+        period: Some(DateRange { from: "2024-11-01".into(), to: "2024-12-31".into() }),
+        department_id: "finance-110108".into(),
+    };
+    let old_counts = app.market.clone().get_task_statistics(last_year).await.unwrap().into_inner();
+    assert_eq!(old_counts.departments.len(), 1);
+    assert_eq!((old_counts.departments[0].made, old_counts.departments[0].open_overdue), (1, 1));
+    let inverted = GetTaskStatisticsRequest {
+        period: Some(DateRange { from: "2025-02-01".into(), to: "2025-01-01".into() }),
+        department_id: String::new(),
+    };
+    let error = app.market.clone().get_task_statistics(inverted).await.unwrap_err();
+    assert_eq!(error.get_error_details().bad_request().unwrap().field_violations[0].field, "period.from");
+    app.service.stop().await;
 }
