@@ -780,3 +780,63 @@ async fn the_processes_export_exactly_the_documented_metrics() {
     assert!(undocumented.is_empty(), "exported but not in docs/configuration.md: {undocumented:?}");
     assert!(missing.is_empty(), "in docs/configuration.md but exported by no process: {missing:?}");
 }
+
+/// Redis loses the registry's stream while grading is down, with the registration grading never
+/// read: grading never grades the subject, until the operator's `xinyong-cli events-replay` has the
+/// registry's relay publish it again.
+#[tokio::test]
+async fn an_event_lost_with_redis_reaches_its_consumer_after_an_events_replay() {
+    use xinyong_proto::grading::v1::GetGradeRequest;
+    use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
+
+    let mut platform = Platform::start().await;
+    let market = crate::ingestion::department(&platform, "samr-440305", &[]).await;
+    platform.kill("grading");
+    let before = chrono::Utc::now();
+    RegistryServiceClient::new(platform.gateway().await)
+        .register_entity(with_token(RegisterEntityRequest { entity: Some(crate::ingestion::enterprise()) }, &market))
+        .await
+        .unwrap();
+    let registry = platform.pool_of("registry").await;
+    for attempt in 0.. {
+        let published: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&registry)
+            .await
+            .unwrap();
+        if published > 0 {
+            break;
+        }
+        assert!(attempt < 400, "the registration was never published");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut redis = redis::Client::open(xinyong_platform::testing::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stream = format!("{}:events:registry", platform.redis_prefix);
+    let removed: i64 = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
+    assert_eq!(removed, 1, "the registry's stream {stream}");
+
+    platform.restart("grading", &[]);
+    platform.wait_serving("grading").await;
+    let mut grading = GradingServiceClient::new(platform.gateway().await);
+    let grade = || GetGradeRequest { credit_code: crate::ingestion::enterprise().credit_code, scheme: String::new() };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lost = grading.get_grade(with_token(grade(), &market)).await.unwrap_err();
+    assert_eq!(lost.code(), Code::NotFound, "grading never heard of the subject");
+
+    let admin_url = xinyong_platform::testing::admin_database_url();
+    let replayed =
+        xinyong_cli::replay::run(&admin_url, &platform.database, &["registry", "grading"], before).await.unwrap();
+    let republished = replayed[0].1.expect("the registry has an outbox");
+    assert_eq!((replayed[0].0.as_str(), republished.events), ("registry", 1));
+    assert_eq!(replayed[1].1.map(|grading| grading.events), Some(0), "grading published nothing since");
+    for attempt in 0.. {
+        if grading.get_grade(with_token(grade(), &market)).await.is_ok() {
+            break;
+        }
+        assert!(attempt < 400, "grading never graded the replayed registration\n{}", platform.log_tail("grading"));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -304,3 +304,110 @@ async fn publishing_trims_stream_entries_older_than_the_retention_when_one_is_se
     assert_eq!(kept.len(), 2, "the old entry went, both new ones stayed: {kept:?}");
     assert!(kept.iter().all(|id| id != "1000-0"));
 }
+
+/// Counts the status events it handles.
+struct Counting(Arc<AtomicUsize>);
+
+impl EventHandler for Counting {
+    async fn handle(&self, _: &mut sqlx::PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        if bus::outbox::decode::<EntityStatusChanged>(envelope).is_some() {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Redis loses its streams with events a consumer had not handled yet: publishing the outbox again
+/// from before the loss brings those to the consumer once, and the ones it had handled not again.
+#[tokio::test]
+async fn events_lost_with_redis_are_published_again_from_the_outbox_and_handled_once() {
+    let database = TestDatabase::new().await;
+    let (producer, redis) = registry_outbox(&database).await;
+    let consumer_pool = database.pool_of("grading").await;
+    PLATFORM_MIGRATOR.run(&consumer_pool).await.unwrap();
+    let relay =
+        Relay::new(producer.clone(), redis.clone(), "registry", EventSettings::default(), Metrics::new("registry"));
+    let enqueue = |codes: &'static [&'static str]| {
+        let producer = producer.clone();
+        async move {
+            let mut transaction = producer.begin().await.unwrap();
+            for code in codes {
+                let event = EntityStatusChanged { credit_code: (*code).into(), ..Default::default() };
+                bus::enqueue(&mut transaction, "registry", &event).await.unwrap();
+            }
+            transaction.commit().await.unwrap();
+        }
+    };
+    let handled = Arc::new(AtomicUsize::new(0));
+    let start_consumer = || {
+        let mut consumer = Consumer::new(
+            consumer_pool.clone(),
+            redis.clone(),
+            "grading",
+            &["registry"],
+            Counting(handled.clone()),
+            Metrics::new("grading"),
+        );
+        consumer.block = Duration::from_millis(50);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        (stop, tokio::spawn(consumer.run(async move { stopped.notified().await })))
+    };
+    let handled_becomes = |expected: usize| {
+        let handled = handled.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while handled.load(Ordering::SeqCst) < expected {
+                assert!(tokio::time::Instant::now() < deadline, "handled {handled:?}, expected {expected}");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
+
+    // Three events handled.
+    let before = chrono::Utc::now();
+    enqueue(&["91110000600037341L", "91110000600037342L", "91110000600037343L"]).await;
+    assert_eq!(relay.publish_batch().await.unwrap(), 3);
+    let (stop, task) = start_consumer();
+    handled_becomes(3).await;
+    stop.notify_one();
+    task.await.unwrap();
+    // Two more published while the consumer is away; then Redis loses everything.
+    enqueue(&["91110000600037344L", "91110000600037345L"]).await;
+    assert_eq!(relay.publish_batch().await.unwrap(), 2);
+    let mut connection = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let removed: i64 = redis::cmd("DEL").arg(redis.stream_key("registry")).query_async(&mut connection).await.unwrap();
+    assert_eq!(removed, 1);
+
+    // Published again from before the first: all five go out, in their order.
+    let mut outbox = producer.acquire().await.unwrap();
+    let republished = bus::outbox::republish_since(&mut outbox, before).await.unwrap();
+    assert_eq!(republished.events, 5);
+    assert!(republished.oldest_kept.is_some_and(|oldest| oldest >= before));
+    assert_eq!(relay.publish_batch().await.unwrap(), 5);
+    let (stop, task) = start_consumer();
+    handled_becomes(5).await;
+    // The two it never had are handled; the three it had are acknowledged, not handled again.
+    let stream = redis.stream_key("registry");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // XPENDING's summary: the count first, then the ids and consumers it spans.
+        let pending: Vec<redis::Value> =
+            redis::cmd("XPENDING").arg(&stream).arg("grading").query_async(&mut connection).await.unwrap();
+        let pending = pending.first().and_then(|count| redis::from_redis_value_ref::<i64>(count).ok());
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+            redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut connection).await.unwrap();
+        let lag = groups[0].get("lag").and_then(|value| redis::from_redis_value_ref::<i64>(value).ok());
+        if pending == Some(0) && lag == Some(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the republished events were never all acknowledged");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), 5, "each event handled once");
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events").fetch_one(&consumer_pool).await.unwrap();
+    assert_eq!(recorded, 5);
+    stop.notify_one();
+    task.await.unwrap();
+}

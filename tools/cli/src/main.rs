@@ -10,6 +10,8 @@
 //! xinyong-cli audit-verify --database-url URL [--seq N --hash HEX]
 //!     walk the gateway's audit log and say whether every entry follows the one before it, and
 //!     whether entry N still has the hash kept outside the platform
+//! xinyong-cli events-replay --admin-url URL --database NAME --since TIME [--service NAME]
+//!     after Redis lost its streams: publish again every event published since TIME
 //! ```
 
 use std::process::ExitCode;
@@ -24,7 +26,11 @@ const USAGE: &str = "usage:
       (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)
   xinyong-cli audit-verify --database-url URL [--seq N --hash HEX]
       (the gateway's database URL; exits 1 and names the entry where the chain breaks; --seq and
-      --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries)";
+      --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries)
+  xinyong-cli events-replay --admin-url URL --database NAME --since TIME [--service NAME]
+      (after Redis lost its streams: every service's events published at or after TIME, RFC 3339
+      e.g. 2026-11-25T08:00:00+08:00, are published again by its relay; consumers skip the ones
+      they handled. --service: only that one's outbox. See docs/operations.md)";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             "drop" => db::drop_provisioned(&admin_url, &database, &services).await.map_err(|error| error.to_string()),
+            "events-replay" => events_replay(&args, &admin_url, &database, &services).await,
             other => Err(format!("unknown command `{other}`\n{USAGE}")),
         }
     });
@@ -190,4 +197,42 @@ fn ingest(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `events-replay`: parse the flags, publish again, say what each outbox did.
+async fn events_replay(args: &[String], admin_url: &str, database: &str, services: &[&str]) -> Result<(), String> {
+    let since = flag(args, "--since").ok_or("--since is required (RFC 3339, e.g. 2026-11-25T08:00:00+08:00)")?;
+    let since = chrono::DateTime::parse_from_rfc3339(&since)
+        .map_err(|error| format!("--since `{since}`: not an RFC 3339 time ({error})"))?
+        .with_timezone(&chrono::Utc);
+    let only = flag(args, "--service");
+    let chosen: Vec<&str> = match &only {
+        Some(only) if !services.contains(&only.as_str()) => {
+            return Err(format!("--service `{only}`: not one of {}", services.join(", ")));
+        }
+        Some(only) => vec![only.as_str()],
+        None => services.to_vec(),
+    };
+    for (service, republished) in xinyong_cli::replay::run(admin_url, database, &chosen, since).await? {
+        let Some(republished) = republished else {
+            println!("{service}: no outbox");
+            continue;
+        };
+        match republished.oldest_kept {
+            None => println!("{service}: {} events to publish again (the outbox is empty)", republished.events),
+            Some(oldest) => {
+                println!(
+                    "{service}: {} events to publish again (the outbox holds events since {})",
+                    republished.events,
+                    oldest.to_rfc3339()
+                );
+                if oldest > since {
+                    println!(
+                        "{service}: older events were pruned (events.outbox_retention_hours): they cannot be published again"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

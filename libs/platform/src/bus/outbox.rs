@@ -205,3 +205,34 @@ pub async fn announce<E: Event, B: Event>(
         Announce::OneBatch => enqueue(connection, producer, &batch(events)).await.map(drop),
     }
 }
+
+/// What [`republish_since`] did in one service's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Republished {
+    /// Events marked unpublished again; the relay publishes them in their commit order.
+    pub events: u64,
+    /// When the oldest event the outbox still holds was written: nothing older can be replayed
+    /// (`events.outbox_retention_hours` pruned it). `None` when the outbox is empty.
+    pub oldest_kept: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Publish again every event published at or after `since` (in the schema `connection` is bound
+/// to). For when Redis lost its streams — a failover to a replica without the latest writes, a
+/// restart without persistence, a flush: the events it held that a consumer had not handled yet
+/// are gone from Redis, while their rows stay here for `events.outbox_retention_hours`. Consumers
+/// record every event they handle (`processed_events`, kept for good), so the events they had
+/// handled are acknowledged again without running their handlers: pick `since` generously.
+pub async fn republish_since(
+    connection: &mut PgConnection,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Republished, sqlx::Error> {
+    let events = sqlx::query("UPDATE outbox SET published_at = NULL WHERE published_at >= $1")
+        .bind(since)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
+    let oldest_kept = sqlx::query_scalar("SELECT created_at FROM outbox ORDER BY seq LIMIT 1")
+        .fetch_optional(&mut *connection)
+        .await?;
+    Ok(Republished { events, oldest_kept })
+}
