@@ -532,7 +532,12 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     let mut admin_client = GatewayAdminServiceClient::new(platform.gateway().await);
     let list = |after_seq: i64, department_id: &str| {
         with_token(
-            admin::ListAuditEntriesRequest { after_seq, page_size: 4, department_id: department_id.into() },
+            admin::ListAuditEntriesRequest {
+                after_seq,
+                page_size: 4,
+                department_id: department_id.into(),
+                subject: String::new(),
+            },
             &platform.admin_token,
         )
     };
@@ -561,6 +566,16 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     let market_only = admin_client.list_audit_entries(list(0, "samr-440305")).await.unwrap().into_inner();
     assert_eq!(market_only.entries.len(), 4, "a full page of the department's six");
     assert!(market_only.entries.iter().all(|entry| entry.department_id == "samr-440305"));
+    // Who looked at the subject: the three lookups forwarded name it; the one refused before
+    // forwarding and the other writer's entries (recorded without a request) do not.
+    let about =
+        admin::ListAuditEntriesRequest { subject: "91110000600037341L".into(), page_size: 100, ..Default::default() };
+    let about = admin_client.list_audit_entries(with_token(about, &platform.admin_token)).await.unwrap().into_inner();
+    let lookups: Vec<(&str, &str, i32)> =
+        about.entries.iter().map(|entry| (entry.department_id.as_str(), entry.method.as_str(), entry.code)).collect();
+    let forwarded = ("samr-440305", "xinyong.registry.v1.RegistryService/GetEntity", Code::NotFound as i32);
+    assert_eq!(lookups, [forwarded; 3], "{about:?}");
+    assert!(listed.iter().filter(|entry| entry.department_id.is_empty()).all(|entry| entry.subject.is_empty()));
     let not_admin = admin_client
         .list_audit_entries(with_token(admin::ListAuditEntriesRequest::default(), &market))
         .await
@@ -597,6 +612,14 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
         .await
         .unwrap();
     assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "restored");
+    // Or whom a call was about.
+    let about_seq = about.entries[0].seq;
+    let moved = "UPDATE audit_log SET subject = $2 WHERE seq = $1";
+    sqlx::query(moved).bind(about_seq).bind("9144030071526726XG").execute(&pool).await.unwrap();
+    let Verified::Broken { seq, .. } = audit::verify(&pool, None).await.unwrap() else { panic!("not seen") };
+    assert_eq!(seq, about_seq);
+    sqlx::query(moved).bind(about_seq).bind("91110000600037341L").execute(&pool).await.unwrap();
+    assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "restored");
 
     // Someone who also recomputes every later hash (holding the writers' lock meanwhile) leaves a
     // chain that verifies on its own; the hash kept outside catches it.
@@ -618,8 +641,9 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     );
 }
 
-/// An audit entry as a test that rewrites it reads it: seq, time, department, method, code, previous hash.
-type AuditRow = (i64, chrono::DateTime<chrono::Utc>, String, String, i16, Vec<u8>);
+/// An audit entry as a test that rewrites it reads it: seq, time, department, method, code,
+/// subject, previous hash.
+type AuditRow = (i64, chrono::DateTime<chrono::Utc>, String, String, i16, String, Vec<u8>);
 
 /// Change the audit entries from `from_seq` on with `change` and recompute every hash after, as
 /// someone holding the database's keys could, holding the writers' lock meanwhile.
@@ -628,18 +652,18 @@ async fn rewrite_chain(pool: &sqlx::PgPool, from_seq: i64, change: impl Fn(&mut 
     let mut rewrite = pool.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))").execute(&mut *rewrite).await.unwrap();
     let rows: Vec<AuditRow> = sqlx::query_as(
-        "SELECT seq, at, department_id, method, code, previous_hash FROM audit_log WHERE seq >= $1 ORDER BY seq",
+        "SELECT seq, at, department_id, method, code, subject, previous_hash FROM audit_log WHERE seq >= $1 ORDER BY seq",
     )
     .bind(from_seq)
     .fetch_all(&mut *rewrite)
     .await
     .unwrap();
-    let mut previous = rows[0].5.clone();
+    let mut previous = rows[0].6.clone();
     for mut row in rows {
         change(&mut row);
-        let (seq, at, department_id, method, code, _) = row;
-        let hash =
-            link(&previous, seq, &Entry { at, department_id: department_id.clone(), method: method.clone(), code });
+        let (seq, at, department_id, method, code, subject, _) = row;
+        let entry = Entry { at, department_id: department_id.clone(), method: method.clone(), code, subject };
+        let hash = link(&previous, seq, &entry);
         sqlx::query(
             "UPDATE audit_log SET at = $2, department_id = $3, method = $4, previous_hash = $5, hash = $6 WHERE seq = $1",
         )

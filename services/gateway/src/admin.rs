@@ -222,8 +222,11 @@ impl GatewayAdminService for Admin {
         }
         // The newest entry first: every entry listed is then at or before it.
         let (newest_seq, newest_hash) = self.store.newest_audit_entry().await.map_err(status)?.unwrap_or_default();
-        let mut rows =
-            self.store.audit_entries(request.after_seq, &request.department_id, page_size + 1).await.map_err(status)?;
+        let mut rows = self
+            .store
+            .audit_entries(request.after_seq, &request.department_id, request.subject.trim(), page_size + 1)
+            .await
+            .map_err(status)?;
         let next_after_seq = if rows.len() as i64 > page_size {
             rows.truncate(page_size as usize);
             rows.last().map_or(0, |row| row.seq)
@@ -238,6 +241,7 @@ impl GatewayAdminService for Admin {
                 department_id: row.department_id,
                 method: row.method,
                 code: i32::from(row.code),
+                subject: row.subject,
                 previous_hash: row.previous_hash,
                 hash: row.hash,
             })

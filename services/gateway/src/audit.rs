@@ -13,8 +13,9 @@
 //! With `gateway.audit_retention_days` set, [`prune`] removes the oldest entries once a day and
 //! keeps the last one removed as the chain's base (`audit_log_base`).
 //!
-//! Nothing of a request's content is recorded (no subject, no ID number): the gateway forwards
-//! calls without decoding them.
+//! Of a request's content only its subject is recorded, for the methods that name one subject
+//! (`subject`): the credit code, read from the request's first frame as it passes, never an ID
+//! number. Nothing else is decoded.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,13 +58,22 @@ pub struct Entry {
     pub method: String,
     /// The gRPC status code the call was answered with.
     pub code: i16,
+    /// The credit code of the subject the call was about, for the methods that name one
+    /// (`subject::field_path`); empty otherwise, and for calls refused before forwarding.
+    pub subject: String,
 }
 
 impl Entry {
     /// An entry of a call answered now. Takes its texts whole: on the forwarding path they are
     /// made once per call and moved here.
     pub fn now(department_id: String, method: String, code: tonic::Code) -> Entry {
-        Entry { at: Utc::now(), department_id, method, code: code as i16 }
+        Entry { at: Utc::now(), department_id, method, code: code as i16, subject: String::new() }
+    }
+
+    /// The same entry, about `subject`.
+    pub fn about(mut self, subject: String) -> Entry {
+        self.subject = subject;
+        self
     }
 }
 
@@ -74,7 +84,9 @@ pub fn method(path: &str) -> String {
 
 /// The hash of entry `seq` following `previous`: SHA-256 over the previous hash, the sequence
 /// number, the time in microseconds, the department and the method (each with its length, so no
-/// two entries encode alike), and the code.
+/// two entries encode alike), the code and, when there is one, the subject (with its length).
+/// Entries without a subject, all those written before it was recorded among them, hash as they
+/// always did.
 pub fn link(previous: &[u8], seq: i64, entry: &Entry) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
@@ -85,6 +97,10 @@ pub fn link(previous: &[u8], seq: i64, entry: &Entry) -> [u8; 32] {
         hasher.update(text.as_bytes());
     }
     hasher.update(entry.code.to_be_bytes());
+    if !entry.subject.is_empty() {
+        hasher.update((entry.subject.len() as u32).to_be_bytes());
+        hasher.update(entry.subject.as_bytes());
+    }
     hasher.finalize().into()
 }
 
@@ -164,19 +180,20 @@ async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
         }
         seq += 1;
         let hash = link(&previous, seq, entry);
-        data.row(7)
+        data.row(8)
             .int8(seq)
             .timestamptz(entry.at)
             .text(&entry.department_id)
             .text(&entry.method)
             .int2(entry.code)
+            .text(&entry.subject)
             .bytes(&previous)
             .bytes(&hash);
         previous = hash.to_vec();
     }
     copy::copy_in_binary(
         &mut transaction,
-        "COPY audit_log (seq, at, department_id, method, code, previous_hash, hash) FROM STDIN WITH (FORMAT binary)",
+        "COPY audit_log (seq, at, department_id, method, code, subject, previous_hash, hash) FROM STDIN WITH (FORMAT binary)",
         data.finish(),
     )
     .await?;
@@ -264,9 +281,10 @@ pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, 
         let reason = format!("entries up to {base_seq} were removed by retention; keep a newer hash");
         return Ok(Verified::Broken { seq: anchor.seq, reason });
     }
-    let mut rows =
-        sqlx::query("SELECT seq, at, department_id, method, code, previous_hash, hash FROM audit_log ORDER BY seq")
-            .fetch(pool);
+    let mut rows = sqlx::query(
+        "SELECT seq, at, department_id, method, code, subject, previous_hash, hash FROM audit_log ORDER BY seq",
+    )
+    .fetch(pool);
     let (mut expected_seq, mut previous) = (base_seq + 1, base_hash);
     let mut entries = 0_u64;
     while let Some(row) = rows.try_next().await? {
@@ -287,6 +305,7 @@ pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, 
             department_id: row.try_get("department_id")?,
             method: row.try_get("method")?,
             code: row.try_get("code")?,
+            subject: row.try_get("subject")?,
         };
         let hash: Vec<u8> = row.try_get("hash")?;
         if hash != link(&previous, seq, &entry) {
@@ -367,6 +386,7 @@ mod tests {
             department_id: department.into(),
             method: method.into(),
             code: 0,
+            subject: String::new(),
         }
     }
 
@@ -381,5 +401,11 @@ mod tests {
         assert_ne!(base, link(&GENESIS, 1, &answered));
         // The lengths keep a department's end from passing for the method's start.
         assert_ne!(link(&GENESIS, 1, &entry("ab", "c")), link(&GENESIS, 1, &entry("a", "bc")));
+        let about =
+            entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity").about("91110000600037341L".into());
+        assert_ne!(base, link(&GENESIS, 1, &about), "the subject counts");
+        let other =
+            entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity").about("9144030071526726XG".into());
+        assert_ne!(link(&GENESIS, 1, &about), link(&GENESIS, 1, &other));
     }
 }

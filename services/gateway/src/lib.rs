@@ -7,6 +7,7 @@ pub mod auth;
 pub mod limits;
 pub mod proxy;
 pub mod store;
+pub mod subject;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,12 +1,14 @@
 //! Forwarding to the owning service, without decoding: the gateway routes by the gRPC path,
 //! authenticates, checks the permission, replaces any identity headers the caller sent with the
-//! authenticated ones plus the internal token, and streams the HTTP/2 request through.
+//! authenticated ones plus the internal token, and streams the HTTP/2 request through (reading
+//! only the subject's code of a call about one subject, for the audit log, as it passes).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::HeaderValue;
@@ -21,6 +23,7 @@ use xinyong_platform::metrics::answered_with;
 use crate::audit::{self, AuditLog, Entry};
 use crate::auth::Authenticator;
 use crate::limits::RateLimits;
+use crate::subject;
 use xinyong_platform::upstream::UpstreamConnection;
 
 /// One upstream gRPC service: its full name and the service that owns it.
@@ -123,10 +126,19 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
             headers.insert(INTERNAL_TOKEN_HEADER, internal_token);
             headers.insert(DEPARTMENT_HEADER, identity.department_header);
             headers.insert(PERMISSIONS_HEADER, identity.permissions_header);
+            // For a method about one subject, its code is read from the request as it passes. A
+            // unary request has been read whole by the time its answer's headers come back.
+            let seen = subject::field_path(&method).map(|path| {
+                let seen = Arc::new(OnceLock::new());
+                let (parts, body) = std::mem::take(&mut request).into_parts();
+                request = http::Request::from_parts(parts, Body::new(subject::Tap::new(body, path, seen.clone())));
+                seen
+            });
             match upstream.send(request).await {
                 Ok(response) => {
                     let code = answered_with(response.headers());
-                    audit.record(Entry::now(identity.department_id, method, code)).await;
+                    let about = seen.and_then(|seen| seen.get().cloned()).unwrap_or_default();
+                    audit.record(Entry::now(identity.department_id, method, code).about(about)).await;
                     Ok(response)
                 }
                 Err(error) => {

@@ -43,6 +43,7 @@ pub struct AuditRow {
     pub department_id: String,
     pub method: String,
     pub code: i16,
+    pub subject: String,
     pub previous_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -132,19 +133,22 @@ impl Store {
         .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
     }
 
-    /// Audit entries after `after_seq`, of `department_id` unless it is empty, in order.
+    /// Audit entries after `after_seq`, of `department_id` and about `subject` unless they are
+    /// empty, in order.
     pub async fn audit_entries(
         &self,
         after_seq: i64,
         department_id: &str,
+        subject: &str,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT seq, at, department_id, method, code, previous_hash, hash FROM audit_log
-             WHERE seq > $1 AND ($2 = '' OR department_id = $2) ORDER BY seq LIMIT $3",
+            "SELECT seq, at, department_id, method, code, subject, previous_hash, hash FROM audit_log
+             WHERE seq > $1 AND ($2 = '' OR department_id = $2) AND ($3 = '' OR subject = $3) ORDER BY seq LIMIT $4",
         )
         .bind(after_seq)
         .bind(department_id)
+        .bind(subject)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
