@@ -211,6 +211,10 @@ pub struct EventSettings {
     pub outbox_retention_hours: u64,
     /// Hours a stream entry is kept, besides `stream_max_len`; 0 trims by count alone.
     pub stream_retention_hours: u64,
+    /// Hours a consumer remembers an event it handled (`processed_events`), counted from when the
+    /// event was written; 0 remembers them all. Keep it well above `outbox_retention_hours`: an
+    /// event published again (`xinyong-cli events-replay`) must still be recognised.
+    pub processed_retention_hours: u64,
     /// Fault injection for the end-to-end tests only: abort the process after publishing to Redis
     /// and before marking the outbox rows published. Never set it in production.
     pub fault_abort_after_publish: bool,
@@ -225,8 +229,17 @@ impl Default for EventSettings {
             stream_max_len: 1_000_000,
             outbox_retention_hours: 168,
             stream_retention_hours: 0,
+            processed_retention_hours: 720,
             fault_abort_after_publish: false,
         }
+    }
+}
+
+impl EventSettings {
+    /// `processed_retention_hours` as a duration; `None` when every handled event is remembered.
+    pub fn processed_retention(&self) -> Option<std::time::Duration> {
+        (self.processed_retention_hours > 0)
+            .then(|| std::time::Duration::from_secs(self.processed_retention_hours.saturating_mul(3600)))
     }
 }
 

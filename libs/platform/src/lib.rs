@@ -43,6 +43,19 @@ pub fn runtime(settings: &config::RuntimeSettings) -> std::io::Result<tokio::run
     builder.build()
 }
 
+/// The smallest UUID v7 made at `instant` or later. The platform's ids are UUID v7, whose first 48
+/// bits are the millisecond they were made, so "made before `instant`" is a range of an index on
+/// the id, and needs no index on a time of its own.
+pub fn first_v7_at(instant: chrono::DateTime<chrono::Utc>) -> uuid::Uuid {
+    let millis = u64::try_from(instant.timestamp_millis()).unwrap_or(0).to_be_bytes();
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis[2..]);
+    // Version 7, variant 0b10, every other bit zero.
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    uuid::Uuid::from_bytes(bytes)
+}
+
 /// A time as the contracts carry it (`google.protobuf.Timestamp`).
 pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }

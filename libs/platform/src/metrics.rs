@@ -64,6 +64,7 @@ pub struct Metrics {
     pub consumer_lag: Family<StreamLabels, Gauge>,
     pub outbox_lag: Gauge,
     pub outbox_pruned: Counter,
+    pub processed_pruned: Counter,
     /// Each served method's handles, found once (see [`MethodMetrics`]).
     methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
 }
@@ -101,6 +102,7 @@ impl Metrics {
         let consumer_lag = Family::<StreamLabels, Gauge>::default();
         let outbox_lag = Gauge::default();
         let outbox_pruned = Counter::default();
+        let processed_pruned = Counter::default();
         registry.register("grpc_requests", "gRPC calls finished, by method and status code", requests.clone());
         registry.register(
             "grpc_request_duration_seconds",
@@ -127,6 +129,11 @@ impl Metrics {
             "published outbox rows deleted once older than events.outbox_retention_hours",
             outbox_pruned.clone(),
         );
+        registry.register(
+            "events_processed_pruned",
+            "handled-event records a consumer forgot once older than events.processed_retention_hours",
+            processed_pruned.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -139,6 +146,7 @@ impl Metrics {
             consumer_lag,
             outbox_lag,
             outbox_pruned,
+            processed_pruned,
             methods: Arc::default(),
         }
     }

@@ -411,3 +411,57 @@ async fn events_lost_with_redis_are_published_again_from_the_outbox_and_handled_
     stop.notify_one();
     task.await.unwrap();
 }
+
+/// A consumer forgets the events it handled once they were written longer ago than the retention,
+/// its own only, and nothing when the retention is off.
+#[tokio::test]
+async fn a_consumer_forgets_handled_events_past_the_retention_and_only_its_own() {
+    let database = TestDatabase::new().await;
+    let pool = database.pool_of("grading").await;
+    PLATFORM_MIGRATOR.run(&pool).await.unwrap();
+    let redis_settings = database.settings("grading", &redis_url()).redis;
+    let redis = Redis::connect_and_wait(&redis_settings, Duration::from_secs(5)).await.unwrap();
+    let written = |days_ago: i64| {
+        let at = chrono::Utc::now() - chrono::Duration::days(days_ago);
+        let seconds = u64::try_from(at.timestamp()).unwrap();
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, 0))
+    };
+    let rows = [
+        ("grading", written(40)),
+        ("grading", written(31)),
+        ("grading", written(29)),
+        ("grading", written(0)),
+        ("sanctions", written(40)),
+    ];
+    for (consumer, event_id) in rows {
+        sqlx::query("INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)")
+            .bind(consumer)
+            .bind(event_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let metrics = Metrics::new("grading");
+    let mut consumer =
+        Consumer::new(pool.clone(), redis, "grading", &["registry"], Counting(Arc::default()), metrics.clone());
+    consumer.processed_retention = None;
+    assert_eq!(consumer.forget_processed().await.unwrap(), 0, "retention off");
+    consumer.processed_retention =
+        EventSettings { processed_retention_hours: 30 * 24, ..EventSettings::default() }.processed_retention();
+    assert_eq!(consumer.forget_processed().await.unwrap(), 2);
+    let kept: Vec<(String, uuid::Uuid)> =
+        sqlx::query_as("SELECT consumer, event_id FROM processed_events ORDER BY consumer, event_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        [("grading".to_owned(), rows[2].1), ("grading".to_owned(), rows[3].1), ("sanctions".to_owned(), rows[4].1)]
+    );
+    assert_eq!(consumer.forget_processed().await.unwrap(), 0, "nothing more is past it");
+    assert!(
+        metrics.encode().lines().any(|line| line == r#"xinyong_events_processed_pruned_total{component="grading"} 2"#),
+        "{}",
+        metrics.encode()
+    );
+}

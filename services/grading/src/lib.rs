@@ -114,7 +114,7 @@ pub async fn run(
     let today = xinyong_domain::calendar::today;
 
     let mut background = Background::default();
-    let consumer = Consumer::new(
+    let mut consumer = Consumer::new(
         context.pool.clone(),
         context.redis.clone(),
         projection::GROUP,
@@ -122,6 +122,7 @@ pub async fn run(
         projection::Projection::new(grader.clone(), cache.clone(), today),
         context.host.metrics.clone(),
     );
+    consumer.processed_retention = context.settings.events.processed_retention();
     background.spawn(|stop| consumer.run(stop));
     let sweeper = jobs::Sweeper {
         pool: context.pool.clone(),

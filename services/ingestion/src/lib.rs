@@ -106,7 +106,7 @@ pub async fn run(
     let rows = api::RowMetrics::register(&context.host.metrics);
     let api = api::Ingestion::new(store, subjects, catalogue, deadline, section.batch, rows);
     let mut background = Background::default();
-    let consumer = Consumer::new(
+    let mut consumer = Consumer::new(
         context.pool.clone(),
         context.redis.clone(),
         projection::GROUP,
@@ -114,6 +114,7 @@ pub async fn run(
         projection::Projection { ingestion: api.clone() },
         context.host.metrics.clone(),
     );
+    consumer.processed_retention = context.settings.events.processed_retention();
     background.spawn(|stop| consumer.run(stop));
     let routes = Routes::new(IngestionServiceServer::new(api));
     let served = context

@@ -77,7 +77,7 @@ pub async fn run(
     let store = store::Store::new(context.pool.clone());
 
     let mut background = Background::default();
-    let consumer = Consumer::new(
+    let mut consumer = Consumer::new(
         context.pool.clone(),
         context.redis.clone(),
         projection::GROUP,
@@ -85,6 +85,7 @@ pub async fn run(
         projection::Projection,
         context.host.metrics.clone(),
     );
+    consumer.processed_retention = context.settings.events.processed_retention();
     background.spawn(|stop| consumer.run(stop));
     let backlog = backlog::Backlog::register(&context.host.metrics);
     let (counted, every) = (store.clone(), Duration::from_secs(section.overdue_count_seconds.max(1)));

@@ -116,7 +116,7 @@ pub async fn run(
     );
 
     let mut background = Background::default();
-    let consumer = Consumer::new(
+    let mut consumer = Consumer::new(
         context.pool.clone(),
         context.redis.clone(),
         projection::GROUP,
@@ -124,6 +124,7 @@ pub async fn run(
         projection::Projection::new(state.clone(), catalogue.clone(), section.execute_within_working_days),
         context.host.metrics.clone(),
     );
+    consumer.processed_retention = context.settings.events.processed_retention();
     background.spawn(|stop| consumer.run(stop));
     let invalidations = state.clone();
     background.spawn(|stop| invalidations.listen(stop));

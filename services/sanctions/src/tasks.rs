@@ -356,17 +356,6 @@ pub struct TaskCountRow {
     pub open_overdue: i64,
 }
 
-/// The smallest UUID v7 made at `instant` or later: task ids are UUID v7, whose first 48 bits are
-/// the millisecond the task was made, so a period of making is a range of the primary key.
-fn first_id_at(instant: DateTime<Utc>) -> Uuid {
-    let millis = u64::try_from(instant.timestamp_millis()).unwrap_or(0).to_be_bytes();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&millis[2..]);
-    bytes[6] = 0x70;
-    bytes[8] = 0x80;
-    Uuid::from_bytes(bytes)
-}
-
 /// Midnight of `day` in China Standard Time, the zone deadlines are counted in.
 fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).map_or(DateTime::<Utc>::MIN_UTC, |midnight| midnight.and_utc())
@@ -399,8 +388,9 @@ pub async fn statistics(
          ) made
          GROUP BY 1, 2 ORDER BY 1, 2",
     )
-    .bind(first_id_at(start_of(from)))
-    .bind(first_id_at(end))
+    // Task ids are UUID v7: a period of making is a range of the primary key.
+    .bind(xinyong_platform::first_v7_at(start_of(from)))
+    .bind(xinyong_platform::first_v7_at(end))
     .bind(department_id)
     .bind(today)
     .fetch_all(pool)

@@ -64,7 +64,16 @@ pub struct Consumer<H> {
     pub block: Duration,
     /// How often the group's lag is read into the metrics.
     pub lag_every: Duration,
+    /// How long the service remembers an event it handled (`events.processed_retention_hours`),
+    /// counted from when the event was written; `None` remembers every one.
+    pub processed_retention: Option<Duration>,
 }
+
+/// Handled-event records forgotten per statement, and statements per round.
+const FORGET_BATCH: i64 = 5_000;
+const FORGET_BATCHES_PER_ROUND: u64 = 20;
+/// How often a consumer forgets what is past `processed_retention`.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a consumer round failed; the loop logs it and tries again.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +111,7 @@ impl<H: EventHandler> Consumer<H> {
             claim_idle: Duration::from_secs(30),
             block,
             lag_every: Duration::from_secs(15),
+            processed_retention: crate::config::EventSettings::default().processed_retention(),
         }
     }
 
@@ -113,6 +123,7 @@ impl<H: EventHandler> Consumer<H> {
         // have been idle for `claim_idle`, so look for them that often.
         let mut last_claim: Option<tokio::time::Instant> = None;
         let mut last_lag: Option<tokio::time::Instant> = None;
+        let mut last_forget: Option<tokio::time::Instant> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             let round = async {
@@ -127,6 +138,10 @@ impl<H: EventHandler> Consumer<H> {
                 if last_lag.is_none_or(|at| at.elapsed() >= self.lag_every) {
                     last_lag = Some(tokio::time::Instant::now());
                     self.report_lag().await?;
+                }
+                if last_forget.is_none_or(|at| at.elapsed() >= FORGET_EVERY) {
+                    last_forget = Some(tokio::time::Instant::now());
+                    self.forget_processed().await?;
                 }
                 self.read_new().await
             };
@@ -150,6 +165,35 @@ impl<H: EventHandler> Consumer<H> {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// Forget the handled events written longer ago than `processed_retention`: without it
+    /// `processed_events` grew by every event every consumer ever handled. Event ids are UUID v7,
+    /// so "written before" is a range of the primary key. Returns how many were forgotten.
+    pub async fn forget_processed(&self) -> Result<u64, ConsumerError> {
+        let Some(retention) = self.processed_retention else { return Ok(0) };
+        let Ok(retention) = chrono::Duration::from_std(retention) else { return Ok(0) };
+        let before = crate::first_v7_at(chrono::Utc::now() - retention);
+        let mut forgotten = 0;
+        for _ in 0..FORGET_BATCHES_PER_ROUND {
+            let deleted = sqlx::query(
+                "DELETE FROM processed_events WHERE consumer = $1 AND event_id IN (
+                     SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id < $2
+                     ORDER BY event_id LIMIT $3)",
+            )
+            .bind(&self.group)
+            .bind(before)
+            .bind(FORGET_BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            forgotten += deleted;
+            if deleted < FORGET_BATCH as u64 {
+                break;
+            }
+        }
+        self.metrics.processed_pruned.inc_by(forgotten);
+        Ok(forgotten)
     }
 
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, ConsumerError> {
