@@ -59,15 +59,16 @@ impl Reports {
         // The subject first: a code the registry does not know is NOT_FOUND before anyone else
         // is asked.
         let entity = self.owners.entity(caller, credit_code).await?;
-        let records = |categories: &[&str], include_all: bool, decided: Option<DateRange>| ListRecordsRequest {
-            credit_code: credit_code.to_owned(),
-            categories: categories.iter().map(|category| (*category).to_owned()).collect(),
-            include_expired: include_all,
-            include_withdrawn: include_all,
-            include_history: true,
-            decided,
-            ..Default::default()
-        };
+        let query =
+            |categories: &[&str], expired: bool, withdrawn: bool, decided: Option<DateRange>| ListRecordsRequest {
+                credit_code: credit_code.to_owned(),
+                categories: categories.iter().map(|category| (*category).to_owned()).collect(),
+                include_expired: expired,
+                include_withdrawn: withdrawn,
+                include_history: true,
+                decided,
+                ..Default::default()
+            };
         let mut report = pb::CreditReport {
             kind: kind as i32,
             credit_code: credit_code.to_owned(),
@@ -85,14 +86,9 @@ impl Reports {
                 // Withdrawn records were the provider's mistakes, and repaired ones are no longer
                 // used: neither is a violation the report shows. Records past their disclosure
                 // period and unpublished minor penalties (summary procedure) are.
-                let in_force = |mut query: ListRecordsRequest| {
-                    query.include_expired = true;
-                    query.include_withdrawn = false;
-                    query
-                };
                 let (area_records, list_records, sanctions) = tokio::try_join!(
-                    self.owners.records(caller, in_force(records(&areas, false, Some(period.clone())))),
-                    self.owners.records(caller, in_force(records(&["serious_dishonesty_list"], false, None))),
+                    self.owners.records(caller, query(&areas, true, false, Some(period.clone()))),
+                    self.owners.records(caller, query(&["serious_dishonesty_list"], true, false, None)),
                     self.owners.sanctions(caller, credit_code),
                 )?;
                 let (records, sections) =
@@ -105,8 +101,9 @@ impl Reports {
                 let (grades, sanctions, mut in_force, every) = tokio::try_join!(
                     self.owners.grades(caller, credit_code),
                     self.owners.sanctions(caller, credit_code),
-                    self.owners.records(caller, records(&[], false, None)),
-                    self.owners.records(caller, records(&[], true, None)),
+                    // In force and published; and every record, for the repaired ones.
+                    self.owners.records(caller, query(&[], false, false, None)),
+                    self.owners.records(caller, query(&[], true, true, None)),
                 )?;
                 report::newest_first(&mut in_force);
                 report.grades = grades;
