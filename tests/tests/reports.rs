@@ -16,7 +16,9 @@ use xinyong_proto::ingestion::v1::{PenaltyKind, Record, RecordInput, SubmitRecor
 use xinyong_proto::registry::v1::RegisterEntityRequest;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use xinyong_proto::reports::v1::report_service_client::ReportServiceClient;
-use xinyong_proto::reports::v1::{CreditReport, GetReportRequest, IssueReportRequest, ReportKind, VerifyReportRequest};
+use xinyong_proto::reports::v1::{
+    CreditReport, GetReportRequest, IssueReportRequest, ListReportsRequest, ReportKind, VerifyReportRequest,
+};
 
 use crate::ingestion::{department, enterprise};
 use crate::support::{Platform, with_token};
@@ -206,4 +208,29 @@ async fn a_credit_report_gathers_the_subjects_file_and_is_verifiable_by_its_numb
     assert_eq!(error.code(), Code::NotFound, "{error:?}");
     let error = reports.issue_report(with_token(issue(ReportKind::Unspecified, ""), &bank)).await.unwrap_err();
     assert_eq!(error.get_error_details().bad_request().unwrap().field_violations[0].field, "kind");
+
+    // Each department lists what it was issued, newest first, a page at a time; not another's.
+    let list = |page_size: i32, page_token: &str, issued_to: &str| ListReportsRequest {
+        credit_code: SUBJECT.into(),
+        issued_to: issued_to.into(),
+        page_size,
+        page_token: page_token.into(),
+    };
+    let first = reports.list_reports(with_token(list(1, "", ""), &bank)).await.unwrap().into_inner();
+    assert_eq!(first.reports.len(), 1);
+    assert_eq!(first.reports[0].report_no, longer.report_no, "the newest first");
+    let rest =
+        reports.list_reports(with_token(list(10, &first.next_page_token, ""), &bank)).await.unwrap().into_inner();
+    let numbers: Vec<&str> = rest.reports.iter().map(|listed| listed.report_no.as_str()).collect();
+    assert_eq!(numbers, [special.report_no.as_str()]);
+    assert!(rest.next_page_token.is_empty());
+    assert_eq!(
+        (rest.reports[0].kind, rest.reports[0].digest.as_str()),
+        (ReportKind::Special as i32, special.digest.as_str())
+    );
+    let mine = reports.list_reports(with_token(list(10, "", ""), &market)).await.unwrap().into_inner();
+    assert_eq!(mine.reports.len(), 1, "the retry issued nothing more");
+    assert_eq!(mine.reports[0].report_no, report.report_no);
+    let others = reports.list_reports(with_token(list(10, "", "samr-440305"), &bank)).await.unwrap_err();
+    assert_eq!(others.code(), Code::PermissionDenied);
 }

@@ -28,6 +28,7 @@ const SUBJECT_FIELDS: &[(&str, &[u32])] = &[
     ("xinyong.objections.v1.ObjectionService/FileObjection", &[1]),
     ("xinyong.objections.v1.ObjectionService/ApplyRepair", &[1]),
     ("xinyong.reports.v1.ReportService/IssueReport", &[1]),
+    ("xinyong.reports.v1.ReportService/ListReports", &[1]),
 ];
 
 /// The field path of the subject in `method`'s request, if it names one.

@@ -17,3 +17,6 @@ CREATE TABLE reports (
 );
 
 CREATE UNIQUE INDEX reports_by_source ON reports (issued_to, source_request_id) WHERE source_request_id IS NOT NULL;
+-- ListReports: a department's reports newest first, all or about one subject.
+CREATE INDEX reports_issued_to ON reports (issued_to, report_id);
+CREATE INDEX reports_issued_to_subject ON reports (issued_to, credit_code, report_id);

@@ -7,9 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
-use xinyong_domain::calendar::today;
+use xinyong_domain::calendar::{day_at, today};
 use xinyong_domain::credit_code::CreditCode;
-use xinyong_platform::error::violation;
+use xinyong_platform::error::{keyset_page, uuid_page, violation};
 use xinyong_platform::identity::{PERMISSION_ADMIN, digests_equal};
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::timestamp;
@@ -186,7 +186,7 @@ impl ReportService for Reports {
 
         let mut report = self.gather(&caller, code.as_str(), kind, period).await?;
         let (report_id, issued_at) = (Uuid::now_v7(), Utc::now());
-        report.report_no = report::report_no(report_id, issued_at.date_naive());
+        report.report_no = report::report_no(report_id, day_at(issued_at));
         report.issued_at = Some(timestamp(issued_at));
         report.issued_to.clone_from(&caller.department_id);
         let digest = report::digest(&report);
@@ -231,6 +231,48 @@ impl ReportService for Reports {
             .into());
         }
         Ok(Response::new(pb::GetReportResponse { report: Some(decode(&row)?) }))
+    }
+
+    async fn list_reports(
+        &self,
+        request: Request<pb::ListReportsRequest>,
+    ) -> Result<Response<pb::ListReportsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let (limit, before) = uuid_page(request.page_size, &request.page_token)?;
+        let credit_code = match request.credit_code.trim() {
+            "" => None,
+            code => Some(CreditCode::parse(code).map_err(|error| ApiError::invalid("credit_code", error.to_string()))?),
+        };
+        let issued_to = match request.issued_to.trim() {
+            "" => caller.department_id.as_str(),
+            other if other == caller.department_id || caller.has(PERMISSION_ADMIN) => other,
+            _ => {
+                return Err(ApiError::PermissionDenied {
+                    permission: PERMISSION_ADMIN.to_owned(),
+                    detail: "only an administrator lists another department's reports".to_owned(),
+                }
+                .into());
+            }
+        };
+        let rows = self
+            .store
+            .list(issued_to, credit_code.as_ref().map(CreditCode::as_str), before, limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let (rows, next_page_token) = keyset_page(rows, limit, |row| row.report_id);
+        let reports = rows
+            .into_iter()
+            .map(|row| pb::ReportSummary {
+                report_no: report::report_no(row.report_id, day_at(row.issued_at)),
+                kind: i32::from(row.kind),
+                credit_code: row.credit_code,
+                issued_at: Some(timestamp(row.issued_at)),
+                issued_to: row.issued_to,
+                digest: hex::encode(row.digest),
+            })
+            .collect();
+        Ok(Response::new(pb::ListReportsResponse { reports, next_page_token }))
     }
 
     async fn verify_report(

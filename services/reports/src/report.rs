@@ -26,7 +26,7 @@ const DEFAULT_PERIOD: Months = Months::new(36);
 /// The longest period a special report covers.
 const LONGEST_PERIOD: Months = Months::new(120);
 
-/// The report number: the day of issue and the report's id, e.g.
+/// The report number: the day of issue (China Standard Time) and the report's id, e.g.
 /// `XY20261125-0190f3a27c1e70008000000000000001`.
 pub fn report_no(id: Uuid, issued_on: NaiveDate) -> String {
     format!("XY{}-{}", issued_on.format("%Y%m%d"), id.simple())

@@ -18,6 +18,17 @@ pub struct ReportRow {
 
 const COLUMNS: &str = "report_id, credit_code, kind, issued_to, issued_at, digest, body";
 
+/// A report as listed, without its body.
+#[derive(Debug, Clone, FromRow)]
+pub struct SummaryRow {
+    pub report_id: Uuid,
+    pub credit_code: String,
+    pub kind: i16,
+    pub issued_to: String,
+    pub issued_at: DateTime<Utc>,
+    pub digest: Vec<u8>,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -33,6 +44,28 @@ impl Store {
             .bind(report_id)
             .fetch_optional(&self.pool)
             .await
+    }
+
+    /// The reports issued to `issued_to`, about `credit_code` if given, newest first, before the
+    /// report `before` if given.
+    pub async fn list(
+        &self,
+        issued_to: &str,
+        credit_code: Option<&str>,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<SummaryRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT report_id, credit_code, kind, issued_to, issued_at, digest FROM reports
+             WHERE issued_to = $1 AND ($2::text IS NULL OR credit_code = $2) AND ($3::uuid IS NULL OR report_id < $3)
+             ORDER BY report_id DESC LIMIT $4",
+        )
+        .bind(issued_to)
+        .bind(credit_code)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// The report `issued_to` was issued for its request `source_request_id`.

@@ -631,9 +631,9 @@ impl SanctionsService for Sanctions {
                     legal_basis: measure.map(|measure| measure.legal_basis.clone()).unwrap_or_default(),
                     measure_code: row.measure_code,
                     department_id: row.department_id,
-                    pushed_on: row.created_at.date_naive().to_string(),
+                    pushed_on: day_at(row.created_at).to_string(),
                     executed: row.status == tasks::COMPLETED,
-                    lifted_on: day(row.lifted_at.map(|at| at.date_naive())),
+                    lifted_on: day(row.lifted_at.map(day_at)),
                 }
             })
             .collect();
