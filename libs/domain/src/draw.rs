@@ -5,7 +5,9 @@
 //! pure function of a seed, the population (each subject with its grade), the inspector directory
 //! and the plan's rules. Nothing depends on the order the inputs come in:
 //! - subjects are drawn per grade (the plan's ratio for that grade), taking those whose
-//!   SHA-256(seed, code) is lowest: a seeded random order that anyone can recompute;
+//!   SHA-256(seed, code) is lowest: a seeded random order that anyone can recompute. A plan may
+//!   draw the subjects on the abnormal-operation or serious-dishonesty list as a group of their own
+//!   at a ratio of its own (100% in some provinces, DOMAIN.md), whatever their grade;
 //! - inspectors for each drawn subject, in code order, are those qualified for one of the plan's
 //!   items and without a conflict of interest (回避), fewest visits so far first, ties by
 //!   SHA-256(seed, code, inspector): the work is spread evenly and the choice is still random.
@@ -15,11 +17,13 @@ use std::collections::{BTreeMap, HashMap};
 use sha2::{Digest, Sha256};
 
 /// A subject of the population, with its grade under the plan's scheme (`common.v1.Grade`'s
-/// number; 0 when it has none yet).
+/// number; 0 when it has none yet), and whether it stands on the abnormal-operation or the
+/// serious-dishonesty list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
     pub credit_code: String,
     pub grade: i32,
+    pub listed: bool,
 }
 
 /// An active inspector of the directory, as the draw saw it.
@@ -38,6 +42,9 @@ pub struct Rules {
     /// Percent of each grade's subjects to draw; grades not listed use `default_percent`.
     pub ratios: Vec<(i32, f64)>,
     pub default_percent: f64,
+    /// Percent of the listed subjects (`Subject::listed`) to draw, as a group of their own; `None`:
+    /// they are drawn with their grade.
+    pub listed_percent: Option<f64>,
     /// Inspection items; an inspector qualifies with any one of them (none: every inspector).
     pub items: Vec<String>,
     pub inspectors_per_visit: usize,
@@ -89,9 +96,19 @@ fn rank(seed: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// The stratum of the listed subjects when a plan draws them apart: below every grade.
+const LISTED: i32 = i32::MIN;
+
 impl Rules {
-    fn percent(&self, grade: i32) -> f64 {
-        self.ratios.iter().find(|(listed, _)| *listed == grade).map_or(self.default_percent, |(_, percent)| *percent)
+    fn percent(&self, stratum: i32) -> f64 {
+        if stratum == LISTED {
+            return self.listed_percent.unwrap_or(self.default_percent);
+        }
+        self.ratios.iter().find(|(grade, _)| *grade == stratum).map_or(self.default_percent, |(_, percent)| *percent)
+    }
+
+    fn stratum(&self, subject: &Subject) -> i32 {
+        if subject.listed && self.listed_percent.is_some() { LISTED } else { subject.grade }
     }
 
     fn qualifies(&self, inspector: &Inspector) -> bool {
@@ -109,11 +126,11 @@ pub fn draw(
     let mut strata: BTreeMap<i32, Vec<([u8; 32], &str)>> = BTreeMap::new();
     for subject in population {
         let key = rank(seed, &[b"subject", subject.credit_code.as_bytes()]);
-        strata.entry(subject.grade).or_default().push((key, &subject.credit_code));
+        strata.entry(rules.stratum(subject)).or_default().push((key, &subject.credit_code));
     }
     let mut drawn: Vec<&str> = Vec::new();
-    for (grade, mut members) in strata {
-        let wanted = sample_size(members.len(), rules.percent(grade));
+    for (stratum, mut members) in strata {
+        let wanted = sample_size(members.len(), rules.percent(stratum));
         members.sort_unstable();
         drawn.extend(members[..wanted].iter().map(|(_, code)| *code));
     }
@@ -186,13 +203,19 @@ pub fn draw(
 /// canonical order, so that the same inputs always give the same digest. A draw's recorded inputs
 /// that no longer match its digest have been altered.
 pub fn inputs_digest(population: &[Subject], inspectors: &[Inspector]) -> String {
-    let mut subjects: Vec<(&str, i32)> =
-        population.iter().map(|subject| (subject.credit_code.as_str(), subject.grade)).collect();
+    let mut subjects: Vec<(&str, i32, bool)> =
+        population.iter().map(|subject| (subject.credit_code.as_str(), subject.grade, subject.listed)).collect();
     subjects.sort_unstable();
     let mut hasher = Sha256::new();
     hasher.update(b"xinyong-draw-inputs-v1\n");
-    for (code, grade) in subjects {
-        hasher.update(format!("s\t{code}\t{grade}\n"));
+    for (code, grade, listed) in subjects {
+        // A listed subject says so; an unlisted one hashes as before the flag existed, so the
+        // digests of earlier draws still verify.
+        if listed {
+            hasher.update(format!("s\t{code}\t{grade}\tlisted\n"));
+        } else {
+            hasher.update(format!("s\t{code}\t{grade}\n"));
+        }
     }
     let mut sorted: Vec<&Inspector> = inspectors.iter().collect();
     sorted.sort_by(|left, right| left.inspector_id.cmp(&right.inspector_id));
@@ -220,7 +243,7 @@ mod tests {
         let mut subjects = Vec::new();
         for (grade, count) in per_grade {
             for index in 0..*count {
-                subjects.push(Subject { credit_code: format!("{grade}-{index:05}"), grade: *grade });
+                subjects.push(Subject { credit_code: format!("{grade}-{index:05}"), grade: *grade, listed: false });
             }
         }
         subjects
@@ -244,7 +267,41 @@ mod tests {
             items: vec!["food".into()],
             inspectors_per_visit: 2,
             departments: vec![],
+            listed_percent: None,
         }
+    }
+
+    #[test]
+    fn listed_subjects_are_drawn_at_their_own_ratio_whatever_their_grade_when_the_plan_says_so() {
+        let mut subjects = population(&[(1, 100), (3, 10)]);
+        // Ten grade-A subjects stand on a list: at 5% for grade A, one of them at most.
+        for subject in subjects.iter_mut().filter(|subject| subject.grade == 1).take(10) {
+            subject.listed = true;
+        }
+        let listed: Vec<&str> =
+            subjects.iter().filter(|subject| subject.listed).map(|subject| subject.credit_code.as_str()).collect();
+        let all_listed = Rules { listed_percent: Some(100.0), ..rules() };
+        let visits = draw(b"seed", &subjects, &inspectors(10), &all_listed).unwrap();
+        let drawn: Vec<&str> = visits.iter().map(|visit| visit.credit_code.as_str()).collect();
+        assert!(listed.iter().all(|code| drawn.contains(code)), "every listed subject: {drawn:?}");
+        // The other 90 grade-A subjects at 5%: 5; grade C at 60%: 6.
+        assert_eq!(drawn.len(), 10 + 5 + 6);
+        // Without the rule the listed ones are just grade A: 5 of 100.
+        let by_grade = draw(b"seed", &subjects, &inspectors(10), &rules()).unwrap();
+        assert_eq!(by_grade.iter().filter(|visit| visit.credit_code.starts_with("1-")).count(), 5);
+        // A listed subject changes the digest; the unlisted hash as before the flag existed.
+        let unlisted = population(&[(1, 100), (3, 10)]);
+        assert_ne!(inputs_digest(&subjects, &[]), inputs_digest(&unlisted, &[]));
+        assert_eq!(
+            inputs_digest(&unlisted[..1], &[]),
+            {
+                let mut hasher = Sha256::new();
+                hasher.update(b"xinyong-draw-inputs-v1\n");
+                hasher.update(b"s\t1-00000\t1\n");
+                hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect::<String>()
+            },
+            "the digest of a draw made before the flag"
+        );
     }
 
     #[test]

@@ -123,6 +123,7 @@ fn plan_proto(row: &PlanRow) -> pb::Plan {
             .map(|ratio| pb::GradeRatio { grade: ratio.grade, percent: ratio.percent })
             .collect(),
         default_percent: row.default_percent,
+        listed_percent: row.listed_percent.unwrap_or(0.0),
         scheme: row.scheme.clone(),
         inspectors_per_visit: row.inspectors_per_visit,
         starts_on: row.starts_on.to_string(),
@@ -156,6 +157,7 @@ fn rules(plan: &PlanRow) -> Rules {
     Rules {
         ratios: plan.ratios.0.iter().map(|ratio| (ratio.grade, ratio.percent)).collect(),
         default_percent: plan.default_percent,
+        listed_percent: plan.listed_percent,
         items: plan.items.clone(),
         inspectors_per_visit: plan.inspectors_per_visit as usize,
         departments: plan.departments.clone(),
@@ -276,6 +278,7 @@ impl LotteryService for Lottery {
             ratios.push(Ratio { grade: ratio.grade, percent: ratio.percent });
         }
         percent("plan.default_percent", plan.default_percent, &mut problems);
+        percent("plan.listed_percent", plan.listed_percent, &mut problems);
         let inspectors_per_visit = match plan.inspectors_per_visit {
             0 => 2,
             count @ 2..=20 => count,
@@ -319,6 +322,7 @@ impl LotteryService for Lottery {
             kinds,
             ratios: Json(ratios),
             default_percent: plan.default_percent,
+            listed_percent: (plan.listed_percent > 0.0).then_some(plan.listed_percent),
             scheme,
             inspectors_per_visit,
             starts_on: starts_on.unwrap_or_default(),
@@ -337,6 +341,7 @@ impl LotteryService for Lottery {
                 && existing.kinds == row.kinds
                 && existing.ratios.0 == row.ratios.0
                 && existing.default_percent == row.default_percent
+                && existing.listed_percent == row.listed_percent
                 && existing.scheme == row.scheme
                 && existing.inspectors_per_visit == row.inspectors_per_visit
                 && (existing.starts_on, existing.ends_on) == (row.starts_on, row.ends_on)

@@ -1,16 +1,18 @@
-//! What lottery keeps of other services' data, from their events: the subject directory (registry)
-//! and every subject's grade under every scheme, internal ones included (industry risk classes
-//! exist to plan inspections, seed 001 四). A draw reads only these tables.
+//! What lottery keeps of other services' data, from their events: the subject directory (registry),
+//! every subject's grade under every scheme, internal ones included (industry risk classes exist to
+//! plan inspections, seed 001 四), and the lists subjects stand on (sanctions). A draw reads only
+//! these tables.
 
 use sqlx::PgConnection;
 use xinyong_platform::bus::outbox::decode;
 use xinyong_platform::bus::{EventHandler, HandlerError};
 use xinyong_proto::events::v1::{
     EntitiesRegistered, EntityRegistered, EntityStatusChanged, EntityUpdated, Envelope, GradeChanged, GradesChanged,
+    ListingChanged,
 };
 
 pub const GROUP: &str = "lottery";
-pub const PRODUCERS: &[&str] = &["registry", "grading"];
+pub const PRODUCERS: &[&str] = &["registry", "grading", "sanctions"];
 
 pub struct Projection;
 
@@ -95,6 +97,20 @@ impl EventHandler for Projection {
             grades(connection, &[event?]).await?;
         } else if let Some(event) = decode::<GradesChanged>(envelope) {
             grades(connection, &event?.grades).await?;
+        } else if let Some(event) = decode::<ListingChanged>(envelope) {
+            // A subject may stand on one list by several records: each listing counts once, each
+            // end takes one away (every event is handled once, in the order sanctions wrote them).
+            let event = event?;
+            let change: i32 = if event.listed { 1 } else { -1 };
+            sqlx::query(
+                "INSERT INTO listed_subjects (credit_code, list, standing) VALUES ($1, $2, greatest($3, 0))
+                 ON CONFLICT (credit_code, list) DO UPDATE SET standing = greatest(listed_subjects.standing + $3, 0)",
+            )
+            .bind(&event.credit_code)
+            .bind(event.list as i16)
+            .bind(change)
+            .execute(&mut *connection)
+            .await?;
         }
         Ok(())
     }

@@ -49,6 +49,9 @@ pub struct PlanRow {
     pub kinds: Vec<i16>,
     pub ratios: Json<Vec<Ratio>>,
     pub default_percent: f64,
+    /// Percent of the subjects on the abnormal-operation or serious-dishonesty list to draw,
+    /// whatever their grade; `None`: they follow their grade.
+    pub listed_percent: Option<f64>,
     pub scheme: String,
     pub inspectors_per_visit: i32,
     pub starts_on: NaiveDate,
@@ -69,6 +72,8 @@ pub struct DrawRow {
     pub population: i64,
     pub subjects: Vec<String>,
     pub grades: Vec<i16>,
+    /// The listed subjects of the population.
+    pub listed: Vec<String>,
     pub inspectors: Json<Vec<Inspector>>,
 }
 
@@ -77,7 +82,11 @@ impl DrawRow {
         self.subjects
             .iter()
             .zip(&self.grades)
-            .map(|(code, grade)| Subject { credit_code: code.clone(), grade: i32::from(*grade) })
+            .map(|(code, grade)| Subject {
+                credit_code: code.clone(),
+                grade: i32::from(*grade),
+                listed: self.listed.binary_search(code).is_ok(),
+            })
             .collect()
     }
 }
@@ -126,7 +135,7 @@ pub struct NewResult<'a> {
 }
 
 const PLAN_COLUMNS: &str = "p.plan_id, p.title, p.departments, p.items, p.region_prefix, p.industry_prefix, p.kinds,
-    p.ratios, p.default_percent, p.scheme, p.inspectors_per_visit, p.starts_on, p.ends_on, p.created_by,
+    p.ratios, p.default_percent, p.listed_percent, p.scheme, p.inspectors_per_visit, p.starts_on, p.ends_on, p.created_by,
     p.source_plan_id, p.created_at, d.draw_id";
 
 const ASSIGNMENT_COLUMNS: &str = "assignment_id, draw_id, plan_id, credit_code, inspector_ids, merged_plan_ids, state,
@@ -180,8 +189,9 @@ impl Store {
         sqlx::query_as(&format!(
             "WITH p AS (
                  INSERT INTO plans (plan_id, title, departments, items, region_prefix, industry_prefix, kinds, ratios,
-                     default_percent, scheme, inspectors_per_visit, starts_on, ends_on, created_by, source_plan_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                     default_percent, scheme, inspectors_per_visit, starts_on, ends_on, created_by, source_plan_id,
+                     listed_percent)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                  ON CONFLICT (created_by, source_plan_id) DO NOTHING
                  RETURNING *)
              SELECT {PLAN_COLUMNS} FROM p LEFT JOIN draws d ON false"
@@ -201,6 +211,7 @@ impl Store {
         .bind(plan.ends_on)
         .bind(&plan.created_by)
         .bind(&plan.source_plan_id)
+        .bind(plan.listed_percent)
         .fetch_optional(&self.pool)
         .await
     }
@@ -226,10 +237,13 @@ impl Store {
     }
 
     /// The plan's population now: operating subjects in its region, industry and kinds, with their
-    /// grade under its scheme (0 without one), in code order.
+    /// grade under its scheme (0 without one) and whether they stand on the abnormal-operation or
+    /// serious-dishonesty list, in code order.
     pub async fn population(&self, plan: &PlanRow) -> Result<Vec<Subject>, sqlx::Error> {
-        let rows: Vec<(String, i16)> = sqlx::query_as(
-            "SELECT s.credit_code, coalesce(g.grade, 0::int2)
+        let rows: Vec<(String, i16, bool)> = sqlx::query_as(
+            "SELECT s.credit_code, coalesce(g.grade, 0::int2),
+                 EXISTS (SELECT 1 FROM listed_subjects l
+                         WHERE l.credit_code = s.credit_code AND l.list IN (1, 2) AND l.standing > 0)
              FROM subjects s LEFT JOIN subject_grades g ON g.scheme = $4 AND g.credit_code = s.credit_code
              WHERE s.status = 1
                AND starts_with(s.region_code, $1) AND starts_with(s.industry_code, $2)
@@ -242,7 +256,10 @@ impl Store {
         .bind(&plan.scheme)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(credit_code, grade)| Subject { credit_code, grade: i32::from(grade) }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(credit_code, grade, listed)| Subject { credit_code, grade: i32::from(grade), listed })
+            .collect())
     }
 
     /// The active inspectors of the plan's departments.
@@ -267,7 +284,7 @@ impl Store {
 
     pub async fn draw(&self, draw_id: Uuid) -> Result<Option<DrawRow>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT draw_id, plan_id, seed, inputs_digest, population, subjects, grades, inspectors
+            "SELECT draw_id, plan_id, seed, inputs_digest, population, subjects, grades, listed, inspectors
              FROM draws WHERE draw_id = $1",
         )
         .bind(draw_id)
@@ -293,9 +310,14 @@ impl Store {
         let draw_id = Uuid::now_v7();
         let codes: Vec<&str> = population.iter().map(|subject| subject.credit_code.as_str()).collect();
         let grades: Vec<i16> = population.iter().map(|subject| subject.grade as i16).collect();
+        // Sorted, for `DrawRow::population`'s binary search.
+        let mut listed: Vec<&str> =
+            population.iter().filter(|subject| subject.listed).map(|subject| subject.credit_code.as_str()).collect();
+        listed.sort_unstable();
         let stored = sqlx::query(
-            "INSERT INTO draws (draw_id, plan_id, seed, inputs_digest, population, subjects, grades, inspectors, drawn_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (plan_id) DO NOTHING",
+            "INSERT INTO draws (draw_id, plan_id, seed, inputs_digest, population, subjects, grades, inspectors, drawn_by,
+                 listed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (plan_id) DO NOTHING",
         )
         .bind(draw_id)
         .bind(plan.plan_id)
@@ -306,6 +328,7 @@ impl Store {
         .bind(grades)
         .bind(Json(inspectors))
         .bind(drawn_by)
+        .bind(listed)
         .execute(&mut *transaction)
         .await?;
         if stored.rows_affected() == 0 {

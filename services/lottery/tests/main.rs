@@ -13,10 +13,10 @@ use xinyong_domain::credit_code::complete;
 use xinyong_lottery::{LotterySection, LotterySettings};
 use xinyong_platform::identity::{Caller, InternalInterceptor};
 use xinyong_platform::testing::{Spawned, TestDatabase, connect_when_serving, publish_event, redis_url};
-use xinyong_proto::common::v1::{EntityStatus, Grade, SubjectKind};
+use xinyong_proto::common::v1::{EntityStatus, Grade, ListKind, SubjectKind};
 use xinyong_proto::events::v1::{
     EntitiesRegistered, EntityRegistered, EntityStatusChanged, Envelope, GradeChanged, GradesChanged,
-    InspectionResultRecorded,
+    InspectionResultRecorded, ListingChanged,
 };
 use xinyong_proto::lottery::v1::lottery_service_client::LotteryServiceClient;
 use xinyong_proto::lottery::v1::{
@@ -441,5 +441,73 @@ async fn bad_plans_name_the_field_and_draws_that_cannot_be_staffed_say_why() {
     assert_eq!(short.code(), Code::FailedPrecondition);
     assert!(short.message().contains("eligible inspectors"), "{}", short.message());
     assert_eq!(draw(&app, ENV, &early.plan_id, "s").await.unwrap_err().code(), Code::PermissionDenied);
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn listed_subjects_are_drawn_at_the_plans_listed_ratio_and_a_draw_keeps_who_was_listed() {
+    let app = spawn_app().await;
+    feed_directory(&app).await;
+    staff(&app).await;
+    // Grade-A subjects 0–5 stand on the abnormal-operation list; 0 twice (two records), and one of
+    // its listings ends; 5's only listing ends; 6 is on the courts' list, which does not count.
+    let listing = |index: usize, list: ListKind, listed: bool| ListingChanged {
+        credit_code: code(index),
+        list: list as i32,
+        listed,
+        ..Default::default()
+    };
+    let mut events = vec![listing(0, ListKind::AbnormalOperation, true)];
+    events.extend((0..6).map(|index| listing(index, ListKind::AbnormalOperation, true)));
+    events.push(listing(0, ListKind::AbnormalOperation, false));
+    events.push(listing(5, ListKind::AbnormalOperation, false));
+    events.push(listing(6, ListKind::DishonestJudgmentDebtor, true));
+    for event in &events {
+        publish_event(&app.settings, "sanctions", event).await;
+    }
+    for _ in 0..300 {
+        let standing: Option<i64> =
+            sqlx::query_scalar("SELECT sum(standing)::bigint FROM listed_subjects").fetch_one(&app.pool).await.unwrap();
+        if standing == Some(6) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let everyone_listed = Plan { listed_percent: 100.0, ..plan("L-1") };
+    let created = create(&app, MARKET, everyone_listed).await.unwrap();
+    assert_eq!(created.listed_percent, 100.0);
+    let drawn = draw(&app, MARKET, &created.plan_id, "2026-名录").await.unwrap();
+    let indices: Vec<usize> = drawn.assignments.iter().map(|visit| index_of(&visit.credit_code)).collect();
+    for listed in 0..5 {
+        assert!(indices.contains(&listed), "listed subject {listed} is always drawn: {indices:?}");
+    }
+    // The other 95 grade-A subjects at 5%: 5 more, wherever they fall; C and D as before.
+    let count = |range: std::ops::Range<usize>| indices.iter().filter(|index| range.contains(index)).count();
+    assert_eq!((count(0..100), count(100..120), count(120..125)), (5 + 5, 12, 5), "{indices:?}");
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(listed) FROM draws WHERE draw_id = $1::uuid ORDER BY 1")
+            .bind(&drawn.draw_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let mut expected: Vec<String> = (0..5).map(code).collect();
+    expected.sort();
+    assert_eq!(stored, expected, "the draw keeps who was listed");
+    // Verification reruns it with the listings as they were, not as they are now.
+    publish_event(&app.settings, "sanctions", &listing(1, ListKind::AbnormalOperation, false)).await;
+    let verified = app
+        .client(MARKET)
+        .verify_draw(VerifyDrawRequest { draw_id: drawn.draw_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.reproducible, "{}", verified.difference);
+    // Without the rule the listed are grade A like the rest: 5 of those 100 in all.
+    let by_grade = create(&app, MARKET, plan("L-2")).await.unwrap();
+    let drawn = draw(&app, MARKET, &by_grade.plan_id, "2026-名录").await.unwrap();
+    let grade_a = drawn.assignments.iter().filter(|visit| index_of(&visit.credit_code) < 100).count();
+    assert_eq!(grade_a, 5);
+    let bad = create(&app, MARKET, Plan { listed_percent: 120.0, ..plan("L-3") }).await.unwrap_err();
+    assert_eq!(bad.get_error_details().bad_request().unwrap().field_violations[0].field, "plan.listed_percent");
     app.service.stop().await;
 }
