@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
 use xinyong_domain::calendar::today;
-use xinyong_proto::common::v1::{DateRange, Grade, Person};
+use xinyong_proto::common::v1::{DateRange, Grade, ListKind, Person};
 use xinyong_proto::grading::v1::GetGradeRequest;
 use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
 use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -19,6 +19,8 @@ use xinyong_proto::reports::v1::report_service_client::ReportServiceClient;
 use xinyong_proto::reports::v1::{
     CreditReport, GetReportRequest, IssueReportRequest, ListReportsRequest, ReportKind, VerifyReportRequest,
 };
+use xinyong_proto::sanctions::v1::GetSubjectSanctionsRequest;
+use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
 
 use crate::ingestion::{department, enterprise};
 use crate::support::{Platform, with_token};
@@ -84,6 +86,19 @@ async fn a_credit_report_gathers_the_subjects_file_and_is_verifiable_by_its_numb
     let mut old = input("CF-0", "penalty", 5 * 366, &authority);
     old.penalty_kind = PenaltyKind::Fine as i32;
     let old = submit(&platform, &market, old).await;
+    // And the registration authority lists it as abnormal (unreachable at its address).
+    let abnormal = [("content", "通过登记的住所无法联系"), ("authority", "南山区市场监督管理局")];
+    let abnormal = submit(&platform, &market, input("YC-1", "abnormal_operation_list", 10, &abnormal)).await;
+    let mut sanctions = SanctionsServiceClient::new(gateway.clone());
+    for attempt in 0.. {
+        let request = GetSubjectSanctionsRequest { credit_code: SUBJECT.into(), include_ended: false };
+        let standing = sanctions.get_subject_sanctions(with_token(request, &market)).await.unwrap().into_inner();
+        if !standing.listings.is_empty() {
+            break;
+        }
+        assert!(attempt < 300, "sanctions never listed the subject");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Wait until grading has taken every record in: two general dishonesty records, grade B.
     let mut grading = GradingServiceClient::new(gateway.clone());
@@ -119,7 +134,13 @@ async fn a_credit_report_gathers_the_subjects_file_and_is_verifiable_by_its_numb
     assert!(!ids(&report).contains(&old.record_id.as_str()), "past its disclosure period");
     let decided: Vec<&str> = report.records.iter().map(|record| record.decided_on.as_str()).collect();
     assert!(decided.windows(2).all(|pair| pair[0] >= pair[1]), "newest first: {decided:?}");
-    assert!(report.repairs.is_empty() && report.listings.is_empty());
+    assert!(report.repairs.is_empty());
+    let listed: Vec<(i32, &str, &str)> = report
+        .listings
+        .iter()
+        .map(|listing| (listing.list, listing.record_id.as_str(), listing.until.as_str()))
+        .collect();
+    assert_eq!(listed, [(ListKind::AbnormalOperation as i32, abnormal.record_id.as_str(), "")]);
     assert_eq!(report.digest.len(), 64);
 
     // A retry with the same request id is the same report; another department's id is its own.
