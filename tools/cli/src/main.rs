@@ -228,7 +228,8 @@ async fn events_replay(args: &[String], admin_url: &str, database: &str, service
                 );
                 if oldest > since {
                     println!(
-                        "{service}: older events were pruned (events.outbox_retention_hours): they cannot be published again"
+                        "{service}: events written before {}, if there were any, are no longer kept (events.outbox_retention_hours) and cannot be published again",
+                        oldest.to_rfc3339()
                     );
                 }
             }
