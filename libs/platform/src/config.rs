@@ -236,6 +236,20 @@ impl Default for EventSettings {
 }
 
 impl EventSettings {
+    /// Refuse settings under which a consumer could handle an event twice: an event that an
+    /// outbox still holds may be published again (`events-replay`), so consumers must remember
+    /// handled events at least as long as outboxes keep them.
+    pub fn check(&self) -> Result<(), String> {
+        let (processed, outbox) = (self.processed_retention_hours, self.outbox_retention_hours);
+        if processed > 0 && outbox > 0 && processed < outbox {
+            return Err(format!(
+                "events.processed_retention_hours ({processed}) must be 0 or at least events.outbox_retention_hours \
+                 ({outbox}): a consumer would forget events an outbox can still publish again"
+            ));
+        }
+        Ok(())
+    }
+
     /// `processed_retention_hours` as a duration; `None` when every handled event is remembered.
     pub fn processed_retention(&self) -> Option<std::time::Duration> {
         (self.processed_retention_hours > 0)
@@ -295,6 +309,21 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    }
+
+    #[test]
+    fn consumers_must_remember_handled_events_as_long_as_outboxes_keep_them() {
+        let settings = |processed: u64, outbox: u64| EventSettings {
+            processed_retention_hours: processed,
+            outbox_retention_hours: outbox,
+            ..EventSettings::default()
+        };
+        assert!(EventSettings::default().check().is_ok());
+        assert!(settings(168, 168).check().is_ok());
+        assert!(settings(0, 168).check().is_ok(), "remembering every event");
+        assert!(settings(24, 0).check().is_ok(), "an outbox kept for good is for looking, not replaying all");
+        let refused = settings(24, 168).check().unwrap_err();
+        assert!(refused.contains("events.processed_retention_hours (24)"), "{refused}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum StartError {
     Redis(#[from] RedisUrlError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// What a service's handlers share.
@@ -37,6 +39,7 @@ pub struct Context {
 impl Context {
     /// Connect Postgres (migrating the service's schema) and Redis.
     pub async fn start(settings: PlatformSettings, migrator: &Migrator) -> Result<Context, StartError> {
+        settings.events.check().map_err(StartError::Settings)?;
         let pool = connect_and_migrate(&settings.database, migrator).await?;
         let redis = Redis::connect(&settings.redis)?;
         let host = Host::new(settings.clone());
