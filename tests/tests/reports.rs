@@ -12,7 +12,7 @@ use xinyong_proto::common::v1::{DateRange, Grade, ListKind, Person};
 use xinyong_proto::grading::v1::GetGradeRequest;
 use xinyong_proto::grading::v1::grading_service_client::GradingServiceClient;
 use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
-use xinyong_proto::ingestion::v1::{PenaltyKind, Record, RecordInput, SubmitRecordRequest};
+use xinyong_proto::ingestion::v1::{PenaltyKind, Record, RecordInput, SubmitRecordRequest, WithdrawRecordRequest};
 use xinyong_proto::registry::v1::RegisterEntityRequest;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use xinyong_proto::reports::v1::report_service_client::ReportServiceClient;
@@ -217,6 +217,13 @@ async fn a_credit_report_gathers_the_subjects_file_and_is_verifiable_by_its_numb
     let longer = reports.issue_report(with_token(longer, &bank)).await.unwrap().into_inner().report.unwrap();
     assert!(ids(&longer).contains(&old.record_id.as_str()));
     assert_ne!(longer.report_no, special.report_no, "no request id: a new report each time");
+    // The provider withdraws the warning (its mistake): a special report no longer shows it.
+    let withdraw = WithdrawRecordRequest { record_id: warning.record_id.clone(), reason: "误录".into() };
+    IngestionServiceClient::new(gateway.clone()).withdraw_record(with_token(withdraw, &market)).await.unwrap();
+    let after = reports.issue_report(with_token(issue(ReportKind::Special, ""), &court)).await.unwrap().into_inner();
+    let after = after.report.unwrap();
+    let penalties = &after.sections.iter().find(|section| section.category == "penalty").unwrap().record_ids;
+    assert_eq!(penalties, std::slice::from_ref(&fine.record_id), "a withdrawn record is not a violation");
 
     // Bad requests name the field; an unknown subject is NOT_FOUND.
     let mut future = issue(ReportKind::Special, "");
