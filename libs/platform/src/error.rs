@@ -52,6 +52,20 @@ pub fn required_text<'a>(field: &str, value: &'a str, max: usize, problems: &mut
     value
 }
 
+/// An optional day from a caller, `YYYY-MM-DD` (surrounding spaces allowed): `None` when empty, and
+/// when it is not a day, which pushes a problem naming `field`.
+pub fn optional_day(field: &str, text: &str, problems: &mut Vec<FieldViolation>) -> Option<chrono::NaiveDate> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let parsed = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+    if parsed.is_none() {
+        problems.push(violation(field, "must be YYYY-MM-DD"));
+    }
+    parsed
+}
+
 /// A keyset page of a list whose ids are UUIDv7: the size (1–500, 0 for 50) and the id to start
 /// after, from the token the previous page gave.
 pub fn uuid_page(size: i32, token: &str) -> Result<(i64, Option<uuid::Uuid>), ApiError> {

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use xinyong_domain::calendar::Calendar;
 use xinyong_domain::credit_code::CreditCode;
 use xinyong_platform::batches::Batches;
+use xinyong_platform::error::optional_day;
 use xinyong_platform::identity::PERMISSION_ADMIN;
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::timestamp;
@@ -380,18 +381,8 @@ impl IngestionService for Ingestion {
             }
         };
         let range = request.decided.unwrap_or_default();
-        let date = |field: &str, text: &str, problems: &mut Vec<FieldViolation>| -> Option<NaiveDate> {
-            if text.is_empty() {
-                return None;
-            }
-            let parsed = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
-            if parsed.is_none() {
-                problems.push(violation(field, "must be YYYY-MM-DD"));
-            }
-            parsed
-        };
-        let decided_from = date("decided.from", &range.from, &mut problems);
-        let decided_to = date("decided.to", &range.to, &mut problems);
+        let decided_from = optional_day("decided.from", &range.from, &mut problems);
+        let decided_to = optional_day("decided.to", &range.to, &mut problems);
         let after = if request.page_token.is_empty() {
             None
         } else {

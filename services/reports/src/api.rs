@@ -128,9 +128,8 @@ fn kind_name(kind: pb::ReportKind) -> &'static str {
     }
 }
 
-fn not_a_number(field: &str) -> ApiError {
-    ApiError::invalid(field, "not a report number (XYyyyymmdd-<32 hex digits>)")
-}
+/// Why a report number is refused.
+const NOT_A_NUMBER: &str = "not a report number (XYyyyymmdd-<32 hex digits>)";
 
 #[tonic::async_trait]
 impl ReportService for Reports {
@@ -216,7 +215,7 @@ impl ReportService for Reports {
     ) -> Result<Response<pb::GetReportResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let id = report::report_id(&request.report_no).ok_or_else(|| not_a_number("report_no"))?;
+        let id = report::report_id(&request.report_no).ok_or_else(|| ApiError::invalid("report_no", NOT_A_NUMBER))?;
         let row = self
             .store
             .get(id)
@@ -283,7 +282,7 @@ impl ReportService for Reports {
         let mut problems = Vec::new();
         let id = report::report_id(&request.report_no);
         if id.is_none() {
-            problems.push(violation("report_no", "not a report number (XYyyyymmdd-<32 hex digits>)"));
+            problems.push(violation("report_no", NOT_A_NUMBER));
         }
         let given = hex::decode(request.digest.trim()).ok().filter(|digest| digest.len() == 32);
         if given.is_none() {

@@ -5,7 +5,7 @@ use chrono::{Months, NaiveDate};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use xinyong_platform::error::violation;
+use xinyong_platform::error::{optional_day, violation};
 use xinyong_proto::common::v1::{DateRange, FieldViolation, ListKind};
 use xinyong_proto::ingestion::v1::{Record, RecordState};
 use xinyong_proto::reports::v1::{CreditReport, RepairedRecord, Section};
@@ -54,20 +54,12 @@ pub fn special_period(
 ) -> Result<(NaiveDate, NaiveDate), Vec<FieldViolation>> {
     let mut problems = Vec::new();
     let mut day = |field: &str, text: &str| -> Option<NaiveDate> {
-        if text.is_empty() {
+        let day = optional_day(field, text, &mut problems)?;
+        if day > today {
+            problems.push(violation(field, "is in the future"));
             return None;
         }
-        match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(day) if day > today => {
-                problems.push(violation(field, "is in the future"));
-                None
-            }
-            Ok(day) => Some(day),
-            Err(_) => {
-                problems.push(violation(field, "must be YYYY-MM-DD"));
-                None
-            }
-        }
+        Some(day)
     };
     let to = range.and_then(|range| day("period.to", &range.to));
     let from = range.and_then(|range| day("period.from", &range.from));

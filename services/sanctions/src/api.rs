@@ -9,9 +9,9 @@ use chrono::{Datelike, NaiveDate, Utc};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
-use xinyong_domain::calendar::{Calendar, day_at, parse_day, today};
+use xinyong_domain::calendar::{Calendar, day_at, today};
 use xinyong_domain::credit_code::CreditCode;
-use xinyong_platform::error::violation;
+use xinyong_platform::error::{optional_day, violation};
 use xinyong_platform::identity::PERMISSION_INTERNAL_GRADES;
 use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller};
@@ -648,18 +648,8 @@ impl SanctionsService for Sanctions {
         let today = today();
         let range = request.period.unwrap_or_default();
         let mut problems = Vec::new();
-        let mut day = |field: &str, text: &str| -> Option<NaiveDate> {
-            if text.trim().is_empty() {
-                return None;
-            }
-            let parsed = parse_day(text);
-            if parsed.is_none() {
-                problems.push(violation(field, "must be YYYY-MM-DD"));
-            }
-            parsed
-        };
-        let from = day("period.from", &range.from);
-        let to = day("period.to", &range.to);
+        let from = optional_day("period.from", &range.from, &mut problems);
+        let to = optional_day("period.to", &range.to, &mut problems);
         let to = to.unwrap_or(today);
         let from = from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
         if problems.is_empty() && from > to {
