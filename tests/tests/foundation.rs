@@ -601,24 +601,33 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     let not_admin = with_token(admin::VerifyAuditLogRequest::default(), &market);
     assert_eq!(admin_client.verify_audit_log(not_admin).await.unwrap_err().code(), Code::PermissionDenied);
 
-    // Someone with the database's keys rewrites who made a call, then removes another entry.
-    sqlx::query("UPDATE audit_log SET department_id = 'tax-440305' WHERE seq = 3").execute(&pool).await.unwrap();
+    // Someone with the database's keys rewrites who made a call, then removes another entry. Only
+    // a segment's last hash is stored, so the walk names the segment the changed entry is in.
+    let segment_of = |seq: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT first_seq, last_seq FROM audit_segments WHERE $1 BETWEEN first_seq AND last_seq",
+            )
+            .bind(seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    set_entry_field(&pool, 3, "department_ids", "tax-440305").await;
     let Verified::Broken { seq, reason } = audit::verify(&pool, None).await.unwrap() else { panic!("not seen") };
-    assert_eq!(seq, 3, "{reason}");
-    assert!(reason.contains("hash"), "{reason}");
-    sqlx::query("UPDATE audit_log SET department_id = $1 WHERE seq = 3")
-        .bind(&recorded[2].0)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let (first, last) = segment_of(3).await;
+    assert_eq!(seq, first, "{reason}");
+    assert!(reason.contains(&format!("entries {first} to {last}")) && reason.contains("changed"), "{reason}");
+    set_entry_field(&pool, 3, "department_ids", &recorded[2].0).await;
     assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "restored");
     // Or whom a call was about.
     let about_seq = about.entries[0].seq;
-    let moved = "UPDATE audit_log SET subject = $2 WHERE seq = $1";
-    sqlx::query(moved).bind(about_seq).bind("9144030071526726XG").execute(&pool).await.unwrap();
+    set_entry_field(&pool, about_seq, "subjects", "9144030071526726XG").await;
     let Verified::Broken { seq, .. } = audit::verify(&pool, None).await.unwrap() else { panic!("not seen") };
-    assert_eq!(seq, about_seq);
-    sqlx::query(moved).bind(about_seq).bind("91110000600037341L").execute(&pool).await.unwrap();
+    assert_eq!(seq, segment_of(about_seq).await.0);
+    set_entry_field(&pool, about_seq, "subjects", "91110000600037341L").await;
     assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { .. }), "restored");
 
     // Someone who also recomputes every later hash (holding the writers' lock meanwhile) leaves a
@@ -634,16 +643,39 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     assert_eq!((caught.intact, caught.broken_at), (false, anchor_seq), "{caught:?}");
     assert!(caught.reason.contains("kept outside"), "{}", caught.reason);
 
-    sqlx::query("DELETE FROM audit_log WHERE seq = 4").execute(&pool).await.unwrap();
-    assert_eq!(
-        audit::verify(&pool, None).await.unwrap(),
-        Verified::Broken { seq: 4, reason: "entry 4 is missing (the next is 5)".into() }
-    );
+    // An entry taken out of its segment.
+    let (first, last) = segment_of(4).await;
+    let place = 4 - first + 1;
+    let columns = ["at", "department_ids", "methods", "codes", "subjects"]
+        .map(|column| format!("{column} = {column}[:{}] || {column}[{}:]", place - 1, place + 1))
+        .join(", ");
+    sqlx::query(&format!("UPDATE audit_segments SET {columns} WHERE first_seq = $1"))
+        .bind(first)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let Verified::Broken { seq, reason } = audit::verify(&pool, None).await.unwrap() else { panic!("not seen") };
+    assert_eq!(seq, first, "{reason}");
+    let held = format!("holds {} entries for the {} numbered {first} to {last}", last - first, last - first + 1);
+    assert!(reason.contains(&held), "{reason}");
+}
+
+/// Set one field of audit entry `seq` where its segment stores it, as someone with the database's
+/// keys could.
+async fn set_entry_field(pool: &sqlx::PgPool, seq: i64, column: &str, value: &str) {
+    sqlx::query(&format!(
+        "UPDATE audit_segments SET {column}[$1 - first_seq + 1] = $2 WHERE $1 BETWEEN first_seq AND last_seq"
+    ))
+    .bind(seq)
+    .bind(value)
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// An audit entry as a test that rewrites it reads it: seq, time, department, method, code,
-/// subject, previous hash.
-type AuditRow = (i64, chrono::DateTime<chrono::Utc>, String, String, i16, String, Vec<u8>);
+/// subject.
+type AuditRow = (i64, chrono::DateTime<chrono::Utc>, String, String, i16, String);
 
 /// Change the audit entries from `from_seq` on with `change` and recompute every hash after, as
 /// someone holding the database's keys could, holding the writers' lock meanwhile.
@@ -651,32 +683,52 @@ async fn rewrite_chain(pool: &sqlx::PgPool, from_seq: i64, change: impl Fn(&mut 
     use xinyong_gateway::audit::{Entry, link};
     let mut rewrite = pool.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('gateway:audit'))").execute(&mut *rewrite).await.unwrap();
-    let rows: Vec<AuditRow> = sqlx::query_as(
-        "SELECT seq, at, department_id, method, code, subject, previous_hash FROM audit_log WHERE seq >= $1 ORDER BY seq",
+    let segments: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT first_seq, last_seq, previous_hash FROM audit_segments WHERE last_seq >= $1 ORDER BY first_seq",
     )
     .bind(from_seq)
     .fetch_all(&mut *rewrite)
     .await
     .unwrap();
-    let mut previous = rows[0].6.clone();
-    for mut row in rows {
-        change(&mut row);
-        let (seq, at, department_id, method, code, subject, _) = row;
-        let entry = Entry { at, department_id: department_id.clone(), method: method.clone(), code, subject };
-        let hash = link(&previous, seq, &entry);
-        sqlx::query(
-            "UPDATE audit_log SET at = $2, department_id = $3, method = $4, previous_hash = $5, hash = $6 WHERE seq = $1",
+    let mut previous = segments[0].2.clone();
+    for (first_seq, last_seq, _) in segments {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at, department_id, method, code, subject FROM audit_log
+             WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
         )
-        .bind(seq)
-        .bind(at)
-        .bind(department_id)
-        .bind(method)
+        .bind(first_seq)
+        .bind(last_seq)
+        .fetch_all(&mut *rewrite)
+        .await
+        .unwrap();
+        let segment_previous = previous.clone();
+        let mut entries = Vec::new();
+        for mut row in rows {
+            if row.0 >= from_seq {
+                change(&mut row);
+            }
+            let (seq, at, department_id, method, code, subject) = row;
+            let entry = Entry { at, department_id, method, code, subject };
+            previous = link(&previous, seq, &entry).to_vec();
+            entries.push(entry);
+        }
+        sqlx::query(
+            "UPDATE audit_segments SET previous_hash = $2, last_hash = $3, last_at = $4, at = $5, department_ids = $6,
+                 methods = $7, codes = $8, subjects = $9
+             WHERE first_seq = $1",
+        )
+        .bind(first_seq)
+        .bind(&segment_previous)
         .bind(&previous)
-        .bind(hash.to_vec())
+        .bind(entries.iter().map(|entry| entry.at).max())
+        .bind(entries.iter().map(|entry| entry.at).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.department_id.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.method.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.code).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.subject.clone()).collect::<Vec<_>>())
         .execute(&mut *rewrite)
         .await
         .unwrap();
-        previous = hash.to_vec();
     }
     rewrite.commit().await.unwrap();
 }
@@ -710,8 +762,7 @@ async fn audit_retention_removes_the_oldest_entries_and_the_rest_still_verifies(
         }
     })
     .await;
-    let old_third: Vec<u8> =
-        sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = 3").fetch_one(&pool).await.unwrap();
+    let old_third = audit::entries(&pool, 2, "", "", 1).await.unwrap()[0].hash.to_vec();
 
     let cutoff = chrono::Utc::now() - chrono::Duration::days(180);
     assert_eq!(audit::prune(&pool, cutoff).await.unwrap(), 3);
@@ -739,6 +790,113 @@ async fn audit_retention_removes_the_oldest_entries_and_the_rest_still_verifies(
     }
     let verified = audit::verify(&pool, None).await.unwrap();
     assert!(matches!(verified, Verified::Intact { entries, .. } if entries >= 2), "{verified:?}");
+}
+
+/// An audit log stored as a row per entry becomes segments that verify as the rows did, from the
+/// base retention left, with every entry listed with the hashes it had; retention then removes
+/// whole segments and cuts the one it ends in.
+#[tokio::test]
+async fn an_audit_log_stored_as_rows_verifies_as_segments() {
+    use xinyong_gateway::audit::{self, Entry, Verified, link};
+    let database = xinyong_platform::testing::TestDatabase::new().await;
+    let pool = database.pool_before("gateway", &xinyong_gateway::MIGRATOR, 20261125000005).await;
+    // Retention removed entries up to 10; 5,000 follow, more than one segment's 4,096.
+    let base = [9_u8; 32];
+    sqlx::query("INSERT INTO audit_log_base (seq, hash) VALUES (10, $1)").bind(&base[..]).execute(&pool).await.unwrap();
+    // Stored to the microsecond, which is what the hash covers.
+    let start = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now() - chrono::Duration::days(3), 6);
+    let mut rows = Vec::new();
+    let mut previous = base;
+    for seq in 11..=5010_i64 {
+        let entry = Entry {
+            at: start + chrono::Duration::milliseconds(seq),
+            department_id: if seq % 3 == 0 { String::new() } else { format!("samr-{}", 440300 + seq % 7) },
+            method: "xinyong.registry.v1.RegistryService/GetEntity".into(),
+            code: (seq % 5) as i16,
+            subject: if seq % 2 == 0 { "91110000600037341L".into() } else { String::new() },
+        };
+        let hash = link(&previous, seq, &entry);
+        rows.push((seq, entry, previous, hash));
+        previous = hash;
+    }
+    for chunk in rows.chunks(1000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_log (seq, at, department_id, method, code, subject, previous_hash, hash) ",
+        );
+        insert.push_values(chunk, |mut row, (seq, entry, previous, hash)| {
+            row.push_bind(seq)
+                .push_bind(entry.at)
+                .push_bind(&entry.department_id)
+                .push_bind(&entry.method)
+                .push_bind(entry.code)
+                .push_bind(&entry.subject)
+                .push_bind(&previous[..])
+                .push_bind(&hash[..]);
+        });
+        insert.build().execute(&pool).await.unwrap();
+    }
+    xinyong_platform::db::migrate(&pool, &xinyong_gateway::MIGRATOR).await.unwrap();
+
+    let segments: Vec<(i64, i64)> = sqlx::query_as("SELECT first_seq, last_seq FROM audit_segments ORDER BY first_seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(segments, [(11, 4096), (4097, 5010)]);
+    assert_eq!(
+        audit::verify(&pool, None).await.unwrap(),
+        Verified::Intact { entries: 5000, last_seq: 5010, last_hash: previous.to_vec() }
+    );
+    assert_eq!(audit::newest(&pool).await.unwrap(), Some((5010, previous.to_vec())));
+    // Across the segments' border, each entry as it was stored.
+    let listed = audit::entries(&pool, 4090, "", "", 10).await.unwrap();
+    assert_eq!(listed.iter().map(|listed| listed.seq).collect::<Vec<_>>(), (4091..=4100).collect::<Vec<_>>());
+    for listed in &listed {
+        let (seq, entry, previous, hash) = &rows[(listed.seq - 11) as usize];
+        assert_eq!((listed.seq, &listed.entry, listed.previous_hash, listed.hash), (*seq, entry, *previous, *hash));
+    }
+    let about = audit::entries(&pool, 0, "samr-440301", "91110000600037341L", 5000).await.unwrap();
+    let expected = rows
+        .iter()
+        .filter(|(_, entry, ..)| entry.department_id == "samr-440301" && !entry.subject.is_empty())
+        .map(|(seq, ..)| *seq);
+    assert_eq!(about.iter().map(|listed| listed.seq).collect::<Vec<_>>(), expected.collect::<Vec<_>>());
+    // The view shows the rows for whoever reads them in SQL.
+    let shown: Vec<(i64, String, i16)> = sqlx::query_as(
+        "SELECT seq, department_id, code FROM audit_log WHERE seq IN (11, 4096, 4097, 5010) ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let stored = [11, 4096, 4097, 5010].map(|seq| {
+        let (_, entry, ..) = &rows[(seq - 11) as usize];
+        (seq, entry.department_id.clone(), entry.code)
+    });
+    assert_eq!(shown, stored);
+
+    // Retention cuts a segment an entry of which is not past it, removes whole ones that are, and
+    // keeps the newest entry even when every one is past it.
+    let hash_of = |seq: i64| rows[(seq - 11) as usize].3.to_vec();
+    let base_now = || async {
+        sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT seq, hash FROM audit_log_base").fetch_one(&pool).await.unwrap()
+    };
+    let entry_at = |seq: i64| start + chrono::Duration::milliseconds(seq);
+    assert_eq!(audit::prune(&pool, entry_at(2000)).await.unwrap(), 1989);
+    assert_eq!(base_now().await, (1999, hash_of(1999)));
+    let segments: Vec<(i64, i64)> = sqlx::query_as("SELECT first_seq, last_seq FROM audit_segments ORDER BY first_seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(segments, [(2000, 4096), (4097, 5010)]);
+    assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { entries: 3011, .. }));
+    assert_eq!(audit::prune(&pool, entry_at(4500)).await.unwrap(), 2500);
+    assert_eq!(base_now().await, (4499, hash_of(4499)));
+    assert_eq!(audit::entries(&pool, 0, "", "", 1).await.unwrap()[0].seq, 4500);
+    assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { entries: 511, .. }));
+    assert_eq!(audit::prune(&pool, chrono::Utc::now()).await.unwrap(), 510);
+    assert_eq!(
+        audit::verify(&pool, None).await.unwrap(),
+        Verified::Intact { entries: 1, last_seq: 5010, last_hash: previous.to_vec() }
+    );
 }
 
 /// The metrics docs/configuration.md lists, as their samples are named (a counter with `_total`).

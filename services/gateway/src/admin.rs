@@ -61,6 +61,10 @@ fn status(error: StoreError) -> tonic::Status {
     ApiError::from(error).into()
 }
 
+fn database(error: sqlx::Error) -> tonic::Status {
+    ApiError::from(error).into()
+}
+
 fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Department {
     pb::Department {
         credentials: credentials
@@ -216,34 +220,35 @@ impl GatewayAdminService for Admin {
     ) -> Result<tonic::Response<pb::ListAuditEntriesResponse>, tonic::Status> {
         self.require_admin(&request).await?;
         let request = request.into_inner();
-        let page_size = page_size(request.page_size)?;
+        let page_size = page_size(request.page_size)? as usize;
         if request.after_seq < 0 {
             return Err(ApiError::invalid("after_seq", "must not be negative").into());
         }
         // The newest entry first: every entry listed is then at or before it.
-        let (newest_seq, newest_hash) = self.store.newest_audit_entry().await.map_err(status)?.unwrap_or_default();
-        let mut rows = self
-            .store
-            .audit_entries(request.after_seq, &request.department_id, request.subject.trim(), page_size + 1)
-            .await
-            .map_err(status)?;
-        let next_after_seq = if rows.len() as i64 > page_size {
-            rows.truncate(page_size as usize);
-            rows.last().map_or(0, |row| row.seq)
+        let pool = self.store.pool();
+        let (newest_seq, newest_hash) = crate::audit::newest(pool).await.map_err(database)?.unwrap_or_default();
+        let department_id = request.department_id.trim();
+        let mut listed =
+            crate::audit::entries(pool, request.after_seq, department_id, request.subject.trim(), page_size + 1)
+                .await
+                .map_err(database)?;
+        let next_after_seq = if listed.len() > page_size {
+            listed.truncate(page_size);
+            listed.last().map_or(0, |listed| listed.seq)
         } else {
             0
         };
-        let entries = rows
+        let entries = listed
             .into_iter()
-            .map(|row| pb::AuditEntry {
-                seq: row.seq,
-                at: Some(timestamp(row.at)),
-                department_id: row.department_id,
-                method: row.method,
-                code: i32::from(row.code),
-                subject: row.subject,
-                previous_hash: row.previous_hash,
-                hash: row.hash,
+            .map(|listed| pb::AuditEntry {
+                seq: listed.seq,
+                at: Some(timestamp(listed.entry.at)),
+                department_id: listed.entry.department_id,
+                method: listed.entry.method,
+                code: i32::from(listed.entry.code),
+                subject: listed.entry.subject,
+                previous_hash: listed.previous_hash.to_vec(),
+                hash: listed.hash.to_vec(),
             })
             .collect();
         Ok(tonic::Response::new(pb::ListAuditEntriesResponse { entries, next_after_seq, newest_seq, newest_hash }))
@@ -261,9 +266,7 @@ impl GatewayAdminService for Admin {
             (seq, _) if seq <= 0 => return Err(ApiError::invalid("anchor_seq", "an entry number, 1 or more").into()),
             _ => return Err(ApiError::invalid("anchor_hash", "32 bytes, the entry's SHA-256").into()),
         };
-        let verified = crate::audit::verify(self.store.pool(), anchor.as_ref())
-            .await
-            .map_err(|error| tonic::Status::from(ApiError::from(error)))?;
+        let verified = crate::audit::verify(self.store.pool(), anchor.as_ref()).await.map_err(database)?;
         let response = match verified {
             crate::audit::Verified::Intact { entries, last_seq, last_hash } => pb::VerifyAuditLogResponse {
                 intact: true,

@@ -35,19 +35,6 @@ pub struct CredentialLookup {
     pub calls_per_second: i32,
 }
 
-/// An audit log entry as stored.
-#[derive(Debug, Clone, FromRow)]
-pub struct AuditRow {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub department_id: String,
-    pub method: String,
-    pub code: i16,
-    pub subject: String,
-    pub previous_hash: Vec<u8>,
-    pub hash: Vec<u8>,
-}
-
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,34 +118,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::DepartmentNotFound(id.to_owned()))
-    }
-
-    /// Audit entries after `after_seq`, of `department_id` and about `subject` unless they are
-    /// empty, in order.
-    pub async fn audit_entries(
-        &self,
-        after_seq: i64,
-        department_id: &str,
-        subject: &str,
-        limit: i64,
-    ) -> Result<Vec<AuditRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT seq, at, department_id, method, code, subject, previous_hash, hash FROM audit_log
-             WHERE seq > $1 AND ($2 = '' OR department_id = $2) AND ($3 = '' OR subject = $3) ORDER BY seq LIMIT $4",
-        )
-        .bind(after_seq)
-        .bind(department_id)
-        .bind(subject)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The newest audit entry's number and hash.
-    pub async fn newest_audit_entry(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?)
     }
 
     /// Departments after `after` in id order.
