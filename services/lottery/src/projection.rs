@@ -98,17 +98,22 @@ impl EventHandler for Projection {
         } else if let Some(event) = decode::<GradesChanged>(envelope) {
             grades(connection, &event?.grades).await?;
         } else if let Some(event) = decode::<ListingChanged>(envelope) {
-            // A subject may stand on one list by several records: each listing counts once, each
-            // end takes one away (every event is handled once, in the order sanctions wrote them).
+            // Kept by record: a listing announced again is still one, and an ended one stays ended
+            // whatever arrives after it. An event without its record (sent before sanctions named
+            // it) is left: sanctions announces every standing listing again after that upgrade.
             let event = event?;
-            let change: i32 = if event.listed { 1 } else { -1 };
+            if event.record_id.is_empty() {
+                tracing::debug!("a listing change without its record is passed over");
+                return Ok(());
+            }
             sqlx::query(
-                "INSERT INTO listed_subjects (credit_code, list, standing) VALUES ($1, $2, greatest($3, 0))
-                 ON CONFLICT (credit_code, list) DO UPDATE SET standing = greatest(listed_subjects.standing + $3, 0)",
+                "INSERT INTO listings (record_id, credit_code, list, ended) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (record_id) DO UPDATE SET ended = listings.ended OR excluded.ended",
             )
+            .bind(&event.record_id)
             .bind(&event.credit_code)
             .bind(event.list as i16)
-            .bind(change)
+            .bind(!event.listed)
             .execute(&mut *connection)
             .await?;
         }

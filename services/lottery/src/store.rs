@@ -242,8 +242,7 @@ impl Store {
     pub async fn population(&self, plan: &PlanRow) -> Result<Vec<Subject>, sqlx::Error> {
         let rows: Vec<(String, i16, bool)> = sqlx::query_as(
             "SELECT s.credit_code, coalesce(g.grade, 0::int2),
-                 EXISTS (SELECT 1 FROM listed_subjects l
-                         WHERE l.credit_code = s.credit_code AND l.list IN (1, 2) AND l.standing > 0)
+                 EXISTS (SELECT 1 FROM listings l WHERE l.credit_code = s.credit_code AND l.list IN (1, 2) AND NOT l.ended)
              FROM subjects s LEFT JOIN subject_grades g ON g.scheme = $4 AND g.credit_code = s.credit_code
              WHERE s.status = 1
                AND starts_with(s.region_code, $1) AND starts_with(s.industry_code, $2)

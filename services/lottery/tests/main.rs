@@ -451,28 +451,48 @@ async fn listed_subjects_are_drawn_at_the_plans_listed_ratio_and_a_draw_keeps_wh
     staff(&app).await;
     // Grade-A subjects 0–5 stand on the abnormal-operation list; 0 twice (two records), and one of
     // its listings ends; 5's only listing ends; 6 is on the courts' list, which does not count.
-    let listing = |index: usize, list: ListKind, listed: bool| ListingChanged {
+    // Sanctions then announces standing listings again (after an upgrade): 3's is still one listing,
+    // and 0's first, which ended, stays ended. A change without its record (sent before sanctions
+    // named it) is passed over.
+    let listing = |index: usize, record: &str, list: ListKind, listed: bool| ListingChanged {
         credit_code: code(index),
         list: list as i32,
         listed,
+        record_id: record.into(),
         ..Default::default()
     };
-    let mut events = vec![listing(0, ListKind::AbnormalOperation, true)];
-    events.extend((0..6).map(|index| listing(index, ListKind::AbnormalOperation, true)));
-    events.push(listing(0, ListKind::AbnormalOperation, false));
-    events.push(listing(5, ListKind::AbnormalOperation, false));
-    events.push(listing(6, ListKind::DishonestJudgmentDebtor, true));
+    let abnormal = ListKind::AbnormalOperation;
+    let mut events = vec![listing(0, "r0a", abnormal, true)];
+    events.extend((0..6).map(|index| listing(index, &format!("r{index}"), abnormal, true)));
+    events.push(listing(0, "r0a", abnormal, false));
+    events.push(listing(5, "r5", abnormal, false));
+    events.push(listing(6, "r6", ListKind::DishonestJudgmentDebtor, true));
+    events.push(listing(7, "", abnormal, true));
+    events.push(listing(0, "r0a", abnormal, true));
+    events.push(listing(3, "r3", abnormal, true));
+    // Last, on the courts' list: once it is there, everything before it was handled.
+    events.push(listing(9, "r9", ListKind::DishonestJudgmentDebtor, true));
     for event in &events {
         publish_event(&app.settings, "sanctions", event).await;
     }
     for _ in 0..300 {
-        let standing: Option<i64> =
-            sqlx::query_scalar("SELECT sum(standing)::bigint FROM listed_subjects").fetch_one(&app.pool).await.unwrap();
-        if standing == Some(6) {
+        let last: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM listings WHERE record_id = 'r9')")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if last {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let kept: Vec<(String, bool)> =
+        sqlx::query_as("SELECT record_id, ended FROM listings ORDER BY record_id").fetch_all(&app.pool).await.unwrap();
+    let expected_kept = [("r0", false), ("r0a", true), ("r1", false), ("r2", false), ("r3", false), ("r4", false)]
+        .into_iter()
+        .chain([("r5", true), ("r6", false), ("r9", false)])
+        .map(|(record, ended)| (record.to_owned(), ended))
+        .collect::<Vec<_>>();
+    assert_eq!(kept, expected_kept);
     let everyone_listed = Plan { listed_percent: 100.0, ..plan("L-1") };
     let created = create(&app, MARKET, everyone_listed).await.unwrap();
     assert_eq!(created.listed_percent, 100.0);
@@ -494,7 +514,7 @@ async fn listed_subjects_are_drawn_at_the_plans_listed_ratio_and_a_draw_keeps_wh
     expected.sort();
     assert_eq!(stored, expected, "the draw keeps who was listed");
     // Verification reruns it with the listings as they were, not as they are now.
-    publish_event(&app.settings, "sanctions", &listing(1, ListKind::AbnormalOperation, false)).await;
+    publish_event(&app.settings, "sanctions", &listing(1, "r1", abnormal, false)).await;
     let verified = app
         .client(MARKET)
         .verify_draw(VerifyDrawRequest { draw_id: drawn.draw_id.clone() })

@@ -160,6 +160,11 @@ pub async fn run(
                 registration_authority: &section.registration_authority,
             };
             xinyong_platform::service::every(every, stop, || async {
+                match listings::announce_if_asked(&pool).await {
+                    Ok(Some(announced)) => tracing::info!(announced, "standing listings announced again"),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "standing listings not announced; the next sweep tries again"),
+                }
                 match sweep.run(&pool, xinyong_domain::calendar::today()).await {
                     Ok(swept) if swept != listings::Swept::default() => {
                         tracing::info!(

@@ -13,6 +13,8 @@
 
 use chrono::{Days, Months, NaiveDate};
 use sqlx::{PgConnection, PgPool};
+use xinyong_platform::bus;
+use xinyong_proto::events::v1::ListingChanged;
 
 use crate::tasks::{self, NewTasks};
 
@@ -33,6 +35,63 @@ pub fn transfer_on(since: NaiveDate) -> NaiveDate {
 /// The first day of the warning period of a listing that began on `since`.
 pub fn warn_from(since: NaiveDate) -> NaiveDate {
     transfer_on(since).checked_sub_days(Days::new(WARN_DAYS_BEFORE)).unwrap_or(NaiveDate::MIN)
+}
+
+/// Announce every standing listing again, with its record, as `ListingChanged` (listed), in pages
+/// of their own transactions, and return how many. Consumers keep listings by record (lottery), so
+/// a listing announced again is still one, and one that ended meanwhile stays ended.
+pub async fn announce_standing(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let (mut after, mut announced) = (String::new(), 0);
+    loop {
+        let mut transaction = pool.begin().await?;
+        let page: Vec<(String, String, i16, NaiveDate)> = sqlx::query_as(
+            "SELECT record_id, credit_code, list, since FROM listings
+             WHERE until IS NULL AND record_id > $1 ORDER BY record_id LIMIT $2",
+        )
+        .bind(&after)
+        .bind(PAGE)
+        .fetch_all(&mut *transaction)
+        .await?;
+        let Some(last) = page.last() else { return Ok(announced) };
+        after = last.0.clone();
+        let events: Vec<ListingChanged> = page
+            .iter()
+            .map(|(record_id, credit_code, list, since)| ListingChanged {
+                credit_code: credit_code.clone(),
+                list: i32::from(*list),
+                listed: true,
+                effective_on: since.to_string(),
+                reason: "announced again: the listing stands".to_owned(),
+                record_id: record_id.clone(),
+            })
+            .collect();
+        bus::enqueue_batch(&mut transaction, "sanctions", &events).await?;
+        transaction.commit().await?;
+        announced += page.len() as u64;
+    }
+}
+
+/// [`announce_standing`], if it was asked for: once after the upgrade that added record ids to
+/// `ListingChanged`, and whenever an operator deletes the row of `listings_announced` (a consumer
+/// deployed after sanctions' stream dropped its oldest listings; docs/operations.md). One replica at
+/// a time; `None` when not asked or another replica is at it.
+pub async fn announce_if_asked(pool: &PgPool) -> Result<Option<u64>, sqlx::Error> {
+    let mut held = pool.begin().await?;
+    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('sanctions:announce-listings'))")
+        .fetch_one(&mut *held)
+        .await?;
+    let done: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM listings_announced)").fetch_one(&mut *held).await?;
+    if !free || done {
+        return Ok(None);
+    }
+    let announced = announce_standing(pool).await?;
+    sqlx::query("INSERT INTO listings_announced (listings) VALUES ($1)")
+        .bind(announced as i64)
+        .execute(&mut *held)
+        .await?;
+    held.commit().await?;
+    Ok(Some(announced))
 }
 
 /// What a sweep made.

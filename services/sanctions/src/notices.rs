@@ -125,6 +125,7 @@ pub async fn end(
         listed: false,
         effective_on: on.to_string(),
         reason: reason.to_owned(),
+        record_id: record_id.to_owned(),
     };
     bus::enqueue(connection, "sanctions", &event).await?;
     Ok(Some(credit_code))
@@ -174,6 +175,7 @@ pub async fn take_effect(
             listed: true,
             effective_on: since.to_string(),
             reason: reason.to_owned(),
+            record_id: record_id.to_owned(),
         };
         bus::enqueue(connection, "sanctions", &event).await?;
     }

@@ -17,8 +17,8 @@ use xinyong_platform::testing::{
 };
 use xinyong_proto::common::v1::{DateRange, Grade, ListKind};
 use xinyong_proto::events::v1::{
-    EntitiesRegistered, EntityRegistered, EntityUpdated, GradeChanged, GradeReason, GradesChanged, RecordIngested,
-    RecordRepaired, RecordWithdrawn,
+    EntitiesRegistered, EntityRegistered, EntityUpdated, GradeChanged, GradeReason, GradesChanged, ListingChanged,
+    RecordIngested, RecordRepaired, RecordWithdrawn,
 };
 use xinyong_proto::sanctions::v1::sanctions_service_client::SanctionsServiceClient;
 use xinyong_proto::sanctions::v1::{
@@ -1207,6 +1207,77 @@ async fn the_listing_timer_counts_calendar_years_to_the_day_and_falls_back_to_th
     let due = calendar.add_working_days(day("2027-03-10"), 15);
     assert_eq!(tasks().await[1], (7, "market-regulation".to_owned(), due));
     assert_eq!(sweep.run(&app.pool, day("2027-03-11")).await.unwrap(), listings::Swept::default());
+    app.service.stop().await;
+}
+
+/// The `ListingChanged` events in the outbox, in order: record, list, listed, effective day.
+async fn listing_events(pool: &sqlx::PgPool) -> Vec<(String, i32, bool, String)> {
+    use prost::Message;
+    let envelopes: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT envelope FROM outbox WHERE event_type = 'xinyong.events.v1.ListingChanged' ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    envelopes
+        .iter()
+        .map(|envelope| {
+            let envelope = xinyong_proto::events::v1::Envelope::decode(envelope.as_slice()).unwrap();
+            let event = ListingChanged::decode(envelope.payload.as_slice()).unwrap();
+            (event.record_id, event.list, event.listed, event.effective_on)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn standing_listings_are_announced_again_with_their_records_once_and_whenever_asked() {
+    // No sweep of its own, which would announce on its first run: the migration leaves it asked for.
+    let app = spawn_app(|settings| settings.sanctions.listing_sweep_seconds = 0).await;
+    // A listing taking effect names its record.
+    let record = "0190f3a2-7c1e-7000-8000-00000000c001";
+    let on = "2025-03-04".parse::<chrono::NaiveDate>().unwrap();
+    publish_event(&app.settings, "ingestion", &abnormal_listing(SUBJECT, record, on)).await;
+    for _ in 0..200 {
+        if !listing_events(&app.pool).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let taken = (record.to_owned(), ListKind::AbnormalOperation as i32, true, "2025-03-04".to_owned());
+    assert_eq!(listing_events(&app.pool).await, std::slice::from_ref(&taken));
+    // Two more listings, as a build that announced them without their records stored them; one ended.
+    sqlx::query(
+        "INSERT INTO listings (record_id, credit_code, list, since, until)
+         VALUES ('r-serious', $1, 2, '2024-01-02', NULL), ('r-ended', $1, 1, '2023-05-06', '2024-05-06')",
+    )
+    .bind(SUBJECT)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(listings::announce_if_asked(&app.pool).await.unwrap(), Some(2));
+    let serious = ("r-serious".to_owned(), ListKind::SeriousDishonesty as i32, true, "2024-01-02".to_owned());
+    let announced = [taken.clone(), taken.clone(), serious.clone()];
+    assert_eq!(listing_events(&app.pool).await, announced, "standing ones, by record");
+    assert_eq!(listings::announce_if_asked(&app.pool).await.unwrap(), None, "once");
+    assert_eq!(listing_events(&app.pool).await.len(), 3);
+    // An operator asks again.
+    sqlx::query("DELETE FROM listings_announced").execute(&app.pool).await.unwrap();
+    assert_eq!(listings::announce_if_asked(&app.pool).await.unwrap(), Some(2));
+    assert_eq!(listing_events(&app.pool).await[3..], [taken, serious]);
+    // And its end names the record, which lottery's copy ends by.
+    let withdrawn =
+        RecordWithdrawn {
+            credit_code: SUBJECT.into(), record_id: record.into(), reason: "已补报".into(), version: 2
+        };
+    publish_event(&app.settings, "ingestion", &withdrawn).await;
+    for _ in 0..200 {
+        if listing_events(&app.pool).await.len() == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let ended = listing_events(&app.pool).await.pop().unwrap();
+    assert_eq!((ended.0.as_str(), ended.2), (record, false), "{ended:?}");
     app.service.stop().await;
 }
 
