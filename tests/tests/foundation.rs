@@ -588,7 +588,7 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     let (anchor_seq, anchor_hash) = anchor.unwrap();
     let verifier = admin_client.clone();
     let verify = |anchor_seq: i64, anchor_hash: Vec<u8>| {
-        let request = admin::VerifyAuditLogRequest { anchor_seq, anchor_hash };
+        let request = admin::VerifyAuditLogRequest { anchor_seq, anchor_hash, ..Default::default() };
         let mut client = verifier.clone();
         let token = platform.admin_token.clone();
         async move { client.verify_audit_log(with_token(request, &token)).await.map(|answer| answer.into_inner()) }
@@ -600,6 +600,18 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
     assert_eq!(verify(anchor_seq, vec![7; 3]).await.unwrap_err().code(), Code::InvalidArgument);
     let not_admin = with_token(admin::VerifyAuditLogRequest::default(), &market);
     assert_eq!(admin_client.verify_audit_log(not_admin).await.unwrap_err().code(), Code::PermissionDenied);
+    // A periodic check from the last hash it verified reads only what came after.
+    let since = |from_seq: i64, from_hash: Vec<u8>| {
+        let request = admin::VerifyAuditLogRequest { from_seq, from_hash, ..Default::default() };
+        let mut client = admin_client.clone();
+        let token = platform.admin_token.clone();
+        async move { client.verify_audit_log(with_token(request, &token)).await.map(|answer| answer.into_inner()) }
+    };
+    let later = since(listed[2].seq, listed[2].hash.clone()).await.unwrap();
+    assert!(later.intact && later.entries == later.last_seq - listed[2].seq, "{later:?}");
+    let wrong = since(listed[2].seq, vec![7; 32]).await.unwrap();
+    assert_eq!((wrong.intact, wrong.broken_at), (false, listed[2].seq), "{wrong:?}");
+    assert_eq!(since(0, vec![7; 32]).await.unwrap_err().code(), Code::InvalidArgument);
 
     // Someone with the database's keys rewrites who made a call, then removes another entry. Only
     // a segment's last hash is stored, so the walk names the segment the changed entry is in.
@@ -872,6 +884,34 @@ async fn an_audit_log_stored_as_rows_verifies_as_segments() {
         (seq, entry.department_id.clone(), entry.code)
     });
     assert_eq!(shown, stored);
+
+    // A periodic check walks from an entry whose hash it kept: from the middle of a segment, its
+    // end, or the newest entry; a kept hash that differs, an entry changed before the start in its
+    // segment, and a start past the end are reported.
+    let kept = |seq: i64| audit::Anchor { seq, hash: rows[(seq - 11) as usize].3.to_vec() };
+    let intact = |entries: u64| Verified::Intact { entries, last_seq: 5010, last_hash: previous.to_vec() };
+    assert_eq!(audit::verify_from(&pool, Some(&kept(4000)), None).await.unwrap(), intact(1010));
+    assert_eq!(audit::verify_from(&pool, Some(&kept(4096)), Some(&kept(5000))).await.unwrap(), intact(914));
+    assert_eq!(audit::verify_from(&pool, Some(&kept(5010)), None).await.unwrap(), intact(0));
+    let wrong = audit::Anchor { seq: 4000, hash: vec![7; 32] };
+    let Verified::Broken { seq, reason } = audit::verify_from(&pool, Some(&wrong), None).await.unwrap() else {
+        panic!("a wrong kept hash passed")
+    };
+    assert_eq!(seq, 4000);
+    assert!(reason.contains("kept outside"), "{reason}");
+    let beyond = audit::Anchor { seq: 5011, hash: vec![7; 32] };
+    let Verified::Broken { seq, reason } = audit::verify_from(&pool, Some(&beyond), None).await.unwrap() else {
+        panic!("a start past the end passed")
+    };
+    assert_eq!(seq, 5011);
+    assert!(reason.contains("ends at entry 5010"), "{reason}");
+    set_entry_field(&pool, 100, "methods", "xinyong.registry.v1.RegistryService/RegisterEntity").await;
+    let Verified::Broken { seq, .. } = audit::verify_from(&pool, Some(&kept(4000)), None).await.unwrap() else {
+        panic!("a change before the start in its segment passed")
+    };
+    assert_eq!(seq, 11);
+    set_entry_field(&pool, 100, "methods", "xinyong.registry.v1.RegistryService/GetEntity").await;
+    assert_eq!(audit::verify_from(&pool, Some(&kept(4096)), None).await.unwrap(), intact(914));
 
     // Retention cuts a segment an entry of which is not past it, removes whole ones that are, and
     // keeps the newest entry even when every one is past it.

@@ -93,6 +93,16 @@ fn page_size(asked: i32) -> Result<i64, ApiError> {
     }
 }
 
+/// An entry whose hash was kept, as a request names it by two fields: none when both are empty.
+fn kept_entry(seq: i64, hash: Vec<u8>, fields: (&str, &str)) -> Result<Option<crate::audit::Anchor>, ApiError> {
+    match (seq, hash.len()) {
+        (0, 0) => Ok(None),
+        (seq, 32) if seq > 0 => Ok(Some(crate::audit::Anchor { seq, hash })),
+        (seq, _) if seq <= 0 => Err(ApiError::invalid(fields.0, "an entry number, 1 or more")),
+        _ => Err(ApiError::invalid(fields.1, "32 bytes, the entry's SHA-256")),
+    }
+}
+
 fn validate_department_id(id: &str) -> Result<(), ApiError> {
     let valid = !id.is_empty()
         && id.len() <= 64
@@ -260,13 +270,10 @@ impl GatewayAdminService for Admin {
     ) -> Result<tonic::Response<pb::VerifyAuditLogResponse>, tonic::Status> {
         self.require_admin(&request).await?;
         let request = request.into_inner();
-        let anchor = match (request.anchor_seq, request.anchor_hash.len()) {
-            (0, 0) => None,
-            (seq, 32) if seq > 0 => Some(crate::audit::Anchor { seq, hash: request.anchor_hash }),
-            (seq, _) if seq <= 0 => return Err(ApiError::invalid("anchor_seq", "an entry number, 1 or more").into()),
-            _ => return Err(ApiError::invalid("anchor_hash", "32 bytes, the entry's SHA-256").into()),
-        };
-        let verified = crate::audit::verify(self.store.pool(), anchor.as_ref()).await.map_err(database)?;
+        let anchor = kept_entry(request.anchor_seq, request.anchor_hash, ("anchor_seq", "anchor_hash"))?;
+        let from = kept_entry(request.from_seq, request.from_hash, ("from_seq", "from_hash"))?;
+        let verified =
+            crate::audit::verify_from(self.store.pool(), from.as_ref(), anchor.as_ref()).await.map_err(database)?;
         let response = match verified {
             crate::audit::Verified::Intact { entries, last_seq, last_hash } => pb::VerifyAuditLogResponse {
                 intact: true,

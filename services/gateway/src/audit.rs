@@ -402,20 +402,41 @@ pub struct Anchor {
 /// Walk the whole chain in order, recomputing every hash, and check it against `anchor` if given.
 /// The walk starts after the last entry retention removed, if any.
 pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, sqlx::Error> {
+    verify_from(pool, None, anchor).await
+}
+
+/// [`verify`] from `start` on: an entry whose hash was kept (an earlier walk's last hash, a
+/// listing's newest hash), so that a periodic check reads only what was appended since. The walk
+/// begins with the segment holding `start` and checks `start`'s hash there, so an entry before
+/// it in that segment changed shows too; entries of earlier segments are not read. `entries` counts
+/// the entries after `start`.
+pub async fn verify_from(
+    pool: &PgPool,
+    start: Option<&Anchor>,
+    anchor: Option<&Anchor>,
+) -> Result<Verified, sqlx::Error> {
     let base: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT seq, hash FROM audit_log_base").fetch_optional(pool).await?;
     let (base_seq, base_hash) = base.unwrap_or((0, GENESIS.to_vec()));
-    if let Some(anchor) = anchor
-        && anchor.seq <= base_seq
-    {
-        let reason = format!("entries up to {base_seq} were removed by retention; keep a newer hash");
-        return Ok(Verified::Broken { seq: anchor.seq, reason });
+    for kept in [start, anchor].into_iter().flatten() {
+        if kept.seq <= base_seq {
+            let reason = format!("entries up to {base_seq} were removed by retention; keep a newer hash");
+            return Ok(Verified::Broken { seq: kept.seq, reason });
+        }
     }
-    let walk = format!("SELECT {SEGMENT_COLUMNS} FROM audit_segments ORDER BY first_seq");
-    let mut segments = sqlx::query_as::<_, Segment>(&walk).fetch(pool);
+    let after = start.map_or(0, |start| start.seq);
+    let walk = format!("SELECT {SEGMENT_COLUMNS} FROM audit_segments WHERE last_seq >= $1 ORDER BY first_seq");
+    let mut segments = sqlx::query_as::<_, Segment>(&walk).bind(after).fetch(pool);
     let (mut expected_seq, mut previous) = (base_seq + 1, base_hash);
     let mut entries = 0_u64;
+    let mut first = true;
     while let Some(segment) = segments.try_next().await? {
+        if std::mem::take(&mut first) && start.is_some() {
+            // The walk begins with the segment holding the start, on its own previous hash: the
+            // start's hash, checked on the way, is what ties it to what was verified before.
+            expected_seq = segment.first_seq;
+            previous = segment.previous_hash.clone();
+        }
         if segment.first_seq != expected_seq {
             let reason = format!("entry {expected_seq} is missing (the next is {})", segment.first_seq);
             return Ok(Verified::Broken { seq: expected_seq, reason });
@@ -429,9 +450,16 @@ pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, 
         if let Some(reason) = segment.malformed() {
             return Ok(Verified::Broken { seq: segment.first_seq, reason });
         }
-        let mut anchor_differs = false;
+        let mut differs = None;
         for (seq, _, hash) in segment.chained() {
-            anchor_differs |= anchor.is_some_and(|anchor| anchor.seq == seq && anchor.hash != hash);
+            for kept in [start, anchor].into_iter().flatten() {
+                if kept.seq == seq && kept.hash != hash {
+                    differs.get_or_insert(seq);
+                }
+            }
+            if seq > after {
+                entries += 1;
+            }
             previous = hash.to_vec();
         }
         // Only the segment's last hash is stored: an entry changed without it shows here,
@@ -443,20 +471,22 @@ pub async fn verify(pool: &PgPool, anchor: Option<&Anchor>) -> Result<Verified, 
             );
             return Ok(Verified::Broken { seq: segment.first_seq, reason });
         }
-        if let Some(anchor) = anchor.filter(|_| anchor_differs) {
+        if let Some(seq) = differs {
             return Ok(Verified::Broken {
-                seq: anchor.seq,
+                seq,
                 reason: "its hash is not the one kept outside the platform: the chain was rewritten up to here".into(),
             });
         }
         expected_seq = segment.last_seq + 1;
-        entries += segment.entries.len() as u64;
     }
-    if let Some(anchor) = anchor
-        && anchor.seq >= expected_seq
-    {
-        let reason = format!("the log ends at entry {}, before the entry whose hash was kept", expected_seq - 1);
-        return Ok(Verified::Broken { seq: anchor.seq, reason });
+    if first && start.is_some() {
+        expected_seq = newest(pool).await?.map_or(base_seq, |(seq, _)| seq) + 1;
+    }
+    for kept in [start, anchor].into_iter().flatten() {
+        if kept.seq >= expected_seq {
+            let reason = format!("the log ends at entry {}, before the entry whose hash was kept", expected_seq - 1);
+            return Ok(Verified::Broken { seq: kept.seq, reason });
+        }
     }
     Ok(Verified::Intact { entries, last_seq: expected_seq - 1, last_hash: previous })
 }

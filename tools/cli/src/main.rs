@@ -7,9 +7,9 @@
 //!     drop a provisioned database and its roles
 //! xinyong-cli ingest --file records.csv [--gateway URL] [--rejects FILE]   (token in XINYONG_TOKEN)
 //!     stream a CSV or JSON-lines file of credit records through SubmitRecords
-//! xinyong-cli audit-verify --database-url URL [--seq N --hash HEX]
+//! xinyong-cli audit-verify --database-url URL [--seq N --hash HEX] [--from-seq N --from-hash HEX]
 //!     walk the gateway's audit log and say whether every entry follows the one before it, and
-//!     whether entry N still has the hash kept outside the platform
+//!     whether entry N still has the hash kept outside the platform; from an entry verified before
 //! xinyong-cli events-replay --admin-url URL --database NAME --since TIME [--service NAME]
 //!     after Redis lost its streams: publish again every event published since TIME
 //! ```
@@ -24,9 +24,11 @@ const USAGE: &str = "usage:
   xinyong-cli drop --admin-url URL --database NAME
   xinyong-cli ingest --file records.csv|records.jsonl [--gateway http://127.0.0.1:50051] [--rejects FILE]
       (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)
-  xinyong-cli audit-verify --database-url URL [--seq N --hash HEX]
+  xinyong-cli audit-verify --database-url URL [--seq N --hash HEX] [--from-seq N --from-hash HEX]
       (the gateway's database URL; exits 1 and names the entry where the chain breaks; --seq and
-      --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries)
+      --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries;
+      --from-seq and --from-hash: walk only what follows an entry whose hash was kept, e.g. the
+      last one of the previous walk)
   xinyong-cli events-replay --admin-url URL --database NAME --since TIME [--service NAME]
       (after Redis lost its streams: every service's events published at or after TIME, RFC 3339
       e.g. 2026-11-25T08:00:00+08:00, are published again by its relay; consumers skip the ones
@@ -93,31 +95,36 @@ fn current_thread() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-/// The anchor `--seq N --hash HEX` names, if any.
-fn anchor(args: &[String]) -> Result<Option<xinyong_gateway::audit::Anchor>, String> {
-    match (flag(args, "--seq"), flag(args, "--hash")) {
+/// The entry whose hash was kept that the flags `seq` and `hash` (`--seq N --hash HEX`, or
+/// `--from-seq`, `--from-hash`) name, if any.
+fn anchor(
+    args: &[String],
+    (seq_flag, hash_flag): (&str, &str),
+) -> Result<Option<xinyong_gateway::audit::Anchor>, String> {
+    match (flag(args, seq_flag), flag(args, hash_flag)) {
         (None, None) => Ok(None),
         (Some(seq), Some(hash)) => {
-            let seq: i64 = seq.parse().ok().filter(|seq| *seq > 0).ok_or("--seq: an entry number, 1 or more")?;
+            let seq: i64 =
+                seq.parse().ok().filter(|seq| *seq > 0).ok_or(format!("{seq_flag}: an entry number, 1 or more"))?;
             let hash = (hash.len() == 64)
                 .then(|| (0..64).step_by(2).map(|at| u8::from_str_radix(&hash[at..at + 2], 16).ok()).collect())
                 .flatten()
-                .ok_or("--hash: the entry's SHA-256, 64 hex digits")?;
+                .ok_or(format!("{hash_flag}: the entry's SHA-256, 64 hex digits"))?;
             Ok(Some(xinyong_gateway::audit::Anchor { seq, hash }))
         }
-        _ => Err("--seq and --hash go together".to_owned()),
+        _ => Err(format!("{seq_flag} and {hash_flag} go together")),
     }
 }
 
 fn audit_verify(args: &[String]) -> ExitCode {
-    use xinyong_gateway::audit::{Verified, verify};
+    use xinyong_gateway::audit::{Verified, verify_from};
     let Some(url) = flag(args, "--database-url") else {
         eprintln!("--database-url is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    let anchor = match anchor(args) {
-        Ok(anchor) => anchor,
-        Err(problem) => {
+    let (anchor, from) = match (anchor(args, ("--seq", "--hash")), anchor(args, ("--from-seq", "--from-hash"))) {
+        (Ok(anchor), Ok(from)) => (anchor, from),
+        (Err(problem), _) | (_, Err(problem)) => {
             eprintln!("{problem}\n{USAGE}");
             return ExitCode::from(2);
         }
@@ -138,7 +145,7 @@ fn audit_verify(args: &[String]) -> ExitCode {
             .connect_with(options)
             .await
             .map_err(|error| error.to_string())?;
-        verify(&pool, anchor.as_ref()).await.map_err(|error| error.to_string())
+        verify_from(&pool, from.as_ref(), anchor.as_ref()).await.map_err(|error| error.to_string())
     });
     match verified {
         Ok(Verified::Intact { entries, last_seq, last_hash }) => {
