@@ -16,9 +16,10 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 use xinyong_domain::calendar::Calendar;
 use xinyong_domain::credit_code::CreditCode;
+use xinyong_domain::masking::mask_id_numbers_of;
 use xinyong_platform::batches::Batches;
 use xinyong_platform::error::optional_day;
-use xinyong_platform::identity::PERMISSION_ADMIN;
+use xinyong_platform::identity::{PERMISSION_ADMIN, PERMISSION_PERSONAL_DATA};
 use xinyong_platform::metrics::Metrics;
 use xinyong_platform::timestamp;
 use xinyong_platform::{ApiError, Caller, violation};
@@ -75,6 +76,19 @@ pub fn to_proto(row: &RecordRow) -> pb::Record {
         received_at: Some(timestamp(row.received_at)),
         updated_at: Some(timestamp(row.updated_at)),
     }
+}
+
+/// The proto form of a stored record as `caller` may see it: resident ID numbers in its fields and
+/// text masked unless the caller reported it or holds `personal_data`. A department may write a
+/// person's number into a penalty's fields (an individual business's operator, a party named in a
+/// judgment); nothing else of a record is personal data the platform knows of.
+pub fn shown_to(row: &RecordRow, caller: &Caller) -> pb::Record {
+    let mut record = to_proto(row);
+    if caller.department_id != row.department_id && !caller.has(PERMISSION_PERSONAL_DATA) {
+        record.fields.values_mut().for_each(mask_id_numbers_of);
+        mask_id_numbers_of(&mut record.text);
+    }
+    record
 }
 
 fn record_id(text: &str) -> Result<Uuid, Status> {
@@ -356,17 +370,17 @@ impl IngestionService for Ingestion {
         &self,
         request: Request<pb::GetRecordRequest>,
     ) -> Result<Response<pb::GetRecordResponse>, Status> {
-        Caller::of(&request)?;
+        let caller = Caller::of(&request)?;
         let id = record_id(&request.into_inner().record_id)?;
         let row = self.store.get(id).await.map_err(status)?;
-        Ok(Response::new(pb::GetRecordResponse { record: Some(to_proto(&row)) }))
+        Ok(Response::new(pb::GetRecordResponse { record: Some(shown_to(&row, &caller)) }))
     }
 
     async fn list_records(
         &self,
         request: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        Caller::of(&request)?;
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let mut problems = Vec::new();
         let code = CreditCode::parse(&request.credit_code)
@@ -420,14 +434,15 @@ impl IngestionService for Ingestion {
         } else {
             String::new()
         };
-        Ok(Response::new(pb::ListRecordsResponse { records: rows.iter().map(to_proto).collect(), next_page_token }))
+        let records = rows.iter().map(|row| shown_to(row, &caller)).collect();
+        Ok(Response::new(pb::ListRecordsResponse { records, next_page_token }))
     }
 
     async fn get_record_history(
         &self,
         request: Request<pb::GetRecordHistoryRequest>,
     ) -> Result<Response<pb::GetRecordHistoryResponse>, Status> {
-        Caller::of(&request)?;
+        let caller = Caller::of(&request)?;
         let id = record_id(&request.into_inner().record_id)?;
         let current = self.store.get(id).await.map_err(status)?;
         let mut versions: Vec<pb::RecordVersion> = self
@@ -438,7 +453,7 @@ impl IngestionService for Ingestion {
             .into_iter()
             .map(|version| pb::RecordVersion {
                 version: version.version,
-                record: Some(to_proto(&version.snapshot.0)),
+                record: Some(shown_to(&version.snapshot.0, &caller)),
                 change: version.change,
                 changed_by: version.changed_by,
                 changed_at: Some(timestamp(version.changed_at)),
@@ -451,7 +466,7 @@ impl IngestionService for Ingestion {
             changed_by: current.changed_by.clone(),
             changed_at: Some(timestamp(current.updated_at)),
             reason: current.change_reason.clone(),
-            record: Some(to_proto(&current)),
+            record: Some(shown_to(&current, &caller)),
         });
         Ok(Response::new(pb::GetRecordHistoryResponse { versions }))
     }

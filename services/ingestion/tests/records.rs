@@ -389,3 +389,62 @@ async fn a_category_in_use_can_be_neither_deleted_nor_renamed_and_an_unused_one_
     assert_eq!(removed.rows_affected(), 1);
     app.stop().await;
 }
+
+/// A person's ID number written into a record is shown to the department that reported it and to
+/// holders of `personal_data`, and masked for everyone else, in every read.
+#[tokio::test]
+async fn id_numbers_in_a_record_are_masked_for_departments_without_the_right_to_see_them() {
+    use xinyong_proto::ingestion::v1::GetRecordRequest;
+    let mut app = spawn_app().await;
+    let id = "110105194912310021";
+    let masked = "110105********0021";
+    let mut input = fine("0009", "2025-03-03");
+    input.fields.insert("violation".into(), format!("经营者张三，身份证号{id}"));
+    input.text = format!("当事人（{id}）已缴纳罚款");
+    let reported = app
+        .market
+        .submit_record(SubmitRecordRequest { record: Some(input) })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(reported.fields["violation"], format!("经营者张三，身份证号{id}"), "the reporter sees what it sent");
+    let record_id = reported.record_id.clone();
+    let get = |mut client: crate::support::Client| {
+        let record_id = record_id.clone();
+        async move { client.get_record(GetRecordRequest { record_id }).await.unwrap().into_inner().record.unwrap() }
+    };
+    let own = get(app.market.clone()).await;
+    assert_eq!(
+        (own.fields["violation"].as_str(), own.text.as_str()),
+        (reported.fields["violation"].as_str(), reported.text.as_str())
+    );
+    let other = get(app.tax.clone()).await;
+    assert_eq!(other.fields["violation"], format!("经营者张三，身份证号{masked}"));
+    assert_eq!(other.text, format!("当事人（{masked}）已缴纳罚款"));
+    assert_eq!(other.fields["content"], "罚款5000元", "the rest as reported");
+    let entitled = get((app.client_for)(Caller::new("court-110108", vec!["personal_data".into()]))).await;
+    assert_eq!(entitled.text, reported.text);
+    let listed = app
+        .tax
+        .list_records(ListRecordsRequest { credit_code: LENOVO.into(), include_expired: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(
+        listed
+            .iter()
+            .all(|record| !record.text.contains(id) && record.fields.values().all(|value| !value.contains(id)))
+    );
+    assert_eq!(listed.iter().find(|record| record.record_id == record_id).unwrap().text, other.text);
+    let history = app
+        .tax
+        .get_record_history(GetRecordHistoryRequest { record_id: record_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    assert!(history.iter().all(|version| version.record.as_ref().unwrap().text == other.text));
+}

@@ -135,6 +135,8 @@ async fn spawn_app() -> App {
             .map(|(key, value)| (key.to_owned(), value.to_owned()))
             .collect(),
         penalty_kind: PenaltyKind::Fine as i32,
+        // A person's ID number, which the report masks even for the department that reported it.
+        text: "当事人（110105194912310021）已缴纳罚款".into(),
         ..Default::default()
     };
     let mut ingestion_client = IngestionServiceClient::with_interceptor(channel, caller());
@@ -201,6 +203,8 @@ async fn retries_at_once_issue_one_report_which_is_kept_across_a_restart() {
     assert!(answers.iter().all(|answer| answer.report.as_ref() == Some(&report)), "every retry got that report");
     assert_eq!(app.kept().await, 1);
     assert_eq!(report.grades.iter().find(|grade| grade.scheme == "public_credit").unwrap().grade, Grade::B as i32);
+    let texts: Vec<&str> = report.records.iter().map(|record| record.text.as_str()).collect();
+    assert_eq!(texts, ["当事人（110105********0021）已缴纳罚款"], "issued by the department that reported it");
     let metrics = http_get(app.admin, "/metrics").await;
     assert!(metrics.contains("xinyong_reports_issued_total{component=\"reports\",kind=\"credit\"} 1"), "{metrics}");
 
