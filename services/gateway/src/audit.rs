@@ -172,11 +172,7 @@ async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
     let Some(last_at) = entries.iter().map(|entry| entry.at).max() else { return Ok(()) };
     let mut transaction = pool.begin().await?;
     sqlx::query(CHAIN_LOCK).execute(&mut *transaction).await?;
-    let newest: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT last_seq, last_hash FROM audit_segments ORDER BY first_seq DESC LIMIT 1")
-            .fetch_optional(&mut *transaction)
-            .await?;
-    let (before, previous) = newest.unwrap_or((0, GENESIS.to_vec()));
+    let (before, previous) = newest(&mut *transaction).await?.unwrap_or((0, GENESIS.to_vec()));
     let mut hash = chain_start(&previous);
     for (index, entry) in entries.iter().enumerate() {
         // Hashing a full batch takes a millisecond or two of the core the calls are served on; in
@@ -324,9 +320,9 @@ pub async fn entries(
 }
 
 /// The newest entry's number and hash.
-pub async fn newest(pool: &PgPool) -> Result<Option<(i64, Vec<u8>)>, sqlx::Error> {
+pub async fn newest<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<Option<(i64, Vec<u8>)>, sqlx::Error> {
     sqlx::query_as("SELECT last_seq, last_hash FROM audit_segments ORDER BY first_seq DESC LIMIT 1")
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
 }
 

@@ -54,7 +54,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// The pool, for the audit log's walk (`audit::verify`).
+    /// The pool, for the audit log (`audit::entries`, `audit::verify_from`).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
