@@ -94,6 +94,13 @@ pub async fn announce_if_asked(pool: &PgPool) -> Result<Option<u64>, sqlx::Error
     Ok(Some(announced))
 }
 
+/// Ask for [`announce_standing`] again and make it now (`xinyong-cli listings-announce`); `None`
+/// when another replica is announcing, which then finishes what was asked.
+pub async fn announce_again(pool: &PgPool) -> Result<Option<u64>, sqlx::Error> {
+    sqlx::query("DELETE FROM listings_announced").execute(pool).await?;
+    announce_if_asked(pool).await
+}
+
 /// What a sweep made.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {

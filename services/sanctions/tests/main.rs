@@ -1260,9 +1260,8 @@ async fn standing_listings_are_announced_again_with_their_records_once_and_whene
     assert_eq!(listing_events(&app.pool).await, announced, "standing ones, by record");
     assert_eq!(listings::announce_if_asked(&app.pool).await.unwrap(), None, "once");
     assert_eq!(listing_events(&app.pool).await.len(), 3);
-    // An operator asks again.
-    sqlx::query("DELETE FROM listings_announced").execute(&app.pool).await.unwrap();
-    assert_eq!(listings::announce_if_asked(&app.pool).await.unwrap(), Some(2));
+    // An operator asks again (`xinyong-cli listings-announce`).
+    assert_eq!(listings::announce_again(&app.pool).await.unwrap(), Some(2));
     assert_eq!(listing_events(&app.pool).await[3..], [taken, serious]);
     // And its end names the record, which lottery's copy ends by.
     let withdrawn =

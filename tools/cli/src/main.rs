@@ -12,6 +12,8 @@
 //!     whether entry N still has the hash kept outside the platform; from an entry verified before
 //! xinyong-cli events-replay --admin-url URL --database NAME --since TIME [--service NAME]
 //!     after Redis lost its streams: publish again every event published since TIME
+//! xinyong-cli listings-announce --database-url URL
+//!     sanctions announces every standing listing again, with its record
 //! ```
 
 use std::process::ExitCode;
@@ -32,7 +34,10 @@ const USAGE: &str = "usage:
   xinyong-cli events-replay --admin-url URL --database NAME --since TIME [--service NAME]
       (after Redis lost its streams: every service's events published at or after TIME, RFC 3339
       e.g. 2026-11-25T08:00:00+08:00, are published again by its relay; consumers skip the ones
-      they handled. --service: only that one's outbox. See docs/operations.md)";
+      they handled. --service: only that one's outbox. See docs/operations.md)
+  xinyong-cli listings-announce --database-url URL
+      (sanctions' database URL: every standing listing is announced again as ListingChanged with its
+      record, for a consumer that missed listings older than sanctions' stream; docs/operations.md)";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
@@ -49,6 +54,9 @@ fn main() -> ExitCode {
     }
     if command == "audit-verify" {
         return audit_verify(&args);
+    }
+    if command == "listings-announce" {
+        return listings_announce(&args);
     }
     let (Some(admin_url), Some(database)) = (flag(&args, "--admin-url"), flag(&args, "--database")) else {
         eprintln!("--admin-url and --database are required\n{USAGE}");
@@ -159,6 +167,46 @@ fn audit_verify(args: &[String]) -> ExitCode {
         }
         Err(error) => {
             eprintln!("xinyong-cli audit-verify: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn listings_announce(args: &[String]) -> ExitCode {
+    let Some(url) = flag(args, "--database-url") else {
+        eprintln!("--database-url is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let settings = xinyong_platform::config::DatabaseSettings {
+        url: url.into(),
+        schema: "sanctions".to_owned(),
+        ..Default::default()
+    };
+    let runtime = match current_thread() {
+        Ok(runtime) => runtime,
+        Err(failed) => return failed,
+    };
+    let announced = runtime.block_on(async {
+        let options = db::connect_options(&settings).map_err(|error| error.to_string())?;
+        // One connection holds the announcement while the other writes its pages.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|error| error.to_string())?;
+        xinyong_sanctions::listings::announce_again(&pool).await.map_err(|error| error.to_string())
+    });
+    match announced {
+        Ok(Some(listings)) => {
+            println!("{listings} standing listings announced again");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("a sanctions replica is announcing them now");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xinyong-cli listings-announce: {error}");
             ExitCode::FAILURE
         }
     }
