@@ -22,6 +22,16 @@ rendered=$(mktemp)
 "$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci --set serviceMonitor.enabled=false \
   --set dashboard.enabled=true >"$rendered"
 kubernetes-validate --strict --quiet -k 1.33.0 "$rendered" k8s/namespace.yaml
+# The gateway's TLS ingress, rendered when enabled, and refused without a certificate.
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci \
+  --set gatewayIngress.enabled=true --set gatewayIngress.host=xinyong.example.gov.cn \
+  --set gatewayIngress.tlsSecretName=xinyong-tls --show-only templates/ingress.yaml >"$rendered"
+kubernetes-validate --strict --quiet -k 1.33.0 "$rendered"
+grep -q 'secretName: xinyong-tls' "$rendered" || die "the gateway's ingress has no TLS"
+if "$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci \
+  --set gatewayIngress.enabled=true --set gatewayIngress.host=xinyong.example.gov.cn >/dev/null 2>&1; then
+  die "the gateway's ingress rendered without a TLS certificate"
+fi
 
 log "alert rules and dashboard (promtool)"
 ensure_promtool
