@@ -598,6 +598,26 @@ mod tests {
         }
     }
 
+    /// The example docs/gateway.md gives auditors who verify the chain with their own tools; the
+    /// hashes were computed apart from this code (Python's hashlib).
+    #[test]
+    fn the_documented_example_hashes_as_documented() {
+        let entry = Entry {
+            at: DateTime::from_timestamp_micros(1_795_593_600_123_456).unwrap(),
+            department_id: "samr-110108".into(),
+            method: "xinyong.registry.v1.RegistryService/GetEntity".into(),
+            code: 5,
+            subject: "91110000600037341L".into(),
+        };
+        let hex = |hash: [u8; 32]| hash.iter().map(|byte| format!("{byte:02x}")).collect::<String>();
+        assert_eq!(hex(link(&GENESIS, 1, &entry)), "30fe89514ac7135a1d1c1aa179fb9d047f512472abd77684af7c12caafcdd59b");
+        let without = Entry { subject: String::new(), ..entry };
+        assert_eq!(
+            hex(link(&GENESIS, 1, &without)),
+            "d9e2a591f842c1525fe3c3404a9dd792e9bace01e23d8bc042f6c625effbd506"
+        );
+    }
+
     #[test]
     fn every_part_of_an_entry_and_its_place_change_its_hash() {
         let base = link(&GENESIS, 1, &entry("samr-110108", "xinyong.registry.v1.RegistryService/GetEntity"));
