@@ -124,6 +124,18 @@ fn anchor(
     }
 }
 
+/// A pool of at most `connections` on a service's database URL, bound to its schema.
+async fn schema_pool(url: String, schema: &str, connections: u32) -> Result<sqlx::PgPool, String> {
+    let settings =
+        xinyong_platform::config::DatabaseSettings { url: url.into(), schema: schema.to_owned(), ..Default::default() };
+    let options = db::connect_options(&settings).map_err(|error| error.to_string())?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect_with(options)
+        .await
+        .map_err(|error| error.to_string())
+}
+
 fn audit_verify(args: &[String]) -> ExitCode {
     use xinyong_gateway::audit::{Verified, verify_from};
     let Some(url) = flag(args, "--database-url") else {
@@ -137,22 +149,12 @@ fn audit_verify(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = xinyong_platform::config::DatabaseSettings {
-        url: url.into(),
-        schema: "gateway".to_owned(),
-        ..Default::default()
-    };
     let runtime = match current_thread() {
         Ok(runtime) => runtime,
         Err(failed) => return failed,
     };
     let verified = runtime.block_on(async {
-        let options = db::connect_options(&settings).map_err(|error| error.to_string())?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|error| error.to_string())?;
+        let pool = schema_pool(url, "gateway", 1).await?;
         verify_from(&pool, from.as_ref(), anchor.as_ref()).await.map_err(|error| error.to_string())
     });
     match verified {
@@ -177,23 +179,13 @@ fn listings_announce(args: &[String]) -> ExitCode {
         eprintln!("--database-url is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    let settings = xinyong_platform::config::DatabaseSettings {
-        url: url.into(),
-        schema: "sanctions".to_owned(),
-        ..Default::default()
-    };
     let runtime = match current_thread() {
         Ok(runtime) => runtime,
         Err(failed) => return failed,
     };
     let announced = runtime.block_on(async {
-        let options = db::connect_options(&settings).map_err(|error| error.to_string())?;
         // One connection holds the announcement while the other writes its pages.
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .map_err(|error| error.to_string())?;
+        let pool = schema_pool(url, "sanctions", 2).await?;
         xinyong_sanctions::listings::announce_again(&pool).await.map_err(|error| error.to_string())
     });
     match announced {
