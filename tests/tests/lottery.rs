@@ -108,3 +108,65 @@ async fn a_drawn_visit_result_becomes_the_subjects_inspection_record_through_the
     assert_eq!(record.fields.get("plan_id"), Some(&plan_id));
     assert_eq!(record.fields.get("outcome").map(String::as_str), Some("未发现问题"));
 }
+
+/// A listing reaches lottery through the platform with the record it rests on, and its end ends it
+/// there: ingestion → sanctions (listing) → `ListingChanged` → lottery's listings.
+#[tokio::test]
+async fn a_listing_and_its_end_reach_lottery_by_their_record() {
+    use xinyong_proto::common::v1::Nature;
+    use xinyong_proto::ingestion::v1::{RecordInput, SubmitRecordRequest, WithdrawRecordRequest};
+    let platform = Platform::start().await;
+    let market = department(&platform, "samr-440305", &[]).await;
+    let gateway = platform.gateway().await;
+    let mut registry = RegistryServiceClient::new(gateway.clone());
+    registry.register_entity(with_token(RegisterEntityRequest { entity: Some(enterprise()) }, &market)).await.unwrap();
+    let listing = RecordInput {
+        credit_code: SUBJECT.into(),
+        source_record_id: "YC-2026-1".into(),
+        category: "abnormal_operation_list".into(),
+        nature: Nature::GeneralDishonesty as i32,
+        decided_on: xinyong_domain::calendar::today().to_string(),
+        fields: [("content", "通过登记的住所无法联系"), ("authority", "深圳市市场监督管理局南山监管局")]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+        ..Default::default()
+    };
+    let mut ingestion = IngestionServiceClient::new(gateway.clone());
+    let record = ingestion
+        .submit_record(with_token(SubmitRecordRequest { record: Some(listing) }, &market))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    let lottery_pool = platform.pool_of("lottery").await;
+    let kept = || async {
+        sqlx::query_as::<_, (String, i16, bool)>("SELECT record_id, list, ended FROM listings WHERE credit_code = $1")
+            .bind(SUBJECT)
+            .fetch_all(&lottery_pool)
+            .await
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        seen = kept().await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, [(record.record_id.clone(), 1, false)], "{}", platform.log_tail("lottery"));
+
+    let withdraw =
+        WithdrawRecordRequest { record_id: record.record_id.clone(), reason: "已移出经营异常名录".into() };
+    ingestion.withdraw_record(with_token(withdraw, &market)).await.unwrap();
+    for _ in 0..300 {
+        seen = kept().await;
+        if seen.iter().all(|(_, _, ended)| *ended) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, [(record.record_id, 1, true)], "{}", platform.log_tail("lottery"));
+}
