@@ -411,8 +411,12 @@ pub async fn verify_from(
     start: Option<&Anchor>,
     anchor: Option<&Anchor>,
 ) -> Result<Verified, sqlx::Error> {
+    // One snapshot for the base and the walk: retention removing entries meanwhile would otherwise
+    // move the base past the first segment read, and the walk would report a gap that is not there.
+    let mut snapshot = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *snapshot).await?;
     let base: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log_base").fetch_optional(pool).await?;
+        sqlx::query_as("SELECT seq, hash FROM audit_log_base").fetch_optional(&mut *snapshot).await?;
     let (base_seq, base_hash) = base.unwrap_or((0, GENESIS.to_vec()));
     for kept in [start, anchor].into_iter().flatten() {
         if kept.seq <= base_seq {
@@ -422,7 +426,7 @@ pub async fn verify_from(
     }
     let after = start.map_or(0, |start| start.seq);
     let walk = format!("SELECT {SEGMENT_COLUMNS} FROM audit_segments WHERE last_seq >= $1 ORDER BY first_seq");
-    let mut segments = sqlx::query_as::<_, Segment>(&walk).bind(after).fetch(pool);
+    let mut segments = sqlx::query_as::<_, Segment>(&walk).bind(after).fetch(&mut *snapshot);
     let (mut expected_seq, mut previous) = (base_seq + 1, base_hash);
     let mut entries = 0_u64;
     let mut first = true;
@@ -475,8 +479,9 @@ pub async fn verify_from(
         }
         expected_seq = segment.last_seq + 1;
     }
+    drop(segments);
     if first && start.is_some() {
-        expected_seq = newest(pool).await?.map_or(base_seq, |(seq, _)| seq) + 1;
+        expected_seq = newest(&mut *snapshot).await?.map_or(base_seq, |(seq, _)| seq) + 1;
     }
     for kept in [start, anchor].into_iter().flatten() {
         if kept.seq >= expected_seq {
