@@ -1,7 +1,5 @@
 //! Masking personal data for callers without the right to see it (seed 004 二(三)).
 
-use chrono::Datelike;
-
 /// Keep the first 6 and last 4 characters of an ID number: `110105********1234`. Shorter input is
 /// masked whole, so nothing of a malformed number leaks.
 pub fn mask_id_number(id_number: &str) -> String {
@@ -68,13 +66,8 @@ pub fn mask_id_numbers_of(text: &mut String) {
 fn looks_like_an_id_number(candidate: &[u8]) -> bool {
     let digits = candidate[..17].iter().all(u8::is_ascii_digit);
     let last = candidate[17].is_ascii_digit() || candidate[17].eq_ignore_ascii_case(&b'x');
-    let value = |range: std::ops::Range<usize>| {
-        candidate[range].iter().fold(0, |value, digit| value * 10 + u32::from(digit - b'0'))
-    };
-    digits
-        && last
-        && chrono::NaiveDate::from_ymd_opt(value(6..10) as i32, value(10..12), value(12..14))
-            .is_some_and(|birth| birth.year() >= 1900 && birth <= chrono::Utc::now().date_naive())
+    let first14: Vec<u32> = candidate[..14].iter().map(|digit| u32::from(digit.wrapping_sub(b'0'))).collect();
+    digits && last && crate::resident_id::birth_date(&first14, chrono::Utc::now().date_naive()).is_some()
 }
 
 #[cfg(test)]

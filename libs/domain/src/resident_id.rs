@@ -37,20 +37,24 @@ pub fn validate(input: &str, today: NaiveDate) -> Result<String, ResidentIdError
     for (index, character) in number.chars().take(17).enumerate() {
         digits.push(character.to_digit(10).ok_or(ResidentIdError::Character(index + 1))?);
     }
-    // Digits 7–14, checked above: read directly rather than through chrono's format parser,
-    // which reads its format string again on every call (a bulk import checks a million).
-    let value = |digits: &[u32]| digits.iter().fold(0, |value, digit| value * 10 + digit);
-    let birth = NaiveDate::from_ymd_opt(value(&digits[6..10]) as i32, value(&digits[10..12]), value(&digits[12..14]))
-        .ok_or(ResidentIdError::BirthDate)?;
-    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).ok_or(ResidentIdError::BirthDate)?;
-    if birth < earliest || birth > today {
-        return Err(ResidentIdError::BirthDate);
-    }
+    birth_date(&digits, today).ok_or(ResidentIdError::BirthDate)?;
     let last = number.chars().nth(17).unwrap_or(' ');
     if check_character(&digits) != last {
         return Err(ResidentIdError::CheckDigit);
     }
     Ok(number)
+}
+
+/// The birth date digits 7–14 of a number's first digits give, if it is plausible: a day that
+/// exists, from 1900 to `today`. `None` for fewer than 14 digits.
+pub fn birth_date(digits: &[u32], today: NaiveDate) -> Option<NaiveDate> {
+    // Read directly rather than through chrono's format parser, which reads its format string
+    // again on every call (a bulk import checks a million).
+    let value = |range: std::ops::Range<usize>| {
+        digits.get(range).map(|part| part.iter().fold(0, |value, digit| value * 10 + digit))
+    };
+    let birth = NaiveDate::from_ymd_opt(value(6..10)? as i32, value(10..12)?, value(12..14)?)?;
+    (NaiveDate::from_ymd_opt(1900, 1, 1)? <= birth && birth <= today).then_some(birth)
 }
 
 /// Complete 17 digits with their check character (test data).
