@@ -2,6 +2,7 @@
 
 mod support;
 
+mod certificates;
 mod files;
 mod foundation;
 mod grading;

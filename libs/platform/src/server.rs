@@ -90,6 +90,11 @@ impl Host {
     ) -> Result<(), ServeError> {
         let settings = self.settings.server.clone();
         let require_internal_token = options.require_internal_token;
+        // Before anything is started: a certificate that does not go with its key fails here.
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = options.tls {
+            builder = builder.tls_config(tls)?;
+        }
         let routes = if options.add_health { routes.add_service(self.health_service.clone()) } else { routes };
         self.health.set_service_status("", ServingStatus::Serving).await;
         self.ready.store(true, Ordering::SeqCst);
@@ -132,7 +137,7 @@ impl Host {
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             |accepted| accepted.map(Coalescing::new),
         );
-        let server = tonic::transport::Server::builder()
+        let server = builder
             .timeout(settings.request_timeout())
             .layer(layers)
             .add_routes(routes)
@@ -162,18 +167,21 @@ impl Host {
 }
 
 /// How [`Host::serve`] serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Refuse calls without the platform's internal token (services); the gateway, which
     /// authenticates departments itself, passes false.
     pub require_internal_token: bool,
     /// Serve the standard health service; the gateway serves its own, which asks the upstreams.
     pub add_health: bool,
+    /// Speak TLS on the gRPC port (the gateway, when `gateway.tls` is configured). Inside the
+    /// cluster the services speak plain HTTP/2; a mesh may encrypt it (k8s/README.md).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl ServeOptions {
     /// A service behind the gateway.
-    pub const SERVICE: ServeOptions = ServeOptions { require_internal_token: true, add_health: true };
+    pub const SERVICE: ServeOptions = ServeOptions { require_internal_token: true, add_health: true, tls: None };
 }
 
 /// A boxed shutdown future, as binaries and tests pass it.

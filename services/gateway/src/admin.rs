@@ -7,7 +7,7 @@ use xinyong_platform::timestamp;
 use xinyong_proto::gateway::v1 as pb;
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 
-use crate::auth::{Authenticator, new_token};
+use crate::auth::{Authenticator, fingerprint, new_credential_id, new_token, presented_certificate};
 use crate::store::{CredentialRow, DepartmentRow, Store, StoreError};
 
 pub struct Admin {
@@ -31,7 +31,7 @@ impl Admin {
 
     async fn require_admin<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
         let headers = request.metadata().clone().into_headers();
-        let identity = self.auth.authenticate(&headers).await?;
+        let identity = self.auth.authenticate(&headers, presented_certificate(request.peer_certs())).await?;
         if identity.has(PERMISSION_ADMIN) {
             Ok(())
         } else {
@@ -51,6 +51,12 @@ impl From<StoreError> for ApiError {
             StoreError::CredentialNotFound(id) => ApiError::NotFound { what: "credential", key: id },
             StoreError::DepartmentConflict { id, existing } => ApiError::AlreadyExists(format!(
                 "department `{id}` exists with the name `{existing}`; choose another id"
+            )),
+            StoreError::CertificateTaken(owner) => ApiError::AlreadyExists(format!(
+                "the certificate is registered to department `{owner}`; a certificate names one department"
+            )),
+            StoreError::CertificateRevoked(id) => ApiError::FailedPrecondition(format!(
+                "the certificate was registered as credential `{id}`, which has been revoked; register a new certificate"
             )),
             StoreError::Database(error) => error.into(),
         }
@@ -74,6 +80,7 @@ fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Departme
                 credential_id: credential.credential_id.clone(),
                 issued_at: Some(timestamp(credential.issued_at)),
                 revoked_at: credential.revoked_at.map(timestamp),
+                certificate_sha256: credential.certificate_sha256.clone().unwrap_or_default(),
             })
             .collect(),
         department_id: row.department_id,
@@ -101,6 +108,29 @@ fn kept_entry(seq: i64, hash: Vec<u8>, fields: (&str, &str)) -> Result<Option<cr
         (seq, _) if seq <= 0 => Err(ApiError::invalid(fields.0, "an entry number, 1 or more")),
         _ => Err(ApiError::invalid(fields.1, "32 bytes, the entry's SHA-256")),
     }
+}
+
+/// The DER of the one X.509 certificate a PEM text holds.
+fn certificate_der(pem: &str) -> Result<Vec<u8>, ApiError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let field = "certificate_pem";
+    let mut found = CertificateDer::pem_slice_iter(pem.as_bytes());
+    let der = match found.next() {
+        Some(Ok(der)) => der,
+        Some(Err(error)) => return Err(ApiError::invalid(field, format!("not readable PEM: {error}"))),
+        None => return Err(ApiError::invalid(field, "holds no `-----BEGIN CERTIFICATE-----` block")),
+    };
+    if found.next().is_some() {
+        return Err(ApiError::invalid(
+            field,
+            "holds more than one certificate; send the client's own certificate alone, not its chain",
+        ));
+    }
+    // The handshake would refuse what does not parse as an end-entity certificate; say so now.
+    webpki::EndEntityCert::try_from(&der)
+        .map_err(|error| ApiError::invalid(field, format!("not an X.509 v3 end-entity certificate: {error}")))?;
+    Ok(der.to_vec())
 }
 
 fn validate_department_id(id: &str) -> Result<(), ApiError> {
@@ -172,6 +202,29 @@ impl GatewayAdminService for Admin {
         Ok(tonic::Response::new(pb::IssueCredentialResponse {
             credential_id: issued.credential_id,
             token: issued.token,
+        }))
+    }
+
+    async fn register_certificate(
+        &self,
+        request: tonic::Request<pb::RegisterCertificateRequest>,
+    ) -> Result<tonic::Response<pb::RegisterCertificateResponse>, tonic::Status> {
+        self.require_admin(&request).await?;
+        let request = request.into_inner();
+        validate_department_id(&request.department_id)?;
+        let certificate_sha256 = fingerprint(&certificate_der(&request.certificate_pem)?);
+        let (credential_id, created) = self
+            .store
+            .register_certificate(&new_credential_id(), &request.department_id, &certificate_sha256)
+            .await
+            .map_err(status)?;
+        if created {
+            tracing::info!(department = %request.department_id, credential = %credential_id, sha256 = %hex::encode(certificate_sha256), "client certificate registered");
+        }
+        Ok(tonic::Response::new(pb::RegisterCertificateResponse {
+            credential_id,
+            certificate_sha256: certificate_sha256.to_vec(),
+            created,
         }))
     }
 

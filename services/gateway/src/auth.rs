@@ -1,8 +1,11 @@
-//! Authentication of departments by bearer credential, and their permission to call a method.
+//! Authentication of departments by bearer credential or client certificate, and their permission
+//! to call a method.
 //!
-//! A token is `<credential_id>.<secret>`. The gateway stores SHA-256 of the secret only. Verified
-//! credentials are cached for a short time (`gateway.credential_cache_ms`) so the hot path does not
-//! query Postgres per call; a revocation through this gateway takes effect at once, through another
+//! A token is `<credential_id>.<secret>`. The gateway stores SHA-256 of the secret only. A client
+//! certificate, presented in the TLS handshake and checked there against `gateway.tls.client_ca_file`,
+//! names a department once its SHA-256 is registered (`RegisterCertificate`). Verified credentials
+//! are cached for a short time (`gateway.credential_cache_ms`) so the hot path does not query
+//! Postgres per call; a revocation through this gateway takes effect at once, through another
 //! replica within that time.
 
 use std::collections::HashMap;
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use rand::RngCore;
+use rustls_pki_types::CertificateDer;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
@@ -18,7 +22,7 @@ use xinyong_platform::identity::{
     ExpectedSecret, PERMISSION_ADMIN, PERMISSION_INTERNAL_GRADES, PERMISSION_PERSONAL_DATA, digests_equal,
 };
 
-use crate::store::{Store, StoreError};
+use crate::store::{CredentialLookup, Store, StoreError};
 
 /// The department id the bootstrap administrator acts as.
 pub const ADMIN_DEPARTMENT: &str = "platform-admin";
@@ -86,13 +90,18 @@ pub struct IssuedToken {
     pub secret_sha256: Vec<u8>,
 }
 
+/// A new random credential id, public: a token's first part, or a certificate's name.
+pub fn new_credential_id() -> String {
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    hex::encode(id)
+}
+
 /// Make a new random credential.
 pub fn new_token() -> IssuedToken {
-    let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut id);
     rand::rng().fill_bytes(&mut secret);
-    let credential_id = hex::encode(id);
+    let credential_id = new_credential_id();
     let secret = hex::encode(secret);
     IssuedToken {
         token: format!("{credential_id}.{secret}"),
@@ -101,33 +110,86 @@ pub fn new_token() -> IssuedToken {
     }
 }
 
+/// SHA-256 of a certificate's DER: its fingerprint as `openssl x509 -noout -fingerprint -sha256`
+/// prints it, and its key among the credentials.
+pub type Fingerprint = [u8; 32];
+
+pub fn fingerprint(certificate: &[u8]) -> Fingerprint {
+    Sha256::digest(certificate).into()
+}
+
+/// The client certificate a call presented in its connection's TLS handshake (which checked it
+/// against `gateway.tls.client_ca_file`): the leaf's fingerprint. None over plain HTTP/2 and when
+/// the client presented none.
+pub fn presented_certificate(certificates: Option<Arc<Vec<CertificateDer<'static>>>>) -> Option<Fingerprint> {
+    certificates.and_then(|chain| chain.first().map(|leaf| fingerprint(leaf.as_ref())))
+}
+
+/// The certificate a raw HTTP request's connection presented (the forwarding path).
+pub fn certificate_of(extensions: &http::Extensions) -> Option<Fingerprint> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    presented_certificate(extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs))
+}
+
 #[derive(Clone)]
 struct Cached {
+    /// Empty for a certificate: the lookup was by the certificate's fingerprint itself.
     secret_sha256: Vec<u8>,
+    credential_id: String,
     identity: Identity,
     at: Instant,
 }
 
-/// Checks bearer tokens.
+/// Checks bearer tokens and client certificates.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Store,
     admin_token: ExpectedSecret,
+    /// Tokens by credential id.
     cache: Arc<RwLock<HashMap<String, Cached>>>,
+    certificates: Arc<RwLock<HashMap<Fingerprint, Cached>>>,
     cache_for: Duration,
+}
+
+fn unavailable(error: StoreError) -> tonic::Status {
+    match error {
+        StoreError::Database(error) => {
+            tracing::error!(%error, "credential lookup failed");
+            tonic::Status::unavailable("credentials cannot be checked right now; retry")
+        }
+        other => tonic::Status::internal(other.to_string()),
+    }
+}
+
+/// The identity a looked-up credential gives.
+fn identity_of(lookup: CredentialLookup) -> Result<Identity, tonic::Status> {
+    let mut identity = Identity::new(lookup.department_id, lookup.permissions)?;
+    identity.calls_per_second = Some(u32::try_from(lookup.calls_per_second).unwrap_or(0));
+    Ok(identity)
 }
 
 impl Authenticator {
     pub fn new(store: Store, admin_token: &SecretString, cache_for: Duration) -> Authenticator {
         let admin_token = ExpectedSecret::new(admin_token);
-        Authenticator { store, admin_token, cache: Arc::default(), cache_for }
+        Authenticator { store, admin_token, cache: Arc::default(), certificates: Arc::default(), cache_for }
     }
 
-    /// Authenticate the `authorization` header of a call.
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Identity, tonic::Status> {
-        let header = headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| tonic::Status::unauthenticated("no credential: send `authorization: Bearer <token>`"))?;
+    /// Authenticate a call: by its `authorization` header when it has one, else by the client
+    /// certificate its connection presented. A token decides even over a certificate, so a
+    /// department whose certificate only secures the connection still calls as its token says.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        certificate: Option<Fingerprint>,
+    ) -> Result<Identity, tonic::Status> {
+        let Some(header) = headers.get(http::header::AUTHORIZATION) else {
+            return match certificate {
+                Some(certificate) => self.authenticate_certificate(&certificate).await,
+                None => Err(tonic::Status::unauthenticated(
+                    "no credential: send `authorization: Bearer <token>`, or present a registered client certificate over TLS",
+                )),
+            };
+        };
         let token = header
             .to_str()
             .ok()
@@ -164,30 +226,55 @@ impl Authenticator {
             };
         }
 
-        let lookup = self
-            .store
-            .lookup_credential(credential_id)
-            .await
-            .map_err(|error| match error {
-                StoreError::Database(error) => {
-                    tracing::error!(%error, "credential lookup failed");
-                    tonic::Status::unavailable("credentials cannot be checked right now; retry")
-                }
-                other => tonic::Status::internal(other.to_string()),
-            })?
-            .ok_or_else(invalid)?;
-        if !digests_equal(&presented, &lookup.secret_sha256) {
+        let lookup = self.store.lookup_credential(credential_id).await.map_err(unavailable)?.ok_or_else(invalid)?;
+        // A certificate's credential has no secret: no token names it.
+        let secret_sha256 = lookup.secret_sha256.clone().ok_or_else(invalid)?;
+        if !digests_equal(&presented, &secret_sha256) {
             return Err(invalid());
         }
         if lookup.revoked {
             self.cache.write().await.remove(credential_id);
             return Err(tonic::Status::unauthenticated("the credential has been revoked"));
         }
-        let mut identity = Identity::new(lookup.department_id, lookup.permissions)?;
-        identity.calls_per_second = Some(u32::try_from(lookup.calls_per_second).unwrap_or(0));
+        let identity = identity_of(lookup)?;
         self.cache.write().await.insert(
             credential_id.to_owned(),
-            Cached { secret_sha256: lookup.secret_sha256, identity: identity.clone(), at: Instant::now() },
+            Cached {
+                secret_sha256,
+                credential_id: credential_id.to_owned(),
+                identity: identity.clone(),
+                at: Instant::now(),
+            },
+        );
+        Ok(identity)
+    }
+
+    /// Authenticate by a client certificate the handshake accepted: it must be registered to a
+    /// department and not revoked.
+    pub async fn authenticate_certificate(&self, certificate: &Fingerprint) -> Result<Identity, tonic::Status> {
+        if let Some(cached) = self.certificates.read().await.get(certificate)
+            && cached.at.elapsed() < self.cache_for
+        {
+            return Ok(cached.identity.clone());
+        }
+        let lookup = self.store.lookup_certificate(certificate).await.map_err(unavailable)?.ok_or_else(|| {
+            tonic::Status::unauthenticated(format!(
+                "the client certificate (SHA-256 {}) is not registered to a department; the platform administrator registers it with RegisterCertificate",
+                hex::encode(certificate)
+            ))
+        })?;
+        if lookup.revoked {
+            self.certificates.write().await.remove(certificate);
+            return Err(tonic::Status::unauthenticated(format!(
+                "the client certificate (credential {}) has been revoked",
+                lookup.credential_id
+            )));
+        }
+        let credential_id = lookup.credential_id.clone();
+        let identity = identity_of(lookup)?;
+        self.certificates.write().await.insert(
+            *certificate,
+            Cached { secret_sha256: Vec::new(), credential_id, identity: identity.clone(), at: Instant::now() },
         );
         Ok(identity)
     }
@@ -195,11 +282,13 @@ impl Authenticator {
     /// Forget a credential at once (revocation).
     pub async fn forget(&self, credential_id: &str) {
         self.cache.write().await.remove(credential_id);
+        self.certificates.write().await.retain(|_, cached| cached.credential_id != credential_id);
     }
 
     /// Forget every cached credential of a department (its permissions changed).
     pub async fn forget_department(&self, department_id: &str) {
         self.cache.write().await.retain(|_, cached| cached.identity.department_id != department_id);
+        self.certificates.write().await.retain(|_, cached| cached.identity.department_id != department_id);
     }
 }
 

@@ -79,7 +79,63 @@ pub struct GatewaySection {
     /// hour. 0: kept for ever. Logs of network operations are kept at least six months in China
     /// (网络安全法 art. 21), so 180 or more.
     pub audit_retention_days: u32,
+    /// TLS on the gateway's gRPC port, and departments' client certificates.
+    pub tls: TlsSection,
 }
+
+/// `gateway.tls.*`: PEM files, read at start (a renewed certificate takes a restart, which a
+/// rollout does one replica at a time). Every key empty: plain HTTP/2, as behind an ingress that
+/// terminates TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsSection {
+    /// The gateway's certificate chain, leaf first.
+    pub certificate_file: String,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// The certificate authorities whose client certificates are asked for and checked in the
+    /// handshake. A client certificate is optional: a call may still carry a bearer token. A
+    /// certificate identifies a department once registered (`RegisterCertificate`).
+    pub client_ca_file: String,
+}
+
+impl TlsSection {
+    /// The server's TLS configuration, `None` when TLS is off.
+    pub fn server_config(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, GatewayError> {
+        let read = |key: &'static str, path: &str| {
+            std::fs::read(path).map_err(|source| GatewayError::TlsFile { key, path: path.to_owned(), source })
+        };
+        match (self.certificate_file.is_empty(), self.key_file.is_empty()) {
+            (true, true) if self.client_ca_file.is_empty() => return Ok(None),
+            (true, true) => {
+                return Err(GatewayError::TlsIncomplete(
+                    "gateway.tls.client_ca_file needs gateway.tls.certificate_file and gateway.tls.key_file",
+                ));
+            }
+            (false, true) => {
+                return Err(GatewayError::TlsIncomplete("gateway.tls.certificate_file needs gateway.tls.key_file"));
+            }
+            (true, false) => {
+                return Err(GatewayError::TlsIncomplete("gateway.tls.key_file needs gateway.tls.certificate_file"));
+            }
+            (false, false) => {}
+        }
+        let identity = tonic::transport::Identity::from_pem(
+            read("gateway.tls.certificate_file", &self.certificate_file)?,
+            read("gateway.tls.key_file", &self.key_file)?,
+        );
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity).timeout(TLS_HANDSHAKE);
+        if !self.client_ca_file.is_empty() {
+            let authorities = read("gateway.tls.client_ca_file", &self.client_ca_file)?;
+            config =
+                config.client_ca_root(tonic::transport::Certificate::from_pem(authorities)).client_auth_optional(true);
+        }
+        Ok(Some(config))
+    }
+}
+
+/// A client that has not finished its handshake by then is dropped: it holds no slot for long.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 impl Default for GatewaySection {
     fn default() -> Self {
@@ -92,6 +148,7 @@ impl Default for GatewaySection {
             burst_seconds: 2.0,
             upstream_resolve_seconds: 10,
             audit_retention_days: 0,
+            tls: TlsSection::default(),
         }
     }
 }
@@ -117,6 +174,10 @@ pub enum GatewayError {
     UpstreamAddress { service: String, address: String },
     #[error("the internal token is not a valid header value")]
     InternalToken,
+    #[error("{0}")]
+    TlsIncomplete(&'static str),
+    #[error("cannot read {key} `{path}`: {source}")]
+    TlsFile { key: &'static str, path: String, source: std::io::Error },
     #[error("reflection cannot be built: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -155,6 +216,8 @@ pub async fn run(
     admin_listener: Option<TcpListener>,
     shutdown: ShutdownSignal,
 ) -> Result<(), GatewayError> {
+    // Before the database: a missing certificate file is told at once.
+    let tls = settings.gateway.tls.server_config()?;
     let pool = connect_and_migrate(&settings.platform.database, &MIGRATOR).await?;
     let section = &settings.gateway;
     if section.admin_token.expose_secret().is_empty() {
@@ -244,7 +307,7 @@ pub async fn run(
 
     host.set_serving(GatewayAdminServiceServer::<admin::Admin>::NAME).await;
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway serving");
-    let options = ServeOptions { require_internal_token: false, add_health: false };
+    let options = ServeOptions { require_internal_token: false, add_health: false, tls };
     let result = host.serve(listener, admin_listener, routes, options, shutdown).await;
     // Once the server has drained no call can queue an entry any more.
     audit_task.finish(AUDIT_DRAIN).await;

@@ -21,7 +21,7 @@ use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMI
 use xinyong_platform::metrics::answered_with;
 
 use crate::audit::{self, AuditLog, Entry};
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, certificate_of};
 use crate::limits::RateLimits;
 use crate::subject;
 use xinyong_platform::upstream::UpstreamConnection;
@@ -104,7 +104,7 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
                 audit.record(Entry::now(department, method, status.code())).await;
                 Ok(status.into_http())
             };
-            let identity = match auth.authenticate(request.headers()).await {
+            let identity = match auth.authenticate(request.headers(), certificate_of(request.extensions())).await {
                 Ok(identity) => identity,
                 Err(status) => return refused(String::new(), method, status).await,
             };

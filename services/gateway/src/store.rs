@@ -16,6 +16,10 @@ pub struct DepartmentRow {
 
 const DEPARTMENT_COLUMNS: &str = "department_id, name, permissions, created_at, calls_per_second";
 
+const LOOKUP: &str = "SELECT c.credential_id, c.department_id, c.secret_sha256, c.revoked_at IS NOT NULL AS revoked,
+         d.permissions, d.calls_per_second
+     FROM credentials c JOIN departments d USING (department_id)";
+
 /// A credential row, without the hash.
 #[derive(Debug, Clone, FromRow)]
 pub struct CredentialRow {
@@ -23,13 +27,17 @@ pub struct CredentialRow {
     pub department_id: String,
     pub issued_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Set for a client certificate: its fingerprint.
+    pub certificate_sha256: Option<Vec<u8>>,
 }
 
 /// What authentication needs to know about a credential.
 #[derive(Debug, Clone, FromRow)]
 pub struct CredentialLookup {
+    pub credential_id: String,
     pub department_id: String,
-    pub secret_sha256: Vec<u8>,
+    /// None for a client certificate.
+    pub secret_sha256: Option<Vec<u8>>,
     pub revoked: bool,
     pub permissions: Vec<String>,
     pub calls_per_second: i32,
@@ -44,6 +52,10 @@ pub enum StoreError {
     DepartmentConflict { id: String, existing: String },
     #[error("credential `{0}` not found")]
     CredentialNotFound(String),
+    #[error("the certificate is registered to department `{0}`")]
+    CertificateTaken(String),
+    #[error("the certificate was registered as credential `{0}`, which has been revoked")]
+    CertificateRevoked(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -134,7 +146,7 @@ impl Store {
     /// Credentials of the given departments, newest first.
     pub async fn credentials_of(&self, department_ids: &[String]) -> Result<Vec<CredentialRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT credential_id, department_id, issued_at, revoked_at FROM credentials
+            "SELECT credential_id, department_id, issued_at, revoked_at, certificate_sha256 FROM credentials
              WHERE department_id = ANY($1) ORDER BY issued_at DESC",
         )
         .bind(department_ids)
@@ -184,14 +196,57 @@ impl Store {
     }
 
     pub async fn lookup_credential(&self, credential_id: &str) -> Result<Option<CredentialLookup>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT c.department_id, c.secret_sha256, c.revoked_at IS NOT NULL AS revoked, d.permissions,
-                 d.calls_per_second
-             FROM credentials c JOIN departments d USING (department_id)
-             WHERE c.credential_id = $1",
+        Ok(sqlx::query_as(&format!("{LOOKUP} WHERE c.credential_id = $1"))
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn lookup_certificate(&self, fingerprint: &[u8]) -> Result<Option<CredentialLookup>, StoreError> {
+        Ok(sqlx::query_as(&format!("{LOOKUP} WHERE c.certificate_sha256 = $1"))
+            .bind(fingerprint)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Register a client certificate (its fingerprint) as a credential of a department. Again for
+    /// the same department: `Ok((its credential id, false))`. A certificate belongs to one
+    /// department, and one revoked stays revoked: its holder gets a new certificate.
+    pub async fn register_certificate(
+        &self,
+        credential_id: &str,
+        department_id: &str,
+        fingerprint: &[u8],
+    ) -> Result<(String, bool), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO credentials (credential_id, department_id, certificate_sha256) VALUES ($1, $2, $3)
+             ON CONFLICT (certificate_sha256) WHERE certificate_sha256 IS NOT NULL DO NOTHING",
         )
         .bind(credential_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .bind(department_id)
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(done) if done.rows_affected() == 1 => return Ok((credential_id.to_owned(), true)),
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23503") => {
+                return Err(StoreError::DepartmentNotFound(department_id.to_owned()));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let (existing_id, owner, revoked): (String, String, bool) = sqlx::query_as(
+            "SELECT credential_id, department_id, revoked_at IS NOT NULL FROM credentials WHERE certificate_sha256 = $1",
+        )
+        .bind(fingerprint)
+        .fetch_one(&self.pool)
+        .await?;
+        if owner != department_id {
+            Err(StoreError::CertificateTaken(owner))
+        } else if revoked {
+            Err(StoreError::CertificateRevoked(existing_id))
+        } else {
+            Ok((existing_id, false))
+        }
     }
 }

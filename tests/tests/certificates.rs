@@ -1,0 +1,229 @@
+//! Departments authenticated by client certificate (ARCHITECTURE "Identity and permissions"; seed
+//! 002 art. 19, 数字证书): the gateway speaking TLS on its public port, a certificate registered to
+//! a department acting as it, and every way one is refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use xinyong_proto::gateway::v1 as admin;
+use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
+use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use xinyong_proto::registry::v1::{GetEntityRequest, get_entity_request};
+
+use crate::support::{Platform, free_port, with_token};
+
+/// The committed test certificates (`tests/fixtures/tls/make.sh`).
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls").join(name)
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).expect("a TLS fixture")
+}
+
+/// A TLS connection to the gateway that trusts the test CA, presenting `client` (a fixture's
+/// name) when given.
+async fn connect(platform: &Platform, client: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("localhost");
+    if let Some(client) = client {
+        tls = tls.identity(Identity::from_pem(read(&format!("{client}.pem")), read(&format!("{client}.key"))));
+    }
+    Endpoint::from_shared(format!("https://{}", platform.node("gateway").grpc))
+        .expect("endpoint")
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+fn get_entity() -> GetEntityRequest {
+    GetEntityRequest {
+        key: Some(get_entity_request::Key::CreditCode("91110000600037341L".into())),
+        include_history: false,
+    }
+}
+
+/// The registry and, in front of it, the gateway with TLS and the test CA for client certificates;
+/// returns once the gateway answers SERVING over TLS.
+async fn gateway_over_tls() -> Platform {
+    let mut platform = Platform::provision().await;
+    let ports: HashMap<String, (u16, u16)> =
+        ["registry", "gateway"].map(|service| (service.to_owned(), (free_port(), free_port()))).into();
+    platform.spawn("registry", ports["registry"], &[], &ports);
+    let (certificate, key, authorities) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
+    platform.spawn(
+        "gateway",
+        ports["gateway"],
+        &[
+            ("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate.to_str().expect("a path")),
+            ("XINYONG__GATEWAY__TLS__KEY_FILE", key.to_str().expect("a path")),
+            ("XINYONG__GATEWAY__TLS__CLIENT_CA_FILE", authorities.to_str().expect("a path")),
+        ],
+        &ports,
+    );
+    platform.wait_serving("registry").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(channel) = connect(&platform, None).await
+            && let Ok(answer) = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
+            && answer.get_ref().status == ServingStatus::Serving as i32
+        {
+            return platform;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not serve over TLS:\n{}", platform.log_tail("gateway"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn register(
+    administration: &mut GatewayAdminServiceClient<Channel>,
+    token: &str,
+    department_id: &str,
+    certificate_pem: String,
+) -> Result<admin::RegisterCertificateResponse, tonic::Status> {
+    administration
+        .register_certificate(with_token(
+            admin::RegisterCertificateRequest { department_id: department_id.into(), certificate_pem },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_registered_client_certificate_acts_as_its_department_until_revoked() {
+    let platform = gateway_over_tls().await;
+    let token = platform.admin_token.clone();
+
+    // The public port speaks TLS only now.
+    let plain = Endpoint::from_shared(format!("http://{}", platform.node("gateway").grpc)).expect("endpoint");
+    if let Ok(channel) = plain.connect().await {
+        let answer = RegistryServiceClient::new(channel).get_entity(with_token(get_entity(), &token)).await;
+        assert!(answer.is_err(), "a clear-text call was answered: {answer:?}");
+    }
+
+    // The administrator, by bearer token over TLS without a certificate of its own.
+    let mut administration = GatewayAdminServiceClient::new(connect(&platform, None).await.expect("TLS"));
+    for (id, name) in [("samr-110107", "石景山区市场监督管理局"), ("tax-110107", "石景山区税务局")] {
+        administration
+            .create_department(with_token(
+                admin::CreateDepartmentRequest { department_id: id.into(), name: name.into(), permissions: vec![] },
+                &token,
+            ))
+            .await
+            .expect("a department");
+    }
+    let registered = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap();
+    assert!(registered.created);
+    assert_eq!(registered.certificate_sha256.len(), 32);
+    let again = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap();
+    assert_eq!((again.credential_id.as_str(), again.created), (registered.credential_id.as_str(), false));
+    let listed = administration
+        .list_departments(with_token(admin::ListDepartmentsRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let department = listed.departments.iter().find(|d| d.department_id == "samr-110107").expect("listed");
+    assert_eq!(department.credentials.len(), 1);
+    assert_eq!(department.credentials[0].credential_id, registered.credential_id);
+    assert_eq!(department.credentials[0].certificate_sha256, registered.certificate_sha256);
+
+    // What registration refuses, naming why.
+    let taken = register(&mut administration, &token, "tax-110107", read("department.pem")).await.unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    assert!(taken.message().contains("samr-110107"), "{}", taken.message());
+    let garbled = register(&mut administration, &token, "tax-110107", "not a certificate".into()).await.unwrap_err();
+    assert_eq!(garbled.code(), Code::InvalidArgument);
+    assert!(garbled.message().contains("certificate_pem"), "{}", garbled.message());
+    let chain = format!("{}{}", read("unregistered.pem"), read("ca.pem"));
+    let two = register(&mut administration, &token, "tax-110107", chain).await.unwrap_err();
+    assert_eq!(two.code(), Code::InvalidArgument);
+    assert!(two.message().contains("more than one certificate"), "{}", two.message());
+    let nobody = register(&mut administration, &token, "no-such-office", read("unregistered.pem")).await.unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound, "{nobody:?}");
+
+    // The certificate alone reaches the registry as its department (the registry answers for the
+    // unknown subject, not the gateway refusing), and the audit log names the department.
+    let mut as_department = RegistryServiceClient::new(connect(&platform, Some("department")).await.expect("TLS"));
+    let reached = as_department.get_entity(get_entity()).await.unwrap_err();
+    assert_eq!(reached.code(), Code::NotFound, "{reached:?}");
+    assert!(reached.message().contains("91110000600037341L"), "{}", reached.message());
+    let pool = platform.pool_of("gateway").await;
+    let mut recorded = 0_i64;
+    for _ in 0..200 {
+        recorded = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE department_id = 'samr-110107'
+                 AND method = 'xinyong.registry.v1.RegistryService/GetEntity' AND code = 5",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(recorded, 1, "the call is in the audit log under the certificate's department");
+    // A department is not an administrator, whichever way it authenticates.
+    let mut department_administration =
+        GatewayAdminServiceClient::new(connect(&platform, Some("department")).await.expect("TLS"));
+    let denied =
+        department_administration.list_departments(admin::ListDepartmentsRequest::default()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    // A bearer token decides over the connection's certificate.
+    department_administration
+        .list_departments(with_token(admin::ListDepartmentsRequest::default(), &token))
+        .await
+        .expect("the administrator's token on a department's connection");
+
+    // A certificate of the trusted CA that nobody registered, and none at all.
+    let mut unregistered = RegistryServiceClient::new(connect(&platform, Some("unregistered")).await.expect("TLS"));
+    let unknown = unregistered.get_entity(get_entity()).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated, "{unknown:?}");
+    assert!(unknown.message().contains("not registered"), "{}", unknown.message());
+    let mut anonymous = RegistryServiceClient::new(connect(&platform, None).await.expect("TLS"));
+    let none = anonymous.get_entity(get_entity()).await.unwrap_err();
+    assert_eq!(none.code(), Code::Unauthenticated);
+    assert!(none.message().contains("client certificate"), "{}", none.message());
+    // One of a CA the gateway does not trust ends in the handshake.
+    let stranger = match connect(&platform, Some("stranger")).await {
+        Ok(channel) => RegistryServiceClient::new(channel).get_entity(get_entity()).await.map(|_| ()),
+        Err(error) => Err(tonic::Status::unavailable(error.to_string())),
+    };
+    let stranger = stranger.unwrap_err();
+    assert_ne!(stranger.code(), Code::NotFound, "an untrusted certificate reached the registry: {stranger:?}");
+
+    // Revoked: refused at once, and not registered again.
+    let revoked = administration
+        .revoke_credential(with_token(
+            admin::RevokeCredentialRequest { credential_id: registered.credential_id.clone() },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked);
+    let refused = as_department.get_entity(get_entity()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "a revoked certificate stops working at once: {refused:?}");
+    assert!(refused.message().contains("revoked"), "{}", refused.message());
+    let again = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+    assert!(again.message().contains(&registered.credential_id), "{}", again.message());
+}
+
+#[tokio::test]
+async fn a_gateway_with_half_a_tls_configuration_refuses_to_start() {
+    let mut platform = Platform::provision().await;
+    let ports: HashMap<String, (u16, u16)> = [("gateway".to_owned(), (free_port(), free_port()))].into();
+    let certificate = fixture("server.pem");
+    let half = [("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate.to_str().expect("a path"))];
+    platform.spawn("gateway", ports["gateway"], &half, &ports);
+    let status = platform.wait_exit("gateway", Duration::from_secs(30)).await;
+    assert!(!status.success());
+    assert!(platform.log_tail("gateway").contains("gateway.tls.key_file"), "{}", platform.log_tail("gateway"));
+}
