@@ -120,7 +120,20 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     }
     let registered = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap();
     assert!(registered.created);
-    assert_eq!(registered.certificate_sha256.len(), 32);
+    // The fingerprint `openssl x509 -noout -fingerprint -sha256` prints of the fixture.
+    let printed = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(fixture("department.pem"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success());
+    match printed {
+        Some(output) => {
+            let printed = String::from_utf8_lossy(&output.stdout).to_lowercase().replace(':', "");
+            assert!(printed.trim().ends_with(&registered.certificate_sha256), "{printed} against {registered:?}");
+        }
+        None => assert_eq!(registered.certificate_sha256.len(), 64, "{registered:?}"),
+    }
     let again = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap();
     assert_eq!((again.credential_id.as_str(), again.created), (registered.credential_id.as_str(), false));
     let listed = administration

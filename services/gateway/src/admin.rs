@@ -80,7 +80,7 @@ fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Departme
                 credential_id: credential.credential_id.clone(),
                 issued_at: Some(timestamp(credential.issued_at)),
                 revoked_at: credential.revoked_at.map(timestamp),
-                certificate_sha256: credential.certificate_sha256.clone().unwrap_or_default(),
+                certificate_sha256: credential.certificate_sha256.as_deref().map(hex::encode).unwrap_or_default(),
             })
             .collect(),
         department_id: row.department_id,
@@ -218,14 +218,11 @@ impl GatewayAdminService for Admin {
             .register_certificate(&new_credential_id(), &request.department_id, &certificate_sha256)
             .await
             .map_err(status)?;
+        let certificate_sha256 = hex::encode(certificate_sha256);
         if created {
-            tracing::info!(department = %request.department_id, credential = %credential_id, sha256 = %hex::encode(certificate_sha256), "client certificate registered");
+            tracing::info!(department = %request.department_id, credential = %credential_id, sha256 = %certificate_sha256, "client certificate registered");
         }
-        Ok(tonic::Response::new(pb::RegisterCertificateResponse {
-            credential_id,
-            certificate_sha256: certificate_sha256.to_vec(),
-            created,
-        }))
+        Ok(tonic::Response::new(pb::RegisterCertificateResponse { credential_id, certificate_sha256, created }))
     }
 
     async fn revoke_credential(
