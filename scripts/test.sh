@@ -32,6 +32,30 @@ if "$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set se
   --set gatewayIngress.enabled=true --set gatewayIngress.host=xinyong.example.gov.cn >/dev/null 2>&1; then
   die "the gateway's ingress rendered without a TLS certificate"
 fi
+# The gateway speaking TLS itself, for client certificates: its certificate and CAs mounted, its
+# readiness asked over the admin port (the kubelet's gRPC probe is clear text), the ingress passing
+# TLS through.
+"$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci \
+  --set gatewayTls.secretName=gateway-tls --set gatewayTls.clientCaSecretName=department-cas \
+  --set gatewayIngress.enabled=true --set gatewayIngress.host=xinyong.example.gov.cn >"$rendered"
+kubernetes-validate --strict --quiet -k 1.33.0 "$rendered"
+python3 - "$rendered" <<'PY' || die "the gateway's TLS is not rendered as docs/gateway.md says"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+gateway = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("gateway"))
+pod = gateway["spec"]["template"]["spec"]
+container = pod["containers"][0]
+env = {e["name"]: e.get("value") for e in container["env"]}
+assert env["XINYONG__GATEWAY__TLS__CERTIFICATE_FILE"] == "/etc/xinyong/tls/tls.crt", env
+assert env["XINYONG__GATEWAY__TLS__CLIENT_CA_FILE"] == "/etc/xinyong/client-ca/ca.crt", env
+assert {v["secret"]["secretName"] for v in pod["volumes"]} == {"gateway-tls", "department-cas"}, pod["volumes"]
+assert "httpGet" in container["readinessProbe"], container["readinessProbe"]
+others = [d for d in docs if d["kind"] == "Deployment" and d is not gateway]
+assert all("grpc" in d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] for d in others)
+ingress = next(d for d in docs if d["kind"] == "Ingress")
+assert ingress["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/ssl-passthrough": "true"}, ingress
+assert "tls" not in ingress["spec"], ingress
+PY
 
 log "alert rules and dashboard (promtool)"
 ensure_promtool

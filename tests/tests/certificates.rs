@@ -11,10 +11,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use xinyong_cli::ingest::{Options, Tls, run};
+use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::gateway::v1 as admin;
 use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use xinyong_proto::registry::v1::{GetEntityRequest, get_entity_request};
+use xinyong_proto::registry::v1::{Entity, GetEntityRequest, RegisterEntityRequest, get_entity_request};
 
 use crate::support::{Platform, free_port, with_token};
 
@@ -48,13 +50,14 @@ fn get_entity() -> GetEntityRequest {
     }
 }
 
-/// The registry and, in front of it, the gateway with TLS and the test CA for client certificates;
-/// returns once the gateway answers SERVING over TLS.
+/// The registry and ingestion and, in front of them, the gateway with TLS and the test CA for
+/// client certificates; returns once the gateway answers SERVING over TLS.
 async fn gateway_over_tls() -> Platform {
     let mut platform = Platform::provision().await;
     let ports: HashMap<String, (u16, u16)> =
-        ["registry", "gateway"].map(|service| (service.to_owned(), (free_port(), free_port()))).into();
+        ["registry", "ingestion", "gateway"].map(|service| (service.to_owned(), (free_port(), free_port()))).into();
     platform.spawn("registry", ports["registry"], &[], &ports);
+    platform.spawn("ingestion", ports["ingestion"], &[], &ports);
     let (certificate, key, authorities) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
     platform.spawn(
         "gateway",
@@ -67,6 +70,7 @@ async fn gateway_over_tls() -> Platform {
         &ports,
     );
     platform.wait_serving("registry").await;
+    platform.wait_serving("ingestion").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(channel) = connect(&platform, None).await
@@ -193,6 +197,47 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
         .list_departments(with_token(admin::ListDepartmentsRequest::default(), &token))
         .await
         .expect("the administrator's token on a department's connection");
+
+    // The file channel with the certificate and no token: the stream of SubmitRecords over TLS.
+    let entity = Entity {
+        credit_code: "91330100799655058B".into(),
+        name: "北京某某商贸有限公司".into(),
+        kind: SubjectKind::Enterprise as i32,
+        region_code: "330106".into(),
+        industry_code: "F5211".into(),
+        established_on: "2019-05-01".into(),
+        ..Default::default()
+    };
+    as_department.register_entity(RegisterEntityRequest { entity: Some(entity) }).await.expect("registered");
+    let folder = std::env::temp_dir().join(format!("xinyong-certificates-{}", platform.database));
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("records.csv");
+    std::fs::write(
+        &file,
+        "credit_code,source_record_id,category,decided_on,document_number,penalty_kind,field.content,field.legal_basis,field.authority
+91330100799655058B,SJS-1,penalty,2026-10-09,京石市监罚〔2026〕1号,FINE,罚款5000元,《广告法》第五十五条,北京市石景山区市场监督管理局
+",
+    )
+    .unwrap();
+    let ingest = |gateway: String, identity: Option<(PathBuf, PathBuf)>| Options {
+        file: file.clone(),
+        gateway,
+        token: None,
+        tls: Tls { ca_file: Some(fixture("ca.pem")), identity },
+        rejects: None,
+        progress_every: None,
+    };
+    let address = platform.node("gateway").grpc;
+    let department_identity = Some((fixture("department.pem"), fixture("department.key")));
+    let summary = run(ingest(format!("https://localhost:{}", address.port()), department_identity.clone()))
+        .await
+        .expect("the file goes through");
+    assert_eq!((summary.rows, summary.accepted, summary.rejected), (1, 1, 0), "{summary:?}");
+    let without = run(ingest(format!("https://localhost:{}", address.port()), None)).await.unwrap_err();
+    assert!(without.to_string().contains("no credential"), "{without}");
+    let plain = run(ingest(format!("http://{address}"), department_identity)).await.unwrap_err();
+    assert!(plain.to_string().contains("https://"), "{plain}");
+    std::fs::remove_dir_all(folder).unwrap();
 
     // A certificate of the trusted CA that nobody registered, and none at all.
     let mut unregistered = RegistryServiceClient::new(connect(&platform, Some("unregistered")).await.expect("TLS"));

@@ -1,7 +1,7 @@
 //! The file channel: `xinyong-cli ingest` streams a CSV or JSON-lines file through the gateway,
 //! answers every line, and writes the rejected ones with their reasons.
 
-use xinyong_cli::ingest::{Options, run};
+use xinyong_cli::ingest::{Options, Tls, run};
 use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::gateway::v1 as admin;
 use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
@@ -55,7 +55,8 @@ async fn a_csv_file_goes_through_line_by_line_and_its_rejects_are_written() {
     let options = Options {
         file: file.clone(),
         gateway: format!("http://{}", platform.node("gateway").grpc),
-        token,
+        token: Some(token),
+        tls: Tls::default(),
         rejects: None,
         progress_every: None,
     };
@@ -82,7 +83,8 @@ async fn a_csv_file_goes_through_line_by_line_and_its_rejects_are_written() {
     let json = run(Options {
         file: jsonl,
         gateway: format!("http://{}", platform.node("gateway").grpc),
-        token: again_token(&platform).await,
+        token: Some(again_token(&platform).await),
+        tls: Tls::default(),
         rejects: None,
         progress_every: None,
     })
@@ -114,7 +116,8 @@ async fn a_file_with_an_unknown_column_is_refused_before_anything_is_sent() {
     let error = run(Options {
         file: file.clone(),
         gateway: format!("http://{}", platform.node("gateway").grpc),
-        token,
+        token: Some(token),
+        tls: Tls::default(),
         rejects: None,
         progress_every: None,
     })

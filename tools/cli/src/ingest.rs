@@ -29,14 +29,46 @@ use xinyong_proto::ingestion::v1::{PenaltyKind, RecordInput, SubmitOutcome, Subm
 #[derive(Debug, Clone)]
 pub struct Options {
     pub file: PathBuf,
-    /// The gateway, e.g. `http://127.0.0.1:50051`.
+    /// The gateway, e.g. `http://127.0.0.1:50051`, or `https://…` where it speaks TLS.
     pub gateway: String,
-    /// The department's bearer token.
-    pub token: String,
+    /// The department's bearer token; `None` when its client certificate (`tls`) stands for it.
+    pub token: Option<String>,
+    /// For an `https://` gateway.
+    pub tls: Tls,
     /// Where rejected rows go; default `<file>.rejects.csv`.
     pub rejects: Option<PathBuf>,
     /// Print progress to stderr every this often; `None` for quiet.
     pub progress_every: Option<Duration>,
+}
+
+/// TLS to a gateway that speaks it: the system's trusted CAs, plus `ca_file`; and the department's
+/// client certificate, which authenticates it once registered (docs/gateway.md).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// A CA certificate (PEM) to trust besides the system's: a platform's own CA.
+    pub ca_file: Option<PathBuf>,
+    /// The department's certificate and its key (PEM).
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl Tls {
+    fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.identity.is_none()
+    }
+
+    fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig, IngestError> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|source| IngestError::Read { path: path.clone(), source });
+        let mut config = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca_file) = &self.ca_file {
+            config = config.ca_certificate(Certificate::from_pem(read(ca_file)?));
+        }
+        if let Some((certificate, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(read(certificate)?, read(key)?));
+        }
+        Ok(config)
+    }
 }
 
 /// What happened to the file's rows.
@@ -62,6 +94,8 @@ pub enum IngestError {
     Connect { gateway: String, source: tonic::transport::Error },
     #[error("the token is not a valid header value")]
     Token,
+    #[error("a CA file or a client certificate needs an https:// gateway, not {0}")]
+    PlainGateway(String),
     #[error("the platform refused the stream: {0}")]
     Refused(tonic::Status),
 }
@@ -217,14 +251,22 @@ pub async fn run(options: Options) -> Result<Summary, IngestError> {
     let mut rejects = csv::Writer::from_writer(std::fs::File::create(&rejects_path).map_err(write_error)?);
     rejects.write_record(["line", "source_record_id", "field", "reason"]).map_err(|error| write_error(error.into()))?;
 
-    let channel = Endpoint::from_shared(options.gateway.clone())
-        .map_err(|source| IngestError::Connect { gateway: options.gateway.clone(), source })?
-        .connect()
-        .await
-        .map_err(|source| IngestError::Connect { gateway: options.gateway.clone(), source })?;
-    let token: MetadataValue<_> = format!("Bearer {}", options.token).parse().map_err(|_| IngestError::Token)?;
+    let unreachable = |source| IngestError::Connect { gateway: options.gateway.clone(), source };
+    let mut endpoint = Endpoint::from_shared(options.gateway.clone()).map_err(unreachable)?;
+    if options.gateway.starts_with("https://") {
+        endpoint = endpoint.tls_config(options.tls.client_config()?).map_err(unreachable)?;
+    } else if !options.tls.is_empty() {
+        return Err(IngestError::PlainGateway(options.gateway.clone()));
+    }
+    let channel = endpoint.connect().await.map_err(unreachable)?;
+    let token: Option<MetadataValue<_>> = match &options.token {
+        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| IngestError::Token)?),
+        None => None,
+    };
     let mut client = IngestionServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert("authorization", token.clone());
+        if let Some(token) = &token {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
         Ok(request)
     });
 

@@ -6,6 +6,7 @@
 //! xinyong-cli drop --admin-url URL --database NAME
 //!     drop a provisioned database and its roles
 //! xinyong-cli ingest --file records.csv [--gateway URL] [--rejects FILE]   (token in XINYONG_TOKEN)
+//!         [--ca-file CA.pem] [--certificate CERT.pem --key KEY.pem]          (an https:// gateway)
 //!     stream a CSV or JSON-lines file of credit records through SubmitRecords
 //! xinyong-cli audit-verify --database-url URL [--seq N --hash HEX] [--from-seq N --from-hash HEX]
 //!     walk the gateway's audit log and say whether every entry follows the one before it, and
@@ -25,7 +26,10 @@ const USAGE: &str = "usage:
   xinyong-cli provision --admin-url URL --database NAME --password SECRET
   xinyong-cli drop --admin-url URL --database NAME
   xinyong-cli ingest --file records.csv|records.jsonl [--gateway http://127.0.0.1:50051] [--rejects FILE]
-      (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns)
+          [--ca-file CA.pem] [--certificate CERT.pem --key KEY.pem]
+      (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns. An https://
+      gateway is trusted by the system's CAs and --ca-file; --certificate and --key: the department's
+      client certificate, which stands for the token once registered, docs/gateway.md)
   xinyong-cli audit-verify --database-url URL [--seq N --hash HEX] [--from-seq N --from-hash HEX]
       (the gateway's database URL; exits 1 and names the entry where the chain breaks; --seq and
       --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries;
@@ -209,14 +213,24 @@ fn ingest(args: &[String]) -> ExitCode {
         eprintln!("--file is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    let Ok(token) = std::env::var("XINYONG_TOKEN") else {
-        eprintln!("set XINYONG_TOKEN to the department's credential");
-        return ExitCode::from(2);
+    let identity = match (flag(args, "--certificate"), flag(args, "--key")) {
+        (Some(certificate), Some(key)) => Some((certificate.into(), key.into())),
+        (None, None) => None,
+        _ => {
+            eprintln!("--certificate and --key go together\n{USAGE}");
+            return ExitCode::from(2);
+        }
     };
+    let token = std::env::var("XINYONG_TOKEN").ok();
+    if token.is_none() && identity.is_none() {
+        eprintln!("set XINYONG_TOKEN to the department's credential, or give its --certificate and --key");
+        return ExitCode::from(2);
+    }
     let options = xinyong_cli::ingest::Options {
         file: file.into(),
         gateway: flag(args, "--gateway").unwrap_or_else(|| "http://127.0.0.1:50051".to_owned()),
         token,
+        tls: xinyong_cli::ingest::Tls { ca_file: flag(args, "--ca-file").map(Into::into), identity },
         rejects: flag(args, "--rejects").map(Into::into),
         progress_every: Some(std::time::Duration::from_secs(2)),
     };
