@@ -536,7 +536,7 @@ async fn every_call_is_in_the_audit_log_and_an_entry_changed_afterwards_breaks_t
                 after_seq,
                 page_size: 4,
                 department_id: department_id.into(),
-                subject: String::new(),
+                ..Default::default()
             },
             &platform.admin_token,
         )
@@ -726,7 +726,7 @@ async fn rewrite_chain(pool: &sqlx::PgPool, from_seq: i64, change: impl Fn(&mut 
         }
         sqlx::query(
             "UPDATE audit_segments SET previous_hash = $2, last_hash = $3, last_at = $4, at = $5, department_ids = $6,
-                 methods = $7, codes = $8, subjects = $9
+                 methods = $7, codes = $8, subjects = $9, first_at = $10
              WHERE first_seq = $1",
         )
         .bind(first_seq)
@@ -738,6 +738,7 @@ async fn rewrite_chain(pool: &sqlx::PgPool, from_seq: i64, change: impl Fn(&mut 
         .bind(entries.iter().map(|entry| entry.method.clone()).collect::<Vec<_>>())
         .bind(entries.iter().map(|entry| entry.code).collect::<Vec<_>>())
         .bind(entries.iter().map(|entry| entry.subject.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.at).min())
         .execute(&mut *rewrite)
         .await
         .unwrap();
@@ -774,7 +775,7 @@ async fn audit_retention_removes_the_oldest_entries_and_the_rest_still_verifies(
         }
     })
     .await;
-    let old_third = audit::entries(&pool, 2, "", "", 1).await.unwrap()[0].hash.to_vec();
+    let old_third = audit::entries(&pool, 2, audit::Wanted::default(), 1).await.unwrap()[0].hash.to_vec();
 
     let cutoff = chrono::Utc::now() - chrono::Duration::days(180);
     assert_eq!(audit::prune(&pool, cutoff).await.unwrap(), 3);
@@ -860,18 +861,47 @@ async fn an_audit_log_stored_as_rows_verifies_as_segments() {
     );
     assert_eq!(audit::newest(&pool).await.unwrap(), Some((5010, previous.to_vec())));
     // Across the segments' border, each entry as it was stored.
-    let listed = audit::entries(&pool, 4090, "", "", 10).await.unwrap();
+    let listed = audit::entries(&pool, 4090, audit::Wanted::default(), 10).await.unwrap();
     assert_eq!(listed.iter().map(|listed| listed.seq).collect::<Vec<_>>(), (4091..=4100).collect::<Vec<_>>());
     for listed in &listed {
         let (seq, entry, previous, hash) = &rows[(listed.seq - 11) as usize];
         assert_eq!((listed.seq, &listed.entry, listed.previous_hash, listed.hash), (*seq, entry, *previous, *hash));
     }
-    let about = audit::entries(&pool, 0, "samr-440301", "91110000600037341L", 5000).await.unwrap();
+    let about = audit::entries(
+        &pool,
+        0,
+        audit::Wanted { department_id: "samr-440301", subject: "91110000600037341L", ..Default::default() },
+        5000,
+    )
+    .await
+    .unwrap();
     let expected = rows
         .iter()
         .filter(|(_, entry, ..)| entry.department_id == "samr-440301" && !entry.subject.is_empty())
         .map(|(seq, ..)| *seq);
     assert_eq!(about.iter().map(|listed| listed.seq).collect::<Vec<_>>(), expected.collect::<Vec<_>>());
+    // Each segment knows the range of its times (the migration read them from the rows), and a
+    // period lists what lies in it, across the border: entry `seq` was answered `seq` ms after
+    // `start`.
+    let ranges: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT first_at, last_at FROM audit_segments ORDER BY first_seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let at = |seq: i64| start + chrono::Duration::milliseconds(seq);
+    assert_eq!(ranges, [(at(11), at(4096)), (at(4097), at(5010))]);
+    let march = audit::Wanted { since: Some(at(4000)), until: Some(at(4200)), ..Default::default() };
+    let in_march = audit::entries(&pool, 0, march, 5000).await.unwrap();
+    assert_eq!(in_march.iter().map(|listed| listed.seq).collect::<Vec<_>>(), (4000..4200).collect::<Vec<_>>());
+    for listed in &in_march {
+        assert_eq!(listed.hash, rows[(listed.seq - 11) as usize].3, "entry {} has its own hash", listed.seq);
+    }
+    let later = audit::Wanted { since: Some(at(5000)), ..Default::default() };
+    assert_eq!(audit::entries(&pool, 0, later, 5000).await.unwrap().len(), 11);
+    let earlier = audit::Wanted { until: Some(at(20)), subject: "91110000600037341L", ..Default::default() };
+    let early: Vec<i64> =
+        audit::entries(&pool, 0, earlier, 5000).await.unwrap().iter().map(|listed| listed.seq).collect();
+    assert_eq!(early, [12, 14, 16, 18]);
     // The view shows the rows for whoever reads them in SQL.
     let shown: Vec<(i64, String, i16)> = sqlx::query_as(
         "SELECT seq, department_id, code FROM audit_log WHERE seq IN (11, 4096, 4097, 5010) ORDER BY seq",
@@ -927,10 +957,19 @@ async fn an_audit_log_stored_as_rows_verifies_as_segments() {
         .await
         .unwrap();
     assert_eq!(segments, [(2000, 4096), (4097, 5010)]);
+    // The cut segment's times start where it now starts: a period before it finds nothing there.
+    let first_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT first_at FROM audit_segments WHERE first_seq = 2000")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(first_at, entry_at(2000));
+    let before_the_cut = audit::Wanted { until: Some(entry_at(2000)), ..Default::default() };
+    assert!(audit::entries(&pool, 0, before_the_cut, 10).await.unwrap().is_empty());
     assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { entries: 3011, .. }));
     assert_eq!(audit::prune(&pool, entry_at(4500)).await.unwrap(), 2500);
     assert_eq!(base_now().await, (4499, hash_of(4499)));
-    assert_eq!(audit::entries(&pool, 0, "", "", 1).await.unwrap()[0].seq, 4500);
+    assert_eq!(audit::entries(&pool, 0, audit::Wanted::default(), 1).await.unwrap()[0].seq, 4500);
     assert!(matches!(audit::verify(&pool, None).await.unwrap(), Verified::Intact { entries: 511, .. }));
     assert_eq!(audit::prune(&pool, chrono::Utc::now()).await.unwrap(), 510);
     assert_eq!(
@@ -952,6 +991,67 @@ fn documented_metrics() -> BTreeSet<String> {
 /// The chart's dashboard and alerts are checked against the documented metrics
 /// (helm/check_monitoring.py); this holds the documentation to what the processes export, so a
 /// metric renamed in the code alone fails here rather than leaving a panel empty.
+#[tokio::test]
+async fn the_audit_log_lists_a_period_wherever_its_entries_lie_in_the_chain() {
+    use xinyong_gateway::audit::{AuditLog, Entry};
+    let mut platform = Platform::provision().await;
+    let ports: std::collections::HashMap<String, (u16, u16)> =
+        [("gateway".to_owned(), (free_port(), free_port()))].into();
+    platform.spawn("gateway", ports["gateway"], &[], &ports);
+    platform.wait_serving("gateway").await;
+    let pool = platform.pool_of("gateway").await;
+    let day = |month: u32, day: u32| {
+        chrono::NaiveDate::from_ymd_opt(2026, month, day).unwrap().and_hms_opt(9, 0, 0).unwrap().and_utc()
+    };
+    let lookup = |at, department: &str| Entry {
+        at,
+        department_id: department.into(),
+        method: "xinyong.registry.v1.RegistryService/GetEntity".into(),
+        code: Code::Ok as i16,
+        subject: "91110000600037341L".into(),
+    };
+    // Three batches, each a segment: February and March; then, written last, entries a replica
+    // held through an outage, one of them from March; then April.
+    let batches = [
+        vec![lookup(day(2, 27), "samr-440305"), lookup(day(3, 2), "samr-440305")],
+        vec![lookup(day(2, 28), "tax-440305"), lookup(day(3, 31), "tax-440305")],
+        vec![lookup(day(4, 1), "samr-440305")],
+    ];
+    for batch in batches {
+        let (writer, task) = AuditLog::start(pool.clone(), &xinyong_platform::metrics::Metrics::new("replica"));
+        for entry in batch {
+            writer.record(entry).await;
+        }
+        task.finish(Duration::from_secs(5)).await;
+    }
+    let admin_client = GatewayAdminServiceClient::new(platform.gateway().await);
+    let timestamp = |at: chrono::DateTime<chrono::Utc>| prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 };
+    let listed = |since: Option<prost_types::Timestamp>, until: Option<prost_types::Timestamp>, page_size: i32| {
+        let request = admin::ListAuditEntriesRequest { since, until, page_size, ..Default::default() };
+        let mut client = admin_client.clone();
+        let token = platform.admin_token.clone();
+        async move { client.list_audit_entries(with_token(request, &token)).await.map(tonic::Response::into_inner) }
+    };
+    let march = listed(Some(timestamp(day(3, 1))), Some(timestamp(day(4, 1))), 0).await.unwrap();
+    let found: Vec<(i64, &str)> = march.entries.iter().map(|entry| (entry.seq, entry.department_id.as_str())).collect();
+    assert_eq!(found, [(2, "samr-440305"), (4, "tax-440305")], "{march:?}");
+    // Page by page, in chain order.
+    let first = listed(Some(timestamp(day(2, 28))), None, 1).await.unwrap();
+    assert_eq!((first.entries[0].seq, first.next_after_seq), (2, 2));
+    let up_to_march = listed(None, Some(timestamp(day(3, 1))), 0).await.unwrap();
+    assert_eq!(up_to_march.entries.iter().map(|entry| entry.seq).collect::<Vec<_>>(), [1, 3]);
+    // Up to the end of `until`, not including it.
+    let april_first = listed(Some(timestamp(day(3, 31))), Some(timestamp(day(4, 1))), 0).await.unwrap();
+    assert_eq!(april_first.entries.iter().map(|entry| entry.seq).collect::<Vec<_>>(), [4]);
+
+    let backwards = listed(Some(timestamp(day(4, 1))), Some(timestamp(day(3, 1))), 0).await.unwrap_err();
+    assert_eq!(backwards.code(), Code::InvalidArgument);
+    assert!(backwards.message().contains("until"), "{}", backwards.message());
+    let garbled = listed(Some(prost_types::Timestamp { seconds: 0, nanos: -1 }), None, 0).await.unwrap_err();
+    assert_eq!(garbled.code(), Code::InvalidArgument);
+    assert!(garbled.message().contains("since"), "{}", garbled.message());
+}
+
 #[tokio::test]
 async fn the_processes_export_exactly_the_documented_metrics() {
     let platform = Platform::start().await;

@@ -133,6 +133,14 @@ fn certificate_der(pem: &str) -> Result<Vec<u8>, ApiError> {
     Ok(der.to_vec())
 }
 
+/// A request's timestamp as a time, or which field is out of range.
+fn instant(at: prost_types::Timestamp, field: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    u32::try_from(at.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::from_timestamp(at.seconds, nanos))
+        .ok_or_else(|| ApiError::invalid(field, "not a valid timestamp"))
+}
+
 fn validate_department_id(id: &str) -> Result<(), ApiError> {
     let valid = !id.is_empty()
         && id.len() <= 64
@@ -287,11 +295,21 @@ impl GatewayAdminService for Admin {
         // The newest entry first: every entry listed is then at or before it.
         let pool = self.store.pool();
         let (newest_seq, newest_hash) = crate::audit::newest(pool).await.map_err(database)?.unwrap_or_default();
-        let department_id = request.department_id.trim();
+        let since = request.since.map(|at| instant(at, "since")).transpose()?;
+        let until = request.until.map(|at| instant(at, "until")).transpose()?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since >= until
+        {
+            return Err(ApiError::invalid("until", "must be after `since`").into());
+        }
+        let wanted = crate::audit::Wanted {
+            department_id: request.department_id.trim(),
+            subject: request.subject.trim(),
+            since,
+            until,
+        };
         let mut listed =
-            crate::audit::entries(pool, request.after_seq, department_id, request.subject.trim(), page_size + 1)
-                .await
-                .map_err(database)?;
+            crate::audit::entries(pool, request.after_seq, wanted, page_size + 1).await.map_err(database)?;
         let next_after_seq = if listed.len() > page_size {
             listed.truncate(page_size);
             listed.last().map_or(0, |listed| listed.seq)

@@ -169,7 +169,11 @@ async fn write(pool: PgPool, receiver: mpsc::Receiver<Entry>, stop: oneshot::Rec
 
 /// Append `entries` to the chain in one transaction, as one segment.
 async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
-    let Some(last_at) = entries.iter().map(|entry| entry.at).max() else { return Ok(()) };
+    let (Some(first_at), Some(last_at)) =
+        (entries.iter().map(|entry| entry.at).min(), entries.iter().map(|entry| entry.at).max())
+    else {
+        return Ok(());
+    };
     let mut transaction = pool.begin().await?;
     sqlx::query(CHAIN_LOCK).execute(&mut *transaction).await?;
     let (before, previous) = newest(&mut *transaction).await?.unwrap_or((0, GENESIS.to_vec()));
@@ -183,9 +187,9 @@ async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
         hash = link(&hash, before + 1 + index as i64, entry);
     }
     sqlx::query(
-        "INSERT INTO audit_segments (first_seq, last_seq, previous_hash, last_hash, last_at, at, department_ids,
-                                     methods, codes, subjects)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_segments (first_seq, last_seq, previous_hash, last_hash, first_at, last_at, at,
+                                     department_ids, methods, codes, subjects)
+         VALUES ($1, $2, $3, $4, $11, $5, $6, $7, $8, $9, $10)",
     )
     .bind(before + 1)
     .bind(before + entries.len() as i64)
@@ -197,6 +201,7 @@ async fn append(pool: &PgPool, entries: &[Entry]) -> Result<(), sqlx::Error> {
     .bind(entries.iter().map(|entry| entry.method.as_str()).collect::<Vec<_>>())
     .bind(entries.iter().map(|entry| entry.code).collect::<Vec<_>>())
     .bind(entries.iter().map(|entry| entry.subject.as_str()).collect::<Vec<_>>())
+    .bind(first_at)
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await
@@ -285,29 +290,58 @@ pub struct Listed {
     pub hash: [u8; 32],
 }
 
-/// Entries after `after_seq`, of `department_id` and about `subject` unless they are empty, in
-/// order, at most `limit`: found by walking the segments from the one holding `after_seq + 1`.
+/// Which entries a listing wants; an empty text or no time does not restrict.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted<'a> {
+    pub department_id: &'a str,
+    pub subject: &'a str,
+    /// Entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Wanted<'_> {
+    fn matches(&self, entry: &Entry) -> bool {
+        (self.department_id.is_empty() || entry.department_id == self.department_id)
+            && (self.subject.is_empty() || entry.subject == self.subject)
+            && self.since.is_none_or(|since| entry.at >= since)
+            && self.until.is_none_or(|until| entry.at < until)
+    }
+}
+
+/// Entries after `after_seq` that `wanted` matches, in order, at most `limit`: found by walking
+/// the segments from the one holding `after_seq + 1`, past those whose times are all outside the
+/// period (the segments' time ranges are indexed).
 pub async fn entries(
     pool: &PgPool,
     after_seq: i64,
-    department_id: &str,
-    subject: &str,
+    wanted: Wanted<'_>,
     limit: usize,
 ) -> Result<Vec<Listed>, sqlx::Error> {
-    let walk = format!(
-        "SELECT {SEGMENT_COLUMNS} FROM audit_segments
-         WHERE first_seq >= COALESCE((SELECT max(first_seq) FROM audit_segments WHERE first_seq <= $1 + 1), 0)
-         ORDER BY first_seq"
-    );
-    let mut segments = sqlx::query_as::<_, Segment>(&walk).bind(after_seq).fetch(pool);
+    // Only the conditions asked for, not optional ones: each listing gets the plan that suits it
+    // (the key's order alone, or the time index's segments sorted by key). A condition on the key
+    // from the start would only cost the time index's plan a scan of the whole key.
+    let mut walk = sqlx::QueryBuilder::new(format!("SELECT {SEGMENT_COLUMNS} FROM audit_segments WHERE true"));
+    if after_seq > 0 {
+        walk.push(" AND first_seq >= COALESCE((SELECT max(first_seq) FROM audit_segments WHERE first_seq <= ")
+            .push_bind(after_seq)
+            .push(" + 1), 0)");
+    }
+    if wanted.since.is_some() || wanted.until.is_some() {
+        walk.push(" AND tstzrange(first_at, last_at, '[]') && tstzrange(")
+            .push_bind(wanted.since)
+            .push(", ")
+            .push_bind(wanted.until)
+            .push(", '[)')");
+    }
+    walk.push(" ORDER BY first_seq");
+    let mut segments = walk.build_query_as::<Segment>().fetch(pool);
     let mut listed = Vec::new();
     while let Some(segment) = segments.try_next().await? {
         let mut previous = chain_start(&segment.previous_hash);
         for (seq, entry, hash) in segment.chained() {
-            let wanted = seq > after_seq
-                && (department_id.is_empty() || entry.department_id == department_id)
-                && (subject.is_empty() || entry.subject == subject);
-            if wanted {
+            if seq > after_seq && wanted.matches(entry) {
                 listed.push(Listed { seq, entry: entry.clone(), previous_hash: previous, hash });
                 if listed.len() == limit {
                     return Ok(listed);
@@ -575,8 +609,9 @@ async fn cut_segment(
     }
     let (last_gone, _, hash) = segment.chained().nth(gone - 1).expect("`gone` is within the segment");
     let last_at = segment.entries[gone..].iter().map(|entry| entry.at).max().expect("one entry stays");
+    let first_at = segment.entries[gone..].iter().map(|entry| entry.at).min().expect("one entry stays");
     sqlx::query(
-        "UPDATE audit_segments SET first_seq = $2, previous_hash = $3, last_at = $4, at = at[$5:],
+        "UPDATE audit_segments SET first_seq = $2, previous_hash = $3, first_at = $6, last_at = $4, at = at[$5:],
              department_ids = department_ids[$5:], methods = methods[$5:], codes = codes[$5:], subjects = subjects[$5:]
          WHERE first_seq = $1",
     )
@@ -585,6 +620,7 @@ async fn cut_segment(
     .bind(hash.as_slice())
     .bind(last_at)
     .bind(gone as i32 + 1)
+    .bind(first_at)
     .execute(&mut **transaction)
     .await?;
     Ok(Some((gone as u64, (last_gone, hash.to_vec()))))
