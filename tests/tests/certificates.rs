@@ -84,6 +84,21 @@ async fn gateway_over_tls() -> Platform {
     }
 }
 
+/// The gateway's samples from its admin port, by name without labels (each process labels its
+/// samples with its component).
+async fn gauge_values(platform: &Platform) -> HashMap<String, i64> {
+    let metrics = xinyong_platform::testing::http_get(platform.node("gateway").admin, "/metrics").await;
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(' '))
+        .filter_map(|(name, value)| {
+            let name = name.split_once('{').map_or(name, |(name, _)| name);
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 async fn register(
     administration: &mut GatewayAdminServiceClient<Channel>,
     token: &str,
@@ -138,6 +153,22 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
         }
         None => assert_eq!(registered.certificate_sha256.len(), 64, "{registered:?}"),
     }
+    // The fixtures end on 31 December 2126 (tests/fixtures/tls/make.sh).
+    let end = chrono::NaiveDate::from_ymd_opt(2126, 12, 31).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let ends = Some(prost_types::Timestamp { seconds: end.timestamp(), nanos: 0 });
+    assert_eq!(registered.expires_at, ends);
+    // The expiry an SRE watches: the gateway's own certificate, and the first departments' one.
+    let gauges = gauge_values(&platform).await;
+    assert_eq!(
+        gauges.get("xinyong_gateway_tls_certificate_expiry_timestamp_seconds"),
+        Some(&end.timestamp()),
+        "{gauges:?}"
+    );
+    assert_eq!(
+        gauges.get("xinyong_gateway_client_certificate_first_expiry_timestamp_seconds"),
+        Some(&end.timestamp()),
+        "{gauges:?}"
+    );
     let again = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap();
     assert_eq!((again.credential_id.as_str(), again.created), (registered.credential_id.as_str(), false));
     let listed = administration
@@ -149,6 +180,7 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     assert_eq!(department.credentials.len(), 1);
     assert_eq!(department.credentials[0].credential_id, registered.credential_id);
     assert_eq!(department.credentials[0].certificate_sha256, registered.certificate_sha256);
+    assert_eq!(department.credentials[0].expires_at, ends);
 
     // What registration refuses, naming why.
     let taken = register(&mut administration, &token, "tax-110107", read("department.pem")).await.unwrap_err();
@@ -161,6 +193,9 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     let two = register(&mut administration, &token, "tax-110107", chain).await.unwrap_err();
     assert_eq!(two.code(), Code::InvalidArgument);
     assert!(two.message().contains("more than one certificate"), "{}", two.message());
+    let expired = register(&mut administration, &token, "tax-110107", read("expired.pem")).await.unwrap_err();
+    assert_eq!(expired.code(), Code::InvalidArgument);
+    assert!(expired.message().contains("expired at 2024-01-31"), "{}", expired.message());
     let nobody = register(&mut administration, &token, "no-such-office", read("unregistered.pem")).await.unwrap_err();
     assert_eq!(nobody.code(), Code::NotFound, "{nobody:?}");
 
@@ -269,6 +304,8 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     let refused = as_department.get_entity(get_entity()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "a revoked certificate stops working at once: {refused:?}");
     assert!(refused.message().contains("revoked"), "{}", refused.message());
+    let gauges = gauge_values(&platform).await;
+    assert_eq!(gauges.get("xinyong_gateway_client_certificate_first_expiry_timestamp_seconds"), Some(&0));
     let again = register(&mut administration, &token, "samr-110107", read("department.pem")).await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
     assert!(again.message().contains(&registered.credential_id), "{}", again.message());

@@ -5,6 +5,9 @@
 -- department.
 ALTER TABLE credentials ALTER COLUMN secret_sha256 DROP NOT NULL;
 ALTER TABLE credentials ADD COLUMN certificate_sha256 BYTEA;
+-- When the certificate stops being valid (its notAfter): shown to the administrator and watched,
+-- so that a department is told to renew before its calls start failing in the handshake.
+ALTER TABLE credentials ADD COLUMN certificate_not_after TIMESTAMPTZ;
 ALTER TABLE credentials ADD CONSTRAINT credentials_a_secret_or_a_certificate
     CHECK ((secret_sha256 IS NULL) <> (certificate_sha256 IS NULL));
 -- One department per certificate, revoked ones included: a revoked certificate is not registered

@@ -13,11 +13,44 @@ use crate::store::{CredentialRow, DepartmentRow, Store, StoreError};
 pub struct Admin {
     store: Store,
     auth: Authenticator,
+    expiry: CertificateExpiry,
+}
+
+/// When the first of the departments' registered, unrevoked certificates stops being valid, as a
+/// gauge for the alert that asks departments to renew in time: looked up every minute, and at once
+/// when this replica registers or revokes one.
+#[derive(Clone)]
+pub struct CertificateExpiry {
+    store: Store,
+    gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+}
+
+impl CertificateExpiry {
+    pub fn new(store: Store, metrics: &xinyong_platform::metrics::Metrics) -> CertificateExpiry {
+        let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        metrics.register(
+            "gateway_client_certificate_first_expiry_timestamp_seconds",
+            "when the first of the departments' registered, unrevoked client certificates stops being valid, in Unix seconds; 0 when none is registered",
+            gauge.clone(),
+        );
+        CertificateExpiry { store, gauge }
+    }
+
+    pub async fn refresh(&self) {
+        match self.store.first_certificate_expiry().await {
+            Ok(first) => {
+                self.gauge.set(first.map_or(0, |first| first.timestamp()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "registered certificates' expiry not read; the next minute tries again")
+            }
+        }
+    }
 }
 
 impl Admin {
-    pub fn new(store: Store, auth: Authenticator) -> Admin {
-        Admin { store, auth }
+    pub fn new(store: Store, auth: Authenticator, expiry: CertificateExpiry) -> Admin {
+        Admin { store, auth, expiry }
     }
 
     /// A department as changed: its cached credentials forgotten, so that this replica applies
@@ -81,6 +114,7 @@ fn department(row: DepartmentRow, credentials: &[CredentialRow]) -> pb::Departme
                 issued_at: Some(timestamp(credential.issued_at)),
                 revoked_at: credential.revoked_at.map(timestamp),
                 certificate_sha256: credential.certificate_sha256.as_deref().map(hex::encode).unwrap_or_default(),
+                expires_at: credential.certificate_not_after.map(timestamp),
             })
             .collect(),
         department_id: row.department_id,
@@ -220,17 +254,33 @@ impl GatewayAdminService for Admin {
         self.require_admin(&request).await?;
         let request = request.into_inner();
         validate_department_id(&request.department_id)?;
-        let certificate_sha256 = fingerprint(&certificate_der(&request.certificate_pem)?);
+        let certificate = certificate_der(&request.certificate_pem)?;
+        let not_after = crate::x509::not_after(&certificate)
+            .ok_or_else(|| ApiError::invalid("certificate_pem", "its validity period cannot be read"))?;
+        if not_after <= chrono::Utc::now() {
+            return Err(ApiError::invalid(
+                "certificate_pem",
+                format!("the certificate expired at {}; register its renewal", not_after.to_rfc3339()),
+            )
+            .into());
+        }
+        let certificate_sha256 = fingerprint(&certificate);
         let (credential_id, created) = self
             .store
-            .register_certificate(&new_credential_id(), &request.department_id, &certificate_sha256)
+            .register_certificate(&new_credential_id(), &request.department_id, &certificate_sha256, not_after)
             .await
             .map_err(status)?;
         let certificate_sha256 = hex::encode(certificate_sha256);
+        self.expiry.refresh().await;
         if created {
             tracing::info!(department = %request.department_id, credential = %credential_id, sha256 = %certificate_sha256, "client certificate registered");
         }
-        Ok(tonic::Response::new(pb::RegisterCertificateResponse { credential_id, certificate_sha256, created }))
+        Ok(tonic::Response::new(pb::RegisterCertificateResponse {
+            credential_id,
+            certificate_sha256,
+            created,
+            expires_at: Some(timestamp(not_after)),
+        }))
     }
 
     async fn revoke_credential(
@@ -244,6 +294,7 @@ impl GatewayAdminService for Admin {
         }
         let revoked = self.store.revoke_credential(&credential_id).await.map_err(status)?;
         self.auth.forget(&credential_id).await;
+        self.expiry.refresh().await;
         tracing::info!(credential = %credential_id, "credential revoked");
         Ok(tonic::Response::new(pb::RevokeCredentialResponse { revoked }))
     }

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod proxy;
 pub mod store;
 pub mod subject;
+pub mod x509;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -100,6 +101,18 @@ pub struct TlsSection {
 }
 
 impl TlsSection {
+    /// When the gateway's own certificate (the chain's first) stops being valid; `None` without TLS
+    /// or when it cannot be read (`server_config` says why).
+    pub fn certificate_expiry(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        if self.certificate_file.is_empty() {
+            return None;
+        }
+        let leaf = CertificateDer::from_pem_file(&self.certificate_file).ok()?;
+        x509::not_after(&leaf)
+    }
+
     /// The server's TLS configuration, `None` when TLS is off.
     pub fn server_config(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, GatewayError> {
         let read = |key: &'static str, path: &str| {
@@ -206,6 +219,21 @@ fn upstream(
         .ok_or_else(|| GatewayError::UpstreamAddress { service: service.to_owned(), address })
 }
 
+/// The gateway's own certificate's expiry as a gauge, for the alert that asks for its renewal in
+/// time (read at start, as the server reads it).
+fn watch_own_certificate(host: &Host, section: &GatewaySection) {
+    let own = Gauge::<i64>::default();
+    host.metrics.register(
+        "gateway_tls_certificate_expiry_timestamp_seconds",
+        "when the gateway's own TLS certificate stops being valid, in Unix seconds; 0 without TLS",
+        own.clone(),
+    );
+    if let Some(expiry) = section.tls.certificate_expiry() {
+        own.set(expiry.timestamp());
+        tracing::info!(expires = %expiry.to_rfc3339(), "serving TLS");
+    }
+}
+
 /// How long shutdown waits for the audit log's queue to be written out.
 const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
@@ -254,6 +282,16 @@ pub async fn run(
 
     let (audit, audit_task) = AuditLog::start(pool.clone(), &host.metrics);
     let mut background = Background::default();
+    watch_own_certificate(&host, section);
+    let departments_certificates = admin::CertificateExpiry::new(store.clone(), &host.metrics);
+    let watched = departments_certificates.clone();
+    background.spawn(move |stop| {
+        // Registrations and revocations may come through any replica.
+        xinyong_platform::service::every(Duration::from_secs(60), stop, move || {
+            let watched = watched.clone();
+            async move { watched.refresh().await }
+        })
+    });
     if section.audit_retention_days > 0 {
         let (pool, days) = (pool.clone(), i64::from(section.audit_retention_days));
         background.spawn(move |stop| {
@@ -291,8 +329,11 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let admin_service =
-        audit::Audited::new(GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone())), auth, audit);
+    let admin_service = audit::Audited::new(
+        GatewayAdminServiceServer::new(admin::Admin::new(store, auth.clone(), departments_certificates)),
+        auth,
+        audit,
+    );
     let routes = Routes::new(admin_service)
         .add_service(forward::<Registry>(&upstreams, &checks))
         .add_service(forward::<Ingestion>(&upstreams, &checks))

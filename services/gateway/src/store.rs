@@ -29,6 +29,8 @@ pub struct CredentialRow {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Set for a client certificate: its fingerprint.
     pub certificate_sha256: Option<Vec<u8>>,
+    /// And when it stops being valid.
+    pub certificate_not_after: Option<DateTime<Utc>>,
 }
 
 /// What authentication needs to know about a credential.
@@ -146,7 +148,8 @@ impl Store {
     /// Credentials of the given departments, newest first.
     pub async fn credentials_of(&self, department_ids: &[String]) -> Result<Vec<CredentialRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT credential_id, department_id, issued_at, revoked_at, certificate_sha256 FROM credentials
+            "SELECT credential_id, department_id, issued_at, revoked_at, certificate_sha256, certificate_not_after
+             FROM credentials
              WHERE department_id = ANY($1) ORDER BY issued_at DESC",
         )
         .bind(department_ids)
@@ -195,6 +198,13 @@ impl Store {
         if exists { Ok(false) } else { Err(StoreError::CredentialNotFound(credential_id.to_owned())) }
     }
 
+    /// When the first of the registered certificates still in use stops being valid.
+    pub async fn first_certificate_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT min(certificate_not_after) FROM credentials WHERE revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub async fn lookup_credential(&self, credential_id: &str) -> Result<Option<CredentialLookup>, StoreError> {
         Ok(sqlx::query_as(&format!("{LOOKUP} WHERE c.credential_id = $1"))
             .bind(credential_id)
@@ -217,14 +227,17 @@ impl Store {
         credential_id: &str,
         department_id: &str,
         fingerprint: &[u8],
+        not_after: DateTime<Utc>,
     ) -> Result<(String, bool), StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO credentials (credential_id, department_id, certificate_sha256) VALUES ($1, $2, $3)
+            "INSERT INTO credentials (credential_id, department_id, certificate_sha256, certificate_not_after)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (certificate_sha256) WHERE certificate_sha256 IS NOT NULL DO NOTHING",
         )
         .bind(credential_id)
         .bind(department_id)
         .bind(fingerprint)
+        .bind(not_after)
         .execute(&self.pool)
         .await;
         match inserted {
