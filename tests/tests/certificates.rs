@@ -6,15 +6,20 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use xinyong_cli::ingest::{Options, Tls, run};
+use xinyong_cli::ingest::{Options, RecordSigner, Tls, run};
 use xinyong_proto::common::v1::SubjectKind;
 use xinyong_proto::gateway::v1 as admin;
 use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
+use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use xinyong_proto::ingestion::v1::{
+    GetRecordRequest, ListRecordsRequest, PenaltyKind, RecordInput, RecordSignature, SubmitRecordRequest,
+};
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use xinyong_proto::registry::v1::{Entity, GetEntityRequest, RegisterEntityRequest, get_entity_request};
 
@@ -97,6 +102,31 @@ async fn gauge_values(platform: &Platform) -> HashMap<String, i64> {
             Some((name.to_owned(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// The signature checked as anyone would, with openssl and the certificate alone (when openssl is
+/// there: the unit tests of `signatures` hold the platform to a signature openssl made).
+fn checked_by_openssl(signed: &RecordSignature, folder: &std::path::Path) {
+    let (certificate, public_key) = (folder.join("signer.pem"), folder.join("signer.pub"));
+    let (input, signature) = (folder.join("signed_input.bin"), folder.join("signature.bin"));
+    std::fs::write(&certificate, &signed.certificate_pem).unwrap();
+    std::fs::write(&input, &signed.signed_input).unwrap();
+    std::fs::write(&signature, &signed.signature).unwrap();
+    let Ok(key) =
+        std::process::Command::new("openssl").args(["x509", "-pubkey", "-noout", "-in"]).arg(&certificate).output()
+    else {
+        return;
+    };
+    std::fs::write(&public_key, key.stdout).unwrap();
+    let verified = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&public_key)
+        .arg("-signature")
+        .arg(&signature)
+        .arg(&input)
+        .output()
+        .expect("openssl runs");
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
 }
 
 async fn register(
@@ -258,7 +288,7 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
         file: file.clone(),
         gateway,
         token: None,
-        tls: Tls { ca_file: Some(fixture("ca.pem")), identity },
+        tls: Tls { ca_file: Some(fixture("ca.pem")), sign: identity.is_some(), identity },
         rejects: None,
         progress_every: None,
     };
@@ -272,6 +302,93 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     assert!(without.to_string().contains("no credential"), "{without}");
     let plain = run(ingest(format!("http://{address}"), department_identity)).await.unwrap_err();
     assert!(plain.to_string().contains("https://"), "{plain}");
+
+    // The file channel signed every row with the department's key (`--sign`).
+    let mut ingestion = IngestionServiceClient::new(connect(&platform, Some("department")).await.expect("TLS"));
+    let listed = ingestion
+        .list_records(ListRecordsRequest { credit_code: "91330100799655058B".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let from_file = listed.records.iter().find(|record| record.source_record_id == "SJS-1").expect("the file's row");
+    assert!(from_file.signature.is_none(), "a listing leaves signatures out");
+    let reader = ingestion.clone();
+    let signature_of = |record_id: String| {
+        let mut client = reader.clone();
+        async move {
+            let answer = client.get_record(GetRecordRequest { record_id }).await.unwrap().into_inner();
+            answer.record.expect("a record")
+        }
+    };
+    let from_file = signature_of(from_file.record_id.clone()).await;
+    let signed = from_file.signature.clone().expect("the row was signed");
+    assert_eq!(signed.certificate_sha256, registered.certificate_sha256);
+    assert!(signed.certificate_pem.starts_with("-----BEGIN CERTIFICATE-----"), "{}", signed.certificate_pem);
+    assert_eq!(RecordInput::decode(signed.signed_input.as_slice()).unwrap().source_record_id, "SJS-1");
+    checked_by_openssl(&signed, &folder);
+
+    // A record signed by a client of the API: taken from the signed bytes.
+    let signer = RecordSigner::load(&fixture("department.key")).expect("the department's key");
+    let fine = |source: &str| RecordInput {
+        credit_code: "91330100799655058B".into(),
+        source_record_id: source.into(),
+        category: "penalty".into(),
+        decided_on: "2026-10-10".into(),
+        document_number: format!("京石市监罚〔2026〕{source}号"),
+        penalty_kind: PenaltyKind::Fine as i32,
+        fields: [
+            ("content", "罚款3000元"),
+            ("legal_basis", "《广告法》第五十五条"),
+            ("authority", "北京市石景山区市场监督管理局"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .into(),
+        ..RecordInput::default()
+    };
+    let submitted = ingestion
+        .submit_record(SubmitRecordRequest { record: Some(signer.sign(fine("SJS-2")).unwrap()) })
+        .await
+        .expect("a signed record is accepted")
+        .into_inner();
+    let stored = signature_of(submitted.record.expect("the record").record_id).await;
+    assert_eq!((stored.source_record_id.as_str(), stored.fields["content"].as_str()), ("SJS-2", "罚款3000元"));
+    assert!(stored.signature.is_some());
+    // A signature that does not verify rejects the row, naming the field.
+    let mut forged = signer.sign(fine("SJS-3")).unwrap();
+    forged.signed_input = signer.sign(fine("SJS-4")).unwrap().signed_input;
+    let refused = ingestion.submit_record(SubmitRecordRequest { record: Some(forged) }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("signature"), "{}", refused.message());
+    // Signed, but the call authenticated by a token: nothing to check the signature against.
+    let department_token = administration
+        .issue_credential(with_token(admin::IssueCredentialRequest { department_id: "samr-110107".into() }, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut by_token = IngestionServiceClient::new(connect(&platform, None).await.expect("TLS"));
+    let signed_request = SubmitRecordRequest { record: Some(signer.sign(fine("SJS-5")).unwrap()) };
+    let unchecked = by_token.submit_record(with_token(signed_request, &department_token)).await.unwrap_err();
+    assert_eq!(unchecked.code(), Code::InvalidArgument);
+    assert!(unchecked.message().contains("client certificate"), "{}", unchecked.message());
+    // Another department sees the record masked, and so not the signed bytes.
+    let other = administration
+        .issue_credential(with_token(
+            admin::IssueCredentialRequest { department_id: "tax-110107".into() },
+            &platform.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let shown = by_token
+        .get_record(with_token(GetRecordRequest { record_id: stored.record_id.clone() }, &other))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert!(shown.signature.is_none(), "{shown:?}");
     std::fs::remove_dir_all(folder).unwrap();
 
     // A certificate of the trusted CA that nobody registered, and none at all.

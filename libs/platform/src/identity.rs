@@ -12,8 +12,25 @@ pub const INTERNAL_TOKEN_HEADER: &str = "x-xinyong-internal-token";
 pub const DEPARTMENT_HEADER: &str = "x-xinyong-department";
 /// The calling department's permissions, comma-separated.
 pub const PERMISSIONS_HEADER: &str = "x-xinyong-permissions";
+/// The client certificate (its DER in standard base64) the calling department authenticated with,
+/// when it authenticated by certificate: what its signatures are checked against.
+pub const CLIENT_CERTIFICATE_HEADER: &str = "x-xinyong-client-certificate";
 /// Headers a caller from outside must never be able to set; the gateway strips them.
-pub const RESERVED_HEADERS: &[&str] = &[INTERNAL_TOKEN_HEADER, DEPARTMENT_HEADER, PERMISSIONS_HEADER];
+pub const RESERVED_HEADERS: &[&str] =
+    &[INTERNAL_TOKEN_HEADER, DEPARTMENT_HEADER, PERMISSIONS_HEADER, CLIENT_CERTIFICATE_HEADER];
+
+/// The certificate the caller authenticated with ([`CLIENT_CERTIFICATE_HEADER`]), as DER.
+pub fn client_certificate(metadata: &MetadataMap) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let value = metadata.get(CLIENT_CERTIFICATE_HEADER)?.to_str().ok()?;
+    base64::engine::general_purpose::STANDARD.decode(value).ok()
+}
+
+/// The header value that carries a certificate.
+pub fn certificate_header_value(certificate: &[u8]) -> Option<http::HeaderValue> {
+    use base64::Engine;
+    http::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(certificate)).ok()
+}
 
 /// Permission to see personal data unmasked.
 pub const PERMISSION_PERSONAL_DATA: &str = "personal_data";
@@ -27,11 +44,15 @@ pub const PERMISSION_ADMIN: &str = "admin";
 pub struct Caller {
     pub department_id: String,
     pub permissions: Vec<String>,
+    /// The client certificate (DER) the department authenticated with through the gateway, when
+    /// it did so by certificate; what its signatures are checked against. Not passed on to
+    /// sibling services.
+    pub certificate: Option<Vec<u8>>,
 }
 
 impl Caller {
     pub fn new(department_id: impl Into<String>, permissions: Vec<String>) -> Caller {
-        Caller { department_id: department_id.into(), permissions }
+        Caller { department_id: department_id.into(), permissions, certificate: None }
     }
 
     /// Read the caller from request metadata. Missing identity is UNAUTHENTICATED: every public
@@ -49,7 +70,7 @@ impl Caller {
             .and_then(|value| value.to_str().ok())
             .map(|value| value.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Caller::new(department_id, permissions))
+        Ok(Caller { certificate: client_certificate(metadata), ..Caller::new(department_id, permissions) })
     }
 
     /// Read the caller from a tonic request.

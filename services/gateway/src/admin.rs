@@ -7,7 +7,7 @@ use xinyong_platform::timestamp;
 use xinyong_proto::gateway::v1 as pb;
 use xinyong_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 
-use crate::auth::{Authenticator, fingerprint, new_credential_id, new_token, presented_certificate};
+use crate::auth::{Authenticator, Presented, fingerprint, new_credential_id, new_token};
 use crate::store::{CredentialRow, DepartmentRow, Store, StoreError};
 
 pub struct Admin {
@@ -64,7 +64,7 @@ impl Admin {
 
     async fn require_admin<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
         let headers = request.metadata().clone().into_headers();
-        let identity = self.auth.authenticate(&headers, presented_certificate(request.peer_certs())).await?;
+        let identity = self.auth.authenticate(&headers, Presented::of(request.peer_certs())).await?;
         if identity.has(PERMISSION_ADMIN) {
             Ok(())
         } else {

@@ -33,6 +33,9 @@ pub const ADMIN_DEPARTMENT: &str = "platform-admin";
 pub struct Identity {
     pub department_id: String,
     pub permissions: Vec<String>,
+    /// When the department authenticated by client certificate: that certificate, passed on so
+    /// that services can check the department's signatures against it.
+    pub certificate_header: Option<HeaderValue>,
     /// The department's own rate limit (0: the platform's default); `None` for the bootstrap
     /// administrator, who is not a department and is never held back.
     pub calls_per_second: Option<u32>,
@@ -49,6 +52,7 @@ impl Identity {
             department_id,
             permissions,
             calls_per_second: Some(0),
+            certificate_header: None,
         })
     }
 
@@ -118,17 +122,31 @@ pub fn fingerprint(certificate: &[u8]) -> Fingerprint {
     Sha256::digest(certificate).into()
 }
 
-/// The client certificate a call presented in its connection's TLS handshake (which checked it
-/// against `gateway.tls.client_ca_file`): the leaf's fingerprint. None over plain HTTP/2 and when
-/// the client presented none.
-pub fn presented_certificate(certificates: Option<Arc<Vec<CertificateDer<'static>>>>) -> Option<Fingerprint> {
-    certificates.and_then(|chain| chain.first().map(|leaf| fingerprint(leaf.as_ref())))
+/// The client certificate a call's connection presented in its TLS handshake, which checked it
+/// against `gateway.tls.client_ca_file`: the leaf and its fingerprint.
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub fingerprint: Fingerprint,
+    chain: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl Presented {
+    /// None over plain HTTP/2 and when the client presented none.
+    pub fn of(certificates: Option<Arc<Vec<CertificateDer<'static>>>>) -> Option<Presented> {
+        let chain = certificates?;
+        let fingerprint = fingerprint(chain.first()?.as_ref());
+        Some(Presented { fingerprint, chain })
+    }
+
+    pub fn leaf(&self) -> &[u8] {
+        self.chain.first().map_or(&[], |leaf| leaf.as_ref())
+    }
 }
 
 /// The certificate a raw HTTP request's connection presented (the forwarding path).
-pub fn certificate_of(extensions: &http::Extensions) -> Option<Fingerprint> {
+pub fn certificate_of(extensions: &http::Extensions) -> Option<Presented> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    presented_certificate(extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs))
+    Presented::of(extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs))
 }
 
 #[derive(Clone)]
@@ -180,7 +198,7 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
-        certificate: Option<Fingerprint>,
+        certificate: Option<Presented>,
     ) -> Result<Identity, tonic::Status> {
         let Some(header) = headers.get(http::header::AUTHORIZATION) else {
             return match certificate {
@@ -251,7 +269,8 @@ impl Authenticator {
 
     /// Authenticate by a client certificate the handshake accepted: it must be registered to a
     /// department and not revoked.
-    pub async fn authenticate_certificate(&self, certificate: &Fingerprint) -> Result<Identity, tonic::Status> {
+    pub async fn authenticate_certificate(&self, presented: &Presented) -> Result<Identity, tonic::Status> {
+        let certificate = &presented.fingerprint;
         if let Some(cached) = self.certificates.read().await.get(certificate)
             && cached.at.elapsed() < self.cache_for
         {
@@ -271,7 +290,10 @@ impl Authenticator {
             )));
         }
         let credential_id = lookup.credential_id.clone();
-        let identity = identity_of(lookup)?;
+        let mut identity = identity_of(lookup)?;
+        // Built once, with the identity it is cached with; a certificate too large for a header
+        // (none a CA issues) only goes without.
+        identity.certificate_header = xinyong_platform::identity::certificate_header_value(presented.leaf());
         self.certificates.write().await.insert(
             *certificate,
             Cached { secret_sha256: Vec::new(), credential_id, identity: identity.clone(), at: Instant::now() },

@@ -17,7 +17,9 @@ use tonic::server::NamedService;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
-use xinyong_platform::identity::{DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS};
+use xinyong_platform::identity::{
+    CLIENT_CERTIFICATE_HEADER, DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS,
+};
 use xinyong_platform::metrics::answered_with;
 
 use crate::audit::{self, AuditLog, Entry};
@@ -126,6 +128,9 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
             headers.insert(INTERNAL_TOKEN_HEADER, internal_token);
             headers.insert(DEPARTMENT_HEADER, identity.department_header);
             headers.insert(PERMISSIONS_HEADER, identity.permissions_header);
+            if let Some(certificate) = identity.certificate_header {
+                headers.insert(CLIENT_CERTIFICATE_HEADER, certificate);
+            }
             // For a method about one subject, its code is read from the request as it passes. A
             // unary request has been read whole by the time its answer's headers come back.
             let seen = subject::field_path(&method).map(|path| {

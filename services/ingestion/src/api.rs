@@ -28,6 +28,7 @@ use xinyong_proto::ingestion::v1 as pb;
 use xinyong_proto::ingestion::v1::ingestion_service_server::IngestionService;
 
 use crate::rules::{self, Category, ValidRecord};
+use crate::signatures;
 use crate::store::{ListQuery, NewRecord, RecordRow, Store, StoreError, SubmitOutcome};
 use crate::subjects::Subjects;
 use xinyong_platform::bus::Announce;
@@ -75,6 +76,7 @@ pub fn to_proto(row: &RecordRow) -> pb::Record {
         on_time: (row.received_at + chrono::Duration::hours(8)).date_naive() <= row.report_due_on,
         received_at: Some(timestamp(row.received_at)),
         updated_at: Some(timestamp(row.updated_at)),
+        signature: None,
     }
 }
 
@@ -84,11 +86,15 @@ pub fn to_proto(row: &RecordRow) -> pb::Record {
 /// judgment); nothing else of a record is personal data the platform knows of.
 pub fn shown_to(row: &RecordRow, caller: &Caller) -> pb::Record {
     let mut record = to_proto(row);
-    if caller.department_id != row.department_id && !caller.has(PERMISSION_PERSONAL_DATA) {
+    if !sees_unmasked(row, caller) {
         record.fields.values_mut().for_each(mask_id_numbers_of);
         mask_id_numbers_of(&mut record.text);
     }
     record
+}
+
+fn sees_unmasked(row: &RecordRow, caller: &Caller) -> bool {
+    caller.department_id == row.department_id || caller.has(PERMISSION_PERSONAL_DATA)
 }
 
 fn record_id(text: &str) -> Result<Uuid, Status> {
@@ -204,6 +210,7 @@ impl Ingestion {
             report_due_on,
             reporting_delay_working_days: delay,
             valid,
+            signed: None,
         }
     }
 
@@ -227,10 +234,11 @@ impl Ingestion {
         caller: &Caller,
         today: NaiveDate,
     ) -> Result<NewRecord, Vec<FieldViolation>> {
+        let (input, signed) = signatures::open(input, caller.certificate.as_deref())?;
         let valid = rules::validate(input, catalogue, &caller.permissions, today)?;
         // Borrowed from the catalogue, not cloned: this runs for every submitted row.
         let category = catalogue.get(&valid.category).ok_or_else(|| vec![violation("category", "unknown")])?;
-        Ok(self.derive(valid, category, today))
+        Ok(NewRecord { signed, ..self.derive(valid, category, today) })
     }
 }
 
@@ -324,6 +332,11 @@ impl IngestionService for Ingestion {
             .await
             .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
         let mut problems = Vec::new();
+        if new.signed.is_some() {
+            // The signature is kept with the record as first submitted; a correction's is not
+            // kept yet, and a signature not kept is not to be taken as one.
+            problems.push(violation("record.signature", "corrections are not signed; send the corrected fields"));
+        }
         if new.valid.credit_code != current.credit_code {
             problems.push(violation(
                 "record.credit_code",
@@ -373,7 +386,13 @@ impl IngestionService for Ingestion {
         let caller = Caller::of(&request)?;
         let id = record_id(&request.into_inner().record_id)?;
         let row = self.store.get(id).await.map_err(status)?;
-        Ok(Response::new(pb::GetRecordResponse { record: Some(shown_to(&row, &caller)) }))
+        let mut record = shown_to(&row, &caller);
+        // The signed bytes hold the fields as reported, ID numbers too: shown only to whoever sees
+        // the record unmasked.
+        if sees_unmasked(&row, &caller) {
+            record.signature = self.store.signature(id).await.map_err(status)?.map(signatures::to_proto);
+        }
+        Ok(Response::new(pb::GetRecordResponse { record: Some(record) }))
     }
 
     async fn list_records(

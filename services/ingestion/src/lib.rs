@@ -4,6 +4,7 @@
 pub mod api;
 pub mod projection;
 pub mod rules;
+pub mod signatures;
 pub mod store;
 pub mod subjects;
 

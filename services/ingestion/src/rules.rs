@@ -333,6 +333,7 @@ mod tests {
             .collect(),
             text: String::new(),
             penalty_kind: PenaltyKind::Fine as i32,
+            ..RecordInput::default()
         }
     }
 

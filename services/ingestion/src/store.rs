@@ -63,6 +63,8 @@ pub struct NewRecord {
     pub repair_allowed_from: Option<NaiveDate>,
     pub report_due_on: NaiveDate,
     pub reporting_delay_working_days: i32,
+    /// The department's signature, checked, when it signed the record.
+    pub signed: Option<crate::signatures::Signed>,
 }
 
 impl NewRecord {
@@ -243,6 +245,17 @@ impl Store {
         .execute(connection)
         .await
         .map(drop)
+    }
+
+    /// The department's signature over a record as it submitted it, if it signed it.
+    pub async fn signature(&self, record_id: Uuid) -> Result<Option<crate::signatures::Signed>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.certificate_sha256, c.certificate, s.signed_input, s.signature
+             FROM record_signatures s JOIN signers c USING (certificate_sha256) WHERE s.record_id = $1",
+        )
+        .bind(record_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn get(&self, record_id: Uuid) -> Result<RecordRow, StoreError> {
@@ -513,6 +526,7 @@ async fn announce_accepted(
     if accepted.is_empty() {
         return Ok(());
     }
+    keep_signatures(connection, accepted).await?;
     match how {
         Announce::OneBatch => {
             let payload = records_ingested(accepted, department_id);
@@ -523,6 +537,35 @@ async fn announce_accepted(
             bus::announce(connection, PRODUCER, how, events, |records| RecordsIngested { records }).await?;
         }
     }
+    Ok(())
+}
+
+/// The signatures of the accepted records that were signed, with the certificates they were checked
+/// against (each kept once).
+async fn keep_signatures(connection: &mut PgConnection, accepted: &[&NewRecord]) -> Result<(), StoreError> {
+    let signed: Vec<(Uuid, &crate::signatures::Signed)> =
+        accepted.iter().filter_map(|row| row.signed.as_ref().map(|signed| (row.record_id, signed))).collect();
+    if signed.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO signers (certificate_sha256, certificate) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
+         ON CONFLICT (certificate_sha256) DO NOTHING",
+    )
+    .bind(signed.iter().map(|(_, signed)| signed.certificate_sha256.as_slice()).collect::<Vec<_>>())
+    .bind(signed.iter().map(|(_, signed)| signed.certificate.as_slice()).collect::<Vec<_>>())
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "INSERT INTO record_signatures (record_id, certificate_sha256, signed_input, signature)
+         SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[])",
+    )
+    .bind(signed.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(signed.iter().map(|(_, signed)| signed.certificate_sha256.as_slice()).collect::<Vec<_>>())
+    .bind(signed.iter().map(|(_, signed)| signed.signed_input.as_slice()).collect::<Vec<_>>())
+    .bind(signed.iter().map(|(_, signed)| signed.signature.as_slice()).collect::<Vec<_>>())
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 
@@ -695,6 +738,7 @@ mod tests {
             repair_allowed_from: None,
             report_due_on: NaiveDate::from_ymd_opt(2026, 3, 11).unwrap(),
             reporting_delay_working_days: 3,
+            signed: None,
         }
     }
 

@@ -132,5 +132,6 @@ pub fn fine(source: &str, decided_on: &str) -> RecordInput {
         .collect(),
         text: String::new(),
         penalty_kind: xinyong_proto::ingestion::v1::PenaltyKind::Fine as i32,
+        ..RecordInput::default()
     }
 }

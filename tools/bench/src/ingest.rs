@@ -63,6 +63,7 @@ pub fn record(index: u64, credit_code: &str) -> RecordInput {
         .collect(),
         text: String::new(),
         penalty_kind: PenaltyKind::Fine as i32,
+        ..RecordInput::default()
     }
 }
 

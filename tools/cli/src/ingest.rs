@@ -49,11 +49,49 @@ pub struct Tls {
     pub ca_file: Option<PathBuf>,
     /// The department's certificate and its key (PEM).
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// Sign every record with the identity's key (docs/ingestion.md, "Signed records").
+    pub sign: bool,
+}
+
+/// Signs records with a department's key: each row's `RecordInput` encoded, then signed, sent as
+/// `signed_input` and `signature`.
+pub struct RecordSigner {
+    signer: Box<dyn rustls::sign::Signer>,
+}
+
+impl RecordSigner {
+    pub fn load(key: &Path) -> Result<RecordSigner, IngestError> {
+        use rustls_pki_types::PrivateKeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let unusable = |reason: String| IngestError::Key { path: key.to_owned(), reason };
+        let der = PrivateKeyDer::from_pem_file(key).map_err(|error| unusable(error.to_string()))?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|error| unusable(error.to_string()))?;
+        // The scheme the key's type allows, as the platform checks them (webpki's algorithms).
+        use rustls::SignatureScheme::*;
+        let schemes = [ECDSA_NISTP256_SHA256, ECDSA_NISTP384_SHA384, ED25519, RSA_PSS_SHA256, RSA_PKCS1_SHA256];
+        let signer = key.choose_scheme(&schemes).ok_or_else(|| unusable("no signature scheme for its type".into()))?;
+        Ok(RecordSigner { signer })
+    }
+
+    pub fn sign(&self, record: RecordInput) -> Result<RecordInput, String> {
+        use prost::Message;
+        let signed_input = record.encode_to_vec();
+        let signature = self.signer.sign(&signed_input).map_err(|error| format!("cannot be signed: {error}"))?;
+        Ok(RecordInput { signed_input, signature, ..RecordInput::default() })
+    }
 }
 
 impl Tls {
     fn is_empty(&self) -> bool {
         self.ca_file.is_none() && self.identity.is_none()
+    }
+
+    fn signer(&self) -> Result<Option<RecordSigner>, IngestError> {
+        match (&self.identity, self.sign) {
+            (_, false) => Ok(None),
+            (Some((_, key)), true) => RecordSigner::load(key).map(Some),
+            (None, true) => Err(IngestError::NothingToSignWith),
+        }
     }
 
     fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig, IngestError> {
@@ -96,6 +134,10 @@ pub enum IngestError {
     Token,
     #[error("a CA file or a client certificate needs an https:// gateway, not {0}")]
     PlainGateway(String),
+    #[error("the key {path} cannot sign: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("signing needs the department's --certificate and --key")]
+    NothingToSignWith,
     #[error("the platform refused the stream: {0}")]
     Refused(tonic::Status),
 }
@@ -152,6 +194,7 @@ fn from_json(record: JsonRecord) -> Result<RecordInput, String> {
         document_number: record.document_number,
         fields: record.fields,
         text: record.text,
+        ..RecordInput::default()
     })
 }
 
@@ -251,6 +294,7 @@ pub async fn run(options: Options) -> Result<Summary, IngestError> {
     let mut rejects = csv::Writer::from_writer(std::fs::File::create(&rejects_path).map_err(write_error)?);
     rejects.write_record(["line", "source_record_id", "field", "reason"]).map_err(|error| write_error(error.into()))?;
 
+    let signer = options.tls.signer()?;
     let unreachable = |source| IngestError::Connect { gateway: options.gateway.clone(), source };
     let mut endpoint = Endpoint::from_shared(options.gateway.clone()).map_err(unreachable)?;
     if options.gateway.starts_with("https://") {
@@ -283,9 +327,19 @@ pub async fn run(options: Options) -> Result<Summary, IngestError> {
     let sending = in_flight.clone();
     let forward = tokio::spawn(async move {
         while let Some((line, row)) = read.recv().await {
+            let row = match &signer {
+                Some(signer) => row.and_then(|record| {
+                    let source = record.source_record_id.clone();
+                    signer.sign(record).map(|signed| (signed, source))
+                }),
+                None => row.map(|record| {
+                    let source = record.source_record_id.clone();
+                    (record, source)
+                }),
+            };
             match row {
-                Ok(record) => {
-                    sending.lock().expect("in-flight lock").insert(line, record.source_record_id.clone());
+                Ok((record, source)) => {
+                    sending.lock().expect("in-flight lock").insert(line, source);
                     if to_server.send(SubmitRecordsRequest { row: line, record: Some(record) }).await.is_err() {
                         break;
                     }

@@ -6,7 +6,7 @@
 //! xinyong-cli drop --admin-url URL --database NAME
 //!     drop a provisioned database and its roles
 //! xinyong-cli ingest --file records.csv [--gateway URL] [--rejects FILE]   (token in XINYONG_TOKEN)
-//!         [--ca-file CA.pem] [--certificate CERT.pem --key KEY.pem]          (an https:// gateway)
+//!         [--ca-file CA.pem] [--certificate CERT.pem --key KEY.pem [--sign]]  (an https:// gateway)
 //!     stream a CSV or JSON-lines file of credit records through SubmitRecords
 //! xinyong-cli audit-verify --database-url URL [--seq N --hash HEX] [--from-seq N --from-hash HEX]
 //!     walk the gateway's audit log and say whether every entry follows the one before it, and
@@ -26,10 +26,11 @@ const USAGE: &str = "usage:
   xinyong-cli provision --admin-url URL --database NAME --password SECRET
   xinyong-cli drop --admin-url URL --database NAME
   xinyong-cli ingest --file records.csv|records.jsonl [--gateway http://127.0.0.1:50051] [--rejects FILE]
-          [--ca-file CA.pem] [--certificate CERT.pem --key KEY.pem]
+          [--ca-file CA.pem] [--certificate CERT.pem --key KEY.pem [--sign]]
       (the department's token in XINYONG_TOKEN; see docs/ingestion.md for the columns. An https://
       gateway is trusted by the system's CAs and --ca-file; --certificate and --key: the department's
-      client certificate, which stands for the token once registered, docs/gateway.md)
+      client certificate, which stands for the token once registered, docs/gateway.md; --sign: every
+      record signed with that key, docs/ingestion.md, Signed records)
   xinyong-cli audit-verify --database-url URL [--seq N --hash HEX] [--from-seq N --from-hash HEX]
       (the gateway's database URL; exits 1 and names the entry where the chain breaks; --seq and
       --hash: an entry's hash kept outside the platform, e.g. newest_hash of ListAuditEntries;
@@ -230,7 +231,11 @@ fn ingest(args: &[String]) -> ExitCode {
         file: file.into(),
         gateway: flag(args, "--gateway").unwrap_or_else(|| "http://127.0.0.1:50051".to_owned()),
         token,
-        tls: xinyong_cli::ingest::Tls { ca_file: flag(args, "--ca-file").map(Into::into), identity },
+        tls: xinyong_cli::ingest::Tls {
+            ca_file: flag(args, "--ca-file").map(Into::into),
+            identity,
+            sign: args.iter().any(|arg| arg == "--sign"),
+        },
         rejects: flag(args, "--rejects").map(Into::into),
         progress_every: Some(std::time::Duration::from_secs(2)),
     };
