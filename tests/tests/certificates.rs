@@ -18,7 +18,8 @@ use xinyong_proto::gateway::v1 as admin;
 use xinyong_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
 use xinyong_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use xinyong_proto::ingestion::v1::{
-    GetRecordRequest, ListRecordsRequest, PenaltyKind, RecordInput, RecordSignature, SubmitRecordRequest,
+    CorrectRecordRequest, GetRecordHistoryRequest, GetRecordRequest, ListRecordsRequest, PenaltyKind, RecordInput,
+    RecordSignature, SubmitRecordRequest,
 };
 use xinyong_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use xinyong_proto::registry::v1::{Entity, GetEntityRequest, RegisterEntityRequest, get_entity_request};
@@ -353,6 +354,46 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     let stored = signature_of(submitted.record.expect("the record").record_id).await;
     assert_eq!((stored.source_record_id.as_str(), stored.fields["content"].as_str()), ("SJS-2", "罚款3000元"));
     assert!(stored.signature.is_some());
+    // A correction signed as well: each version keeps its own signature; an unsigned one has none.
+    let corrected = RecordInput {
+        fields: [
+            ("content", "罚款2000元"),
+            ("legal_basis", "《广告法》第五十五条"),
+            ("authority", "北京市石景山区市场监督管理局"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .into(),
+        ..fine("SJS-2")
+    };
+    let correction = |record: RecordInput| CorrectRecordRequest {
+        record_id: stored.record_id.clone(),
+        reason: "罚款金额更正".into(),
+        record: Some(record),
+    };
+    ingestion.correct_record(correction(signer.sign(corrected.clone()).unwrap())).await.expect("a signed correction");
+    ingestion.correct_record(correction(fine("SJS-2"))).await.expect("an unsigned correction");
+    let history = ingestion
+        .get_record_history(GetRecordHistoryRequest { record_id: stored.record_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let signed_versions: Vec<(i32, Option<String>)> = history
+        .versions
+        .iter()
+        .map(|version| {
+            let record = version.record.as_ref().expect("a version's record");
+            let signed = record.signature.as_ref().map(|signature| {
+                RecordInput::decode(signature.signed_input.as_slice()).unwrap().fields["content"].clone()
+            });
+            (version.version, signed)
+        })
+        .collect();
+    assert_eq!(
+        signed_versions,
+        [(1, Some("罚款3000元".to_owned())), (2, Some("罚款2000元".to_owned())), (3, None)],
+        "{history:?}"
+    );
+    assert!(signature_of(stored.record_id.clone()).await.signature.is_none(), "the current version is unsigned");
     // A signature that does not verify rejects the row, naming the field.
     let mut forged = signer.sign(fine("SJS-3")).unwrap();
     forged.signed_input = signer.sign(fine("SJS-4")).unwrap().signed_input;

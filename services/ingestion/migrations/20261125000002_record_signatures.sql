@@ -9,10 +9,13 @@ CREATE TABLE signers (
     certificate        BYTEA NOT NULL
 );
 
+-- A record's versions: its first submission and each correction the department signed.
 CREATE TABLE record_signatures (
-    record_id          UUID  PRIMARY KEY REFERENCES records (record_id),
+    record_id          UUID  NOT NULL REFERENCES records (record_id),
+    version            INT   NOT NULL,
     certificate_sha256 BYTEA NOT NULL REFERENCES signers (certificate_sha256),
     -- The `RecordInput` as the department encoded and signed it.
     signed_input       BYTEA NOT NULL,
-    signature          BYTEA NOT NULL
+    signature          BYTEA NOT NULL,
+    PRIMARY KEY (record_id, version)
 );

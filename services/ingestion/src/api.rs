@@ -242,6 +242,22 @@ impl Ingestion {
     }
 }
 
+impl Ingestion {
+    /// A record's signatures by version, for a caller who sees the record unmasked: the signed
+    /// bytes hold the fields as reported, ID numbers too. None for anyone else.
+    async fn signatures_shown(
+        &self,
+        row: &RecordRow,
+        caller: &Caller,
+    ) -> Result<HashMap<i32, pb::RecordSignature>, Status> {
+        if !sees_unmasked(row, caller) {
+            return Ok(HashMap::new());
+        }
+        let signed = self.store.signatures(row.record_id).await.map_err(status)?;
+        Ok(signed.into_iter().map(|(version, signed)| (version, signatures::to_proto(signed))).collect())
+    }
+}
+
 fn conflict_reason(record_id: Uuid) -> String {
     format!(
         "a record with this source_record_id exists with other content (record {record_id}); change it with CorrectRecord"
@@ -332,11 +348,6 @@ impl IngestionService for Ingestion {
             .await
             .map_err(|problems| Status::from(ApiError::InvalidArgument(problems)))?;
         let mut problems = Vec::new();
-        if new.signed.is_some() {
-            // The signature is kept with the record as first submitted; a correction's is not
-            // kept yet, and a signature not kept is not to be taken as one.
-            problems.push(violation("record.signature", "corrections are not signed; send the corrected fields"));
-        }
         if new.valid.credit_code != current.credit_code {
             problems.push(violation(
                 "record.credit_code",
@@ -387,11 +398,8 @@ impl IngestionService for Ingestion {
         let id = record_id(&request.into_inner().record_id)?;
         let row = self.store.get(id).await.map_err(status)?;
         let mut record = shown_to(&row, &caller);
-        // The signed bytes hold the fields as reported, ID numbers too: shown only to whoever sees
-        // the record unmasked.
-        if sees_unmasked(&row, &caller) {
-            record.signature = self.store.signature(id).await.map_err(status)?.map(signatures::to_proto);
-        }
+        let mut signed = self.signatures_shown(&row, &caller).await?;
+        record.signature = signed.remove(&row.version);
         Ok(Response::new(pb::GetRecordResponse { record: Some(record) }))
     }
 
@@ -464,6 +472,7 @@ impl IngestionService for Ingestion {
         let caller = Caller::of(&request)?;
         let id = record_id(&request.into_inner().record_id)?;
         let current = self.store.get(id).await.map_err(status)?;
+        let mut signed = self.signatures_shown(&current, &caller).await?;
         let mut versions: Vec<pb::RecordVersion> = self
             .store
             .versions(id)
@@ -472,7 +481,10 @@ impl IngestionService for Ingestion {
             .into_iter()
             .map(|version| pb::RecordVersion {
                 version: version.version,
-                record: Some(shown_to(&version.snapshot.0, &caller)),
+                record: Some(pb::Record {
+                    signature: signed.remove(&version.version),
+                    ..shown_to(&version.snapshot.0, &caller)
+                }),
                 change: version.change,
                 changed_by: version.changed_by,
                 changed_at: Some(timestamp(version.changed_at)),
@@ -485,7 +497,7 @@ impl IngestionService for Ingestion {
             changed_by: current.changed_by.clone(),
             changed_at: Some(timestamp(current.updated_at)),
             reason: current.change_reason.clone(),
-            record: Some(shown_to(&current, &caller)),
+            record: Some(pb::Record { signature: signed.remove(&current.version), ..shown_to(&current, &caller) }),
         });
         Ok(Response::new(pb::GetRecordHistoryResponse { versions }))
     }

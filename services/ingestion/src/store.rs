@@ -247,15 +247,16 @@ impl Store {
         .map(drop)
     }
 
-    /// The department's signature over a record as it submitted it, if it signed it.
-    pub async fn signature(&self, record_id: Uuid) -> Result<Option<crate::signatures::Signed>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT s.certificate_sha256, c.certificate, s.signed_input, s.signature
+    /// The department's signatures over a record's versions that it signed, by version.
+    pub async fn signatures(&self, record_id: Uuid) -> Result<Vec<(i32, crate::signatures::Signed)>, StoreError> {
+        let rows: Vec<VersionSigned> = sqlx::query_as(
+            "SELECT s.version, s.certificate_sha256, c.certificate, s.signed_input, s.signature
              FROM record_signatures s JOIN signers c USING (certificate_sha256) WHERE s.record_id = $1",
         )
         .bind(record_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|row| (row.version, row.signed)).collect())
     }
 
     pub async fn get(&self, record_id: Uuid) -> Result<RecordRow, StoreError> {
@@ -334,6 +335,20 @@ impl Store {
                 .bind(reason)
                 .fetch_one(&mut *transaction)
                 .await?;
+                if let Some(signed) = &new.signed {
+                    keep_signers(&mut transaction, std::iter::once(signed)).await?;
+                    sqlx::query(
+                        "INSERT INTO record_signatures (record_id, version, certificate_sha256, signed_input, signature)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(record_id)
+                    .bind(current.version + 1)
+                    .bind(&signed.certificate_sha256)
+                    .bind(&signed.signed_input)
+                    .bind(&signed.signature)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
                 let event = RecordCorrected {
                     credit_code: current.credit_code.clone(),
                     record_id: record_id.to_string(),
@@ -548,23 +563,43 @@ async fn keep_signatures(connection: &mut PgConnection, accepted: &[&NewRecord])
     if signed.is_empty() {
         return Ok(());
     }
+    keep_signers(connection, signed.iter().map(|(_, signed)| *signed)).await?;
     sqlx::query(
-        "INSERT INTO signers (certificate_sha256, certificate) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
-         ON CONFLICT (certificate_sha256) DO NOTHING",
-    )
-    .bind(signed.iter().map(|(_, signed)| signed.certificate_sha256.as_slice()).collect::<Vec<_>>())
-    .bind(signed.iter().map(|(_, signed)| signed.certificate.as_slice()).collect::<Vec<_>>())
-    .execute(&mut *connection)
-    .await?;
-    sqlx::query(
-        "INSERT INTO record_signatures (record_id, certificate_sha256, signed_input, signature)
-         SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[])",
+        "INSERT INTO record_signatures (record_id, version, certificate_sha256, signed_input, signature)
+         SELECT record_id, 1, certificate_sha256, signed_input, signature
+         FROM UNNEST($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[])
+             AS s (record_id, certificate_sha256, signed_input, signature)",
     )
     .bind(signed.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(signed.iter().map(|(_, signed)| signed.certificate_sha256.as_slice()).collect::<Vec<_>>())
     .bind(signed.iter().map(|(_, signed)| signed.signed_input.as_slice()).collect::<Vec<_>>())
     .bind(signed.iter().map(|(_, signed)| signed.signature.as_slice()).collect::<Vec<_>>())
     .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionSigned {
+    version: i32,
+    #[sqlx(flatten)]
+    signed: crate::signatures::Signed,
+}
+
+/// The certificates signatures were checked against, each kept once.
+async fn keep_signers(
+    connection: &mut PgConnection,
+    signed: impl Iterator<Item = &crate::signatures::Signed>,
+) -> Result<(), StoreError> {
+    let (fingerprints, certificates): (Vec<&[u8]>, Vec<&[u8]>) =
+        signed.map(|signed| (signed.certificate_sha256.as_slice(), signed.certificate.as_slice())).unzip();
+    sqlx::query(
+        "INSERT INTO signers (certificate_sha256, certificate) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
+         ON CONFLICT (certificate_sha256) DO NOTHING",
+    )
+    .bind(fingerprints)
+    .bind(certificates)
+    .execute(connection)
     .await?;
     Ok(())
 }
