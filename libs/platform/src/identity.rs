@@ -45,8 +45,8 @@ pub struct Caller {
     pub department_id: String,
     pub permissions: Vec<String>,
     /// The client certificate (DER) the department authenticated with through the gateway, when
-    /// it did so by certificate; what its signatures are checked against. Not passed on to
-    /// sibling services.
+    /// it did so by certificate ([`Caller::with_certificate`]); what its signatures are checked
+    /// against. Not passed on to sibling services.
     pub certificate: Option<Vec<u8>>,
 }
 
@@ -70,7 +70,13 @@ impl Caller {
             .and_then(|value| value.to_str().ok())
             .map(|value| value.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Caller { certificate: client_certificate(metadata), ..Caller::new(department_id, permissions) })
+        Ok(Caller::new(department_id, permissions))
+    }
+
+    /// The caller with the certificate it authenticated with, for the calls that check
+    /// signatures (the others need not decode it).
+    pub fn with_certificate(self, metadata: &MetadataMap) -> Caller {
+        Caller { certificate: client_certificate(metadata), ..self }
     }
 
     /// Read the caller from a tonic request.

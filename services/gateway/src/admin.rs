@@ -64,7 +64,7 @@ impl Admin {
 
     async fn require_admin<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
         let headers = request.metadata().clone().into_headers();
-        let identity = self.auth.authenticate(&headers, Presented::of(request.peer_certs())).await?;
+        let identity = self.auth.authenticate(&headers, || Presented::of(request.peer_certs())).await?;
         if identity.has(PERMISSION_ADMIN) {
             Ok(())
         } else {

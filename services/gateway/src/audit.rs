@@ -398,12 +398,15 @@ where
         let (auth, audit) = (self.auth.clone(), self.audit.clone());
         let method = method(request.uri().path());
         let headers = request.headers().clone();
-        let certificate = crate::auth::certificate_of(request.extensions());
+        let certificates = crate::auth::certificates_of(request.extensions());
         let answer = self.inner.call(request);
         Box::pin(async move {
             // Before the answer runs (a future does nothing until polled): a caller revoking its
             // own credential is still known.
-            let department = auth.authenticate(&headers, certificate).await.map(|identity| identity.department_id);
+            let department = auth
+                .authenticate(&headers, || crate::auth::Presented::of(certificates))
+                .await
+                .map(|identity| identity.department_id);
             let response = answer.await?;
             let code = answered_with(response.headers());
             audit.record(Entry::now(department.unwrap_or_default(), method, code)).await;

@@ -143,10 +143,11 @@ impl Presented {
     }
 }
 
-/// The certificate a raw HTTP request's connection presented (the forwarding path).
-pub fn certificate_of(extensions: &http::Extensions) -> Option<Presented> {
+/// The certificates a raw HTTP request's connection presented (the forwarding path), for
+/// [`Presented::of`].
+pub fn certificates_of(extensions: &http::Extensions) -> Option<Arc<Vec<CertificateDer<'static>>>> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    Presented::of(extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs))
+    extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs)
 }
 
 #[derive(Clone)]
@@ -198,10 +199,11 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
-        certificate: Option<Presented>,
+        certificate: impl FnOnce() -> Option<Presented>,
     ) -> Result<Identity, tonic::Status> {
         let Some(header) = headers.get(http::header::AUTHORIZATION) else {
-            return match certificate {
+            // Only now: a call with a token never hashes its connection's certificate.
+            return match certificate() {
                 Some(certificate) => self.authenticate_certificate(&certificate).await,
                 None => Err(tonic::Status::unauthenticated(
                     "no credential: send `authorization: Bearer <token>`, or present a registered client certificate over TLS",

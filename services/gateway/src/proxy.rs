@@ -17,13 +17,23 @@ use tonic::server::NamedService;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
-use xinyong_platform::identity::{
-    CLIENT_CERTIFICATE_HEADER, DEPARTMENT_HEADER, INTERNAL_TOKEN_HEADER, PERMISSIONS_HEADER, RESERVED_HEADERS,
-};
+
+/// The identity headers, as names made at compile time: a header removed or set by its text has
+/// its name parsed and checked on every call.
+mod names {
+    use http::HeaderName;
+    use xinyong_platform::identity as id;
+    pub const INTERNAL_TOKEN: HeaderName = HeaderName::from_static(id::INTERNAL_TOKEN_HEADER);
+    pub const DEPARTMENT: HeaderName = HeaderName::from_static(id::DEPARTMENT_HEADER);
+    pub const PERMISSIONS: HeaderName = HeaderName::from_static(id::PERMISSIONS_HEADER);
+    pub const CLIENT_CERTIFICATE: HeaderName = HeaderName::from_static(id::CLIENT_CERTIFICATE_HEADER);
+    /// `identity::RESERVED_HEADERS`, which a test holds these to.
+    pub const RESERVED: [HeaderName; 4] = [INTERNAL_TOKEN, DEPARTMENT, PERMISSIONS, CLIENT_CERTIFICATE];
+}
 use xinyong_platform::metrics::answered_with;
 
 use crate::audit::{self, AuditLog, Entry};
-use crate::auth::{Authenticator, certificate_of};
+use crate::auth::{Authenticator, Presented, certificates_of};
 use crate::limits::RateLimits;
 use crate::subject;
 use xinyong_platform::upstream::UpstreamConnection;
@@ -106,7 +116,8 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
                 audit.record(Entry::now(department, method, status.code())).await;
                 Ok(status.into_http())
             };
-            let identity = match auth.authenticate(request.headers(), certificate_of(request.extensions())).await {
+            let certificates = certificates_of(request.extensions());
+            let identity = match auth.authenticate(request.headers(), || Presented::of(certificates)).await {
                 Ok(identity) => identity,
                 Err(status) => return refused(String::new(), method, status).await,
             };
@@ -121,15 +132,15 @@ impl<U: Upstream> tower::Service<http::Request<Body>> for Forward<U> {
                 return refused(identity.department_id, method, status).await;
             }
             let headers = request.headers_mut();
-            for reserved in RESERVED_HEADERS {
-                headers.remove(*reserved);
+            for reserved in names::RESERVED {
+                headers.remove(reserved);
             }
             headers.remove(http::header::AUTHORIZATION);
-            headers.insert(INTERNAL_TOKEN_HEADER, internal_token);
-            headers.insert(DEPARTMENT_HEADER, identity.department_header);
-            headers.insert(PERMISSIONS_HEADER, identity.permissions_header);
+            headers.insert(names::INTERNAL_TOKEN, internal_token);
+            headers.insert(names::DEPARTMENT, identity.department_header);
+            headers.insert(names::PERMISSIONS, identity.permissions_header);
             if let Some(certificate) = identity.certificate_header {
-                headers.insert(CLIENT_CERTIFICATE_HEADER, certificate);
+                headers.insert(names::CLIENT_CERTIFICATE, certificate);
             }
             // For a method about one subject, its code is read from the request as it passes. A
             // unary request has been read whole by the time its answer's headers come back.
@@ -231,5 +242,15 @@ impl Health for GatewayHealth {
         let mut client = client.clone();
         let stream = client.watch(HealthCheckRequest { service: request.into_inner().service }).await?.into_inner();
         Ok(tonic::Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_names_stripped_are_the_reserved_headers() {
+        let reserved = super::names::RESERVED;
+        let stripped: Vec<&str> = reserved.iter().map(http::HeaderName::as_str).collect();
+        assert_eq!(stripped, xinyong_platform::identity::RESERVED_HEADERS);
     }
 }

@@ -270,7 +270,7 @@ impl IngestionService for Ingestion {
         &self,
         request: Request<pb::SubmitRecordRequest>,
     ) -> Result<Response<pb::SubmitRecordResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = Caller::of(&request)?.with_certificate(request.metadata());
         let invalid = |problems| {
             self.rows.invalid.inc();
             Status::from(ApiError::InvalidArgument(problems))
@@ -312,7 +312,7 @@ impl IngestionService for Ingestion {
         &self,
         request: Request<Streaming<pb::SubmitRecordsRequest>>,
     ) -> Result<Response<Self::SubmitRecordsStream>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = Caller::of(&request)?.with_certificate(request.metadata());
         let inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(8);
         let (batches, pending) = mpsc::channel::<Vec<Row>>(2);
@@ -328,7 +328,7 @@ impl IngestionService for Ingestion {
         &self,
         request: Request<pb::CorrectRecordRequest>,
     ) -> Result<Response<pb::CorrectRecordResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = Caller::of(&request)?.with_certificate(request.metadata());
         let request = request.into_inner();
         let id = record_id(&request.record_id)?;
         let reason = request.reason.trim();
