@@ -5,7 +5,8 @@
 //! - sanctions answering `CheckEntity` called directly, as in-cluster services call it: the
 //!   subject from the in-process cache, the check stored in Postgres by group commit;
 //! - the gateway in front of sanctions: a department's bearer credential, its permissions, the
-//!   forward.
+//!   forward;
+//! - the same gateway speaking TLS, against it in clear (both loaded through tonic's `Channel`).
 //!
 //! The servers run in this process (pinned to core 0 by `scripts/bench.sh` when `taskset` exists);
 //! the load runs in a child process of this binary (`check-load`, pinned to core 1): N calls in
@@ -336,6 +337,11 @@ pub async fn run() {
             ..GatewaySection::default()
         },
     };
+    // A second replica speaking TLS (the tests' certificate for localhost, no client certificates):
+    // what TLS costs a call, against the first in clear.
+    let mut tls_settings = gateway_settings.clone();
+    tls_settings.gateway.tls.certificate_file = tls_fixture("server.pem");
+    tls_settings.gateway.tls.key_file = tls_fixture("server.key");
     let gateway =
         harness::Running::start(|listener, stop| xinyong_gateway::run(gateway_settings, listener, None, stop)).await;
     let gateway_channel = connect_when_serving(gateway.address, "xinyong.sanctions.v1.SanctionsService").await;
@@ -360,6 +366,9 @@ pub async fn run() {
         .into_inner()
         .token;
     let internal = secrecy::ExposeSecret::expose_secret(&internal_token).to_owned();
+    let gateway_tls =
+        harness::Running::start(|listener, stop| xinyong_gateway::run(tls_settings, listener, None, stop)).await;
+    serving_over_tls(gateway_tls.address).await;
 
     eprintln!("check: {subjects} graded subjects; {} calls in flight", harness::setting("BENCH_IN_FLIGHT", 64));
     // What the shared server path costs before any handler work, once.
@@ -389,8 +398,22 @@ pub async fn run() {
             },
             Target { name: "bare proxy → echo", address: proxy, token: "-", headers: "plain" },
         ),
+        (
+            Target {
+                name: "gateway over TLS → sanctions",
+                address: gateway_tls.address,
+                token: &department_token,
+                headers: "bearer-tls",
+            },
+            Target {
+                name: "gateway in clear → sanctions",
+                address: gateway.address,
+                token: &department_token,
+                headers: "bearer-channel",
+            },
+        ),
     ]);
-    let (direct, through) = (&results[0], &results[1]);
+    let (direct, through, tls) = (&results[0], &results[1], &results[2]);
 
     // From a grade change on the bus to CheckEntity showing it.
     let mut client = SanctionsServiceClient::new(
@@ -434,6 +457,7 @@ pub async fn run() {
     );
     let rounds = harness::setting("BENCH_ROUNDS", 3).max(1);
     gateway.stop().await;
+    gateway_tls.stop().await;
     // Stopped, the service has written out its check log: every answered check is counted.
     sanctions.stop().await;
     let stored: i64 =
@@ -452,6 +476,34 @@ pub async fn run() {
         "check-gateway: ratio {:.3} (gateway requests/s vs bare proxy, median of {rounds} paired rounds: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
         through.ratio, through.rps, through.baseline_rps, through.half.p99_ms
     );
+    println!(
+        "check-tls: ratio {:.3} (gateway over TLS requests/s vs in clear, both through tonic's Channel, median of {rounds} paired rounds: {:.0} vs {:.0}; p99 at half load {:.2} ms)",
+        tls.ratio, tls.rps, tls.baseline_rps, tls.half.p99_ms
+    );
+}
+
+/// Once the gateway at `address` answers SERVING over TLS.
+async fn serving_over_tls(address: SocketAddr) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(tls_fixture("ca.pem")).expect("the CA")))
+        .domain_name("localhost");
+    let endpoint = Endpoint::from_shared(format!("https://{address}")).expect("endpoint").tls_config(tls).expect("TLS");
+    for _ in 0..200 {
+        if let Ok(channel) = endpoint.connect().await {
+            let asked = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            if HealthClient::new(channel)
+                .check(asked)
+                .await
+                .is_ok_and(|answer| answer.into_inner().status == ServingStatus::Serving as i32)
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway over TLS did not serve");
 }
 
 async fn warm_up(address: SocketAddr, internal: &str, codes: &[String]) {
@@ -503,6 +555,24 @@ pub async fn load_child() {
     let origin: http::Uri = format!("http://{address}").parse().expect("address");
     let connection =
         UpstreamConnection::new(&origin, Duration::from_secs(5), Duration::from_secs(3600)).expect("plain http");
+    // Gateway over TLS against the gateway in clear: both through tonic's `Channel`, which speaks
+    // TLS (the connection above does not), so that the two differ by TLS alone.
+    let channel = match headers.as_str() {
+        "bearer-tls" => {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(
+                    std::fs::read(tls_fixture("ca.pem")).expect("the test CA"),
+                ))
+                .domain_name("localhost");
+            let endpoint = Endpoint::from_shared(format!("https://{address}")).expect("endpoint");
+            Some(endpoint.tls_config(tls).expect("TLS").connect().await.expect("the gateway over TLS"))
+        }
+        "bearer-channel" => {
+            let endpoint = Endpoint::from_shared(format!("http://{address}")).expect("endpoint");
+            Some(endpoint.connect().await.expect("the gateway"))
+        }
+        _ => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let per_worker = (rate > 0.0).then(|| Duration::from_secs_f64(in_flight as f64 / rate));
     let mut workers = Vec::new();
@@ -513,41 +583,24 @@ pub async fn load_child() {
             ("x-xinyong-internal-token", token.parse().expect("token")),
             ("x-xinyong-department", "samr-110108".parse().expect("department")),
         ],
-        "bearer" => vec![("authorization", format!("Bearer {token}").parse().expect("header"))],
+        "bearer" | "bearer-tls" | "bearer-channel" => {
+            vec![("authorization", format!("Bearer {token}").parse().expect("header"))]
+        }
         _ => Vec::new(),
     };
     let credentials = std::sync::Arc::new(credentials);
     for worker in 0..in_flight {
-        let mut client = SanctionsServiceClient::with_origin(connection.clone(), origin.clone());
         let (codes, credentials) = (codes.clone(), credentials.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            // Each worker's ticks offset by its share of the period: arrivals spread evenly over
-            // time, as an open-loop load generator sends them, not in bursts of `in_flight` calls
-            // at once (which would measure the queue of a burst, not the service).
-            let mut ticker = per_worker.map(|period| {
-                let offset = period.mul_f64(worker as f64 / in_flight as f64);
-                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                ticker
-            });
-            let mut index = worker;
-            while Instant::now() < deadline {
-                if let Some(ticker) = ticker.as_mut() {
-                    ticker.tick().await;
-                }
-                index = (index + 7919) % codes.len();
-                let mut request =
-                    Request::new(pb::CheckEntityRequest { credit_code: codes[index].clone(), matter_type: 3 });
-                for (name, value) in credentials.iter() {
-                    request.metadata_mut().insert(*name, value.clone());
-                }
-                let started = Instant::now();
-                client.check_entity(request).await.expect("answered");
-                latencies.push(started.elapsed().as_micros() as u32);
+        let pace = Pace { worker, in_flight, per_worker, deadline };
+        workers.push(match &channel {
+            Some(channel) => {
+                tokio::spawn(calls(SanctionsServiceClient::new(channel.clone()), pace, codes, credentials))
             }
-            latencies
-        }));
+            None => {
+                let client = SanctionsServiceClient::with_origin(connection.clone(), origin.clone());
+                tokio::spawn(calls(client, pace, codes, credentials))
+            }
+        });
     }
     let mut latencies = Vec::new();
     for worker in workers {
@@ -561,4 +614,57 @@ pub async fn load_child() {
         f64::from(at(0.5)) / 1000.0,
         f64::from(at(0.99)) / 1000.0
     );
+}
+
+/// The committed test certificates (`tests/fixtures/tls`): the gateway's for localhost, its CA.
+fn tls_fixture(name: &str) -> String {
+    format!("{}/../../tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// When one load worker calls: its share of the period at a fixed rate, until the deadline.
+struct Pace {
+    worker: usize,
+    in_flight: usize,
+    per_worker: Option<Duration>,
+    deadline: Instant,
+}
+
+/// One load worker's calls on `client` until the deadline: their latencies in µs.
+async fn calls<T>(
+    mut client: SanctionsServiceClient<T>,
+    pace: Pace,
+    codes: std::sync::Arc<Vec<String>>,
+    credentials: std::sync::Arc<Vec<(&'static str, tonic::metadata::AsciiMetadataValue)>>,
+) -> Vec<u32>
+where
+    T: tonic::client::GrpcService<Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut latencies = Vec::new();
+    // Each worker's ticks offset by its share of the period: arrivals spread evenly over time, as
+    // an open-loop load generator sends them, not in bursts of `in_flight` calls at once (which
+    // would measure the queue of a burst, not the service).
+    let mut ticker = pace.per_worker.map(|period| {
+        let offset = period.mul_f64(pace.worker as f64 / pace.in_flight as f64);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    let mut index = pace.worker;
+    while Instant::now() < pace.deadline {
+        if let Some(ticker) = ticker.as_mut() {
+            ticker.tick().await;
+        }
+        index = (index + 7919) % codes.len();
+        let mut request = Request::new(pb::CheckEntityRequest { credit_code: codes[index].clone(), matter_type: 3 });
+        for (name, value) in credentials.iter() {
+            request.metadata_mut().insert(*name, value.clone());
+        }
+        let started = Instant::now();
+        client.check_entity(request).await.expect("answered");
+        latencies.push(started.elapsed().as_micros() as u32);
+    }
+    latencies
 }
