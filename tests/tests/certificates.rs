@@ -470,13 +470,18 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
 }
 
 #[tokio::test]
-async fn a_gateway_with_half_a_tls_configuration_refuses_to_start() {
+async fn a_gateway_with_a_broken_tls_configuration_refuses_to_start_saying_why() {
     let mut platform = Platform::provision().await;
     let ports: HashMap<String, (u16, u16)> = [("gateway".to_owned(), (free_port(), free_port()))].into();
-    let certificate = fixture("server.pem");
-    let half = [("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate.to_str().expect("a path"))];
-    platform.spawn("gateway", ports["gateway"], &half, &ports);
-    let status = platform.wait_exit("gateway", Duration::from_secs(30)).await;
-    assert!(!status.success());
-    assert!(platform.log_tail("gateway").contains("gateway.tls.key_file"), "{}", platform.log_tail("gateway"));
+    let (certificate, other_key) = (fixture("server.pem"), fixture("department.key"));
+    let (certificate, other_key) = (certificate.to_str().expect("a path"), other_key.to_str().expect("a path"));
+    let half = [("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate)];
+    let mismatched =
+        [("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate), ("XINYONG__GATEWAY__TLS__KEY_FILE", other_key)];
+    for (configuration, said) in [(&half[..], "gateway.tls.key_file"), (&mismatched[..], "KeyMismatch")] {
+        platform.spawn("gateway", ports["gateway"], configuration, &ports);
+        let status = platform.wait_exit("gateway", Duration::from_secs(30)).await;
+        assert!(!status.success());
+        assert!(platform.log_tail("gateway").contains(said), "{}", platform.log_tail("gateway"));
+    }
 }

@@ -28,10 +28,23 @@ use crate::metrics::{Metrics, MetricsLayer};
 pub enum ServeError {
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
-    #[error("gRPC server failed: {0}")]
+    #[error("gRPC server failed: {}", with_causes(.0))]
     Transport(#[from] tonic::transport::Error),
     #[error("admin server failed: {0}")]
     Admin(std::io::Error),
+}
+
+/// An error with what caused it: tonic's transport error says only "transport error", its causes
+/// say which (a TLS key that does not go with its certificate, say).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        cause = source.source();
+    }
+    text
 }
 
 /// Bind a listener; `host:port` with port 0 picks a free port (tests).
