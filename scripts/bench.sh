@@ -12,11 +12,12 @@
 #                               the scan counts for)
 #   scripts/bench.sh grade-latency
 #                               SubmitRecord to the new grade in GetGrade (BENCH_CHANGES, default 1000)
-#   scripts/bench.sh check      CheckEntity direct vs a bare echo, and through the gateway vs a bare proxy
-#                               (BENCH_SECONDS per run, default 10; BENCH_IN_FLIGHT, default 64); servers on
-#                               core 0, the load on core 1
+#   scripts/bench.sh check      CheckEntity direct vs a bare echo, through the gateway vs a bare proxy,
+#                               and the gateway over TLS vs in clear (BENCH_SECONDS per run, default 10;
+#                               BENCH_IN_FLIGHT, default 64); servers on core 0, the load on core 1
 #
-# Each ends with a line `<name>: ratio R (...)` that a script can check. import and ingest also
+# Each ends with a line `<name>: ratio R (...)` that a script can check (check with three: check,
+# check-gateway, check-tls). import and ingest also
 # print the CPU a row on each side, recompute the CPU of each pass (Postgres's from /proc, so only
 # when it runs on this machine).
 set -euo pipefail
