@@ -352,6 +352,22 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
         .expect("a signed record is accepted")
         .into_inner();
     let stored = signature_of(submitted.record.expect("the record").record_id).await;
+    // Its audit entry names the subject read from inside the signed bytes.
+    let mut about = 0_i64;
+    for _ in 0..200 {
+        about = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE department_id = 'samr-110107'
+                 AND method = 'xinyong.ingestion.v1.IngestionService/SubmitRecord' AND subject = '91330100799655058B'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if about > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(about, 1, "the signed SubmitRecord's audit entry names its subject");
     assert_eq!((stored.source_record_id.as_str(), stored.fields["content"].as_str()), ("SJS-2", "罚款3000元"));
     assert!(stored.signature.is_some());
     // A correction signed as well: each version keeps its own signature; an unsigned one has none.

@@ -13,27 +13,35 @@ use http_body::{Body, Frame, SizeHint};
 use xinyong_domain::credit_code::CreditCode;
 
 /// Where the subject's credit code is in the request of each method that names one subject: the
-/// field numbers from the message down (`[1, 1]`: field 1 of the message in field 1).
-const SUBJECT_FIELDS: &[(&str, &[u32])] = &[
-    ("xinyong.registry.v1.RegistryService/RegisterEntity", &[1, 1]),
-    ("xinyong.registry.v1.RegistryService/UpdateEntity", &[1, 1]),
-    ("xinyong.registry.v1.RegistryService/UpdateEntityStatus", &[1]),
-    ("xinyong.registry.v1.RegistryService/GetEntity", &[1]),
-    ("xinyong.ingestion.v1.IngestionService/SubmitRecord", &[1, 1]),
-    ("xinyong.ingestion.v1.IngestionService/ListRecords", &[1]),
-    ("xinyong.grading.v1.GradingService/GetGrade", &[1]),
-    ("xinyong.grading.v1.GradingService/GetGradeHistory", &[1]),
-    ("xinyong.sanctions.v1.SanctionsService/CheckEntity", &[1]),
-    ("xinyong.sanctions.v1.SanctionsService/GetSubjectSanctions", &[1]),
-    ("xinyong.objections.v1.ObjectionService/FileObjection", &[1]),
-    ("xinyong.objections.v1.ObjectionService/ApplyRepair", &[1]),
-    ("xinyong.reports.v1.ReportService/IssueReport", &[1]),
-    ("xinyong.reports.v1.ReportService/ListReports", &[1]),
+/// field numbers from the message down (`[1, 1]`: field 1 of the message in field 1), the first
+/// place that holds a code of those a method lists.
+const SUBJECT_FIELDS: &[(&str, &[&[u32]])] = &[
+    ("xinyong.registry.v1.RegistryService/RegisterEntity", &[&[1, 1]]),
+    ("xinyong.registry.v1.RegistryService/UpdateEntity", &[&[1, 1]]),
+    ("xinyong.registry.v1.RegistryService/UpdateEntityStatus", &[&[1]]),
+    ("xinyong.registry.v1.RegistryService/GetEntity", &[&[1]]),
+    // A signed record holds its fields in `signed_input` (10), bytes that are an encoded
+    // `RecordInput`: read like a message in a field.
+    ("xinyong.ingestion.v1.IngestionService/SubmitRecord", &[&[1, 1], &[1, 10, 1]]),
+    ("xinyong.ingestion.v1.IngestionService/ListRecords", &[&[1]]),
+    ("xinyong.grading.v1.GradingService/GetGrade", &[&[1]]),
+    ("xinyong.grading.v1.GradingService/GetGradeHistory", &[&[1]]),
+    ("xinyong.sanctions.v1.SanctionsService/CheckEntity", &[&[1]]),
+    ("xinyong.sanctions.v1.SanctionsService/GetSubjectSanctions", &[&[1]]),
+    ("xinyong.objections.v1.ObjectionService/FileObjection", &[&[1]]),
+    ("xinyong.objections.v1.ObjectionService/ApplyRepair", &[&[1]]),
+    ("xinyong.reports.v1.ReportService/IssueReport", &[&[1]]),
+    ("xinyong.reports.v1.ReportService/ListReports", &[&[1]]),
 ];
 
-/// The field path of the subject in `method`'s request, if it names one.
-pub fn field_path(method: &str) -> Option<&'static [u32]> {
-    SUBJECT_FIELDS.iter().find(|(known, _)| *known == method).map(|(_, path)| *path)
+/// The field paths of the subject in `method`'s request, if it names one.
+pub fn field_path(method: &str) -> Option<&'static [&'static [u32]]> {
+    SUBJECT_FIELDS.iter().find(|(known, _)| *known == method).map(|(_, paths)| *paths)
+}
+
+/// The subject at the first of `paths` in `message` that names one.
+pub fn find_any<'a>(message: &'a [u8], paths: &[&[u32]]) -> Option<&'a str> {
+    paths.iter().find_map(|path| find(message, path))
 }
 
 /// The subject named at `path` of an encoded protobuf `message`, if it is there whole and is a
@@ -94,13 +102,13 @@ fn credit_code(value: &[u8]) -> Option<&str> {
 /// byte, four bytes of length, the message) as the frame passes, into `seen`.
 pub struct Tap<B> {
     inner: B,
-    path: Option<&'static [u32]>,
+    paths: Option<&'static [&'static [u32]]>,
     seen: Arc<OnceLock<String>>,
 }
 
 impl<B> Tap<B> {
-    pub fn new(inner: B, path: &'static [u32], seen: Arc<OnceLock<String>>) -> Tap<B> {
-        Tap { inner, path: Some(path), seen }
+    pub fn new(inner: B, paths: &'static [&'static [u32]], seen: Arc<OnceLock<String>>) -> Tap<B> {
+        Tap { inner, paths: Some(paths), seen }
     }
 }
 
@@ -115,12 +123,12 @@ impl<B: Body<Data = tonic::codegen::Bytes> + Unpin> Body for Tap<B> {
         let polled = Pin::new(&mut self.inner).poll_frame(context);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
-            && let Some(path) = self.path.take()
+            && let Some(paths) = self.paths.take()
             // Uncompressed (flag 0): the gateway does not inflate requests to look into them.
             && let [0, l1, l2, l3, l4, message @ ..] = data.as_ref()
         {
             let length = u32::from_be_bytes([*l1, *l2, *l3, *l4]) as usize;
-            if let Some(subject) = find(&message[..length.min(message.len())], path) {
+            if let Some(subject) = find_any(&message[..length.min(message.len())], paths) {
                 let _ = self.seen.set(subject.to_owned());
             }
         }
@@ -159,6 +167,17 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_record_names_its_subject_inside_the_signed_bytes() {
+        let paths = field_path("xinyong.ingestion.v1.IngestionService/SubmitRecord").unwrap();
+        let mut record = field(3, b"penalty");
+        record.extend(field(1, b"9144030071526726XG"));
+        let mut signed = field(10, &record);
+        signed.extend(field(11, &[7; 70]));
+        assert_eq!(find_any(&field(1, &signed), paths), Some("9144030071526726XG"));
+        assert_eq!(find_any(&field(1, &record), paths), Some("9144030071526726XG"), "and a plain one");
+    }
+
+    #[test]
     fn nothing_is_kept_that_is_not_a_credit_code_or_that_is_a_resident_id() {
         assert_eq!(find(&field(1, b"91350100M000100Y4Z"), &[1]), None, "a bad check digit");
         assert_eq!(find(&field(1, b"2024-0001"), &[1]), None);
@@ -176,8 +195,8 @@ mod tests {
 
     #[test]
     fn only_the_methods_that_name_one_subject_are_looked_into() {
-        assert_eq!(field_path("xinyong.sanctions.v1.SanctionsService/CheckEntity"), Some(&[1][..]));
-        assert_eq!(field_path("xinyong.ingestion.v1.IngestionService/SubmitRecord"), Some(&[1, 1][..]));
+        assert_eq!(field_path("xinyong.sanctions.v1.SanctionsService/CheckEntity"), Some(&[&[1][..]][..]));
+        assert!(field_path("xinyong.ingestion.v1.IngestionService/SubmitRecord").is_some());
         assert_eq!(field_path("xinyong.registry.v1.RegistryService/SearchEntities"), None);
     }
 }
