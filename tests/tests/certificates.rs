@@ -38,7 +38,17 @@ fn read(name: &str) -> String {
 /// A TLS connection to the gateway that trusts the test CA, presenting `client` (a fixture's
 /// name) when given.
 async fn connect(platform: &Platform, client: Option<&str>) -> Result<Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("localhost");
+    connect_trusting(platform, "ca.pem", client).await
+}
+
+/// A TLS connection to the gateway that trusts only the CA `authority` (a fixture's name).
+async fn connect_trusting(
+    platform: &Platform,
+    authority: &str,
+    client: Option<&str>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(authority))).domain_name("localhost");
     if let Some(client) = client {
         tls = tls.identity(Identity::from_pem(read(&format!("{client}.pem")), read(&format!("{client}.key"))));
     }
@@ -500,4 +510,70 @@ async fn a_gateway_with_a_broken_tls_configuration_refuses_to_start_saying_why()
         assert!(!status.success());
         assert!(platform.log_tail("gateway").contains(said), "{}", platform.log_tail("gateway"));
     }
+}
+
+/// Whether the gateway answers SERVING over a TLS connection that trusts only `authority`.
+async fn serves_to(platform: &Platform, authority: &str) -> bool {
+    let Ok(channel) = connect_trusting(platform, authority, None).await else { return false };
+    let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+    answer.is_ok_and(|answer| answer.get_ref().status == ServingStatus::Serving as i32)
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_taken_for_new_connections_without_a_restart() {
+    let mut platform = Platform::provision().await;
+    let ports: HashMap<String, (u16, u16)> = [("gateway".to_owned(), (free_port(), free_port()))].into();
+    let folder = std::env::temp_dir().join(format!("xinyong-renewal-{}", platform.database));
+    std::fs::create_dir_all(&folder).unwrap();
+    let (certificate, key) = (folder.join("tls.crt"), folder.join("tls.key"));
+    std::fs::copy(fixture("server.pem"), &certificate).unwrap();
+    std::fs::copy(fixture("server.key"), &key).unwrap();
+    let files = [
+        ("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate.to_str().expect("a path")),
+        ("XINYONG__GATEWAY__TLS__KEY_FILE", key.to_str().expect("a path")),
+        ("XINYONG__GATEWAY__TLS__RELOAD_SECONDS", "1"),
+    ];
+    platform.spawn("gateway", ports["gateway"], &files, &ports);
+    let until = || Instant::now() + Duration::from_secs(30);
+    let deadline = until();
+    while !serves_to(&platform, "ca.pem").await {
+        assert!(Instant::now() < deadline, "the gateway did not serve over TLS:\n{}", platform.log_tail("gateway"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expiry = |platform: &Platform| {
+        let platform_admin = platform.node("gateway").admin;
+        async move {
+            let metrics = xinyong_platform::testing::http_get(platform_admin, "/metrics").await;
+            metrics
+                .lines()
+                .find(|line| line.starts_with("xinyong_gateway_tls_certificate_expiry_timestamp_seconds{"))
+                .and_then(|line| line.rsplit(' ').next()?.parse::<i64>().ok())
+        }
+    };
+    let day =
+        |year: i32| chrono::NaiveDate::from_ymd_opt(year, 12, 31).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    assert_eq!(expiry(&platform).await, Some(day(2126).timestamp()));
+    assert!(!serves_to(&platform, "other-ca.pem").await, "the renewal's CA is not the certificate's yet");
+
+    // Renewed in place, as cert-manager rewrites a mounted secret: the key first, then the chain.
+    std::fs::copy(fixture("renewed.key"), &key).unwrap();
+    std::fs::copy(fixture("renewed.pem"), &certificate).unwrap();
+    let deadline = until();
+    while expiry(&platform).await != Some(day(2125).timestamp()) {
+        assert!(Instant::now() < deadline, "the renewal was not taken:\n{}", platform.log_tail("gateway"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(serves_to(&platform, "other-ca.pem").await, "a new connection gets the renewed certificate");
+    assert!(!serves_to(&platform, "ca.pem").await, "and no longer the old one");
+
+    // A file half written is not taken: the renewed certificate stays.
+    std::fs::write(&certificate, "-----BEGIN CERTIFICATE-----\nMII").unwrap();
+    let deadline = until();
+    while !platform.log_tail("gateway").contains("TLS files not taken") {
+        assert!(Instant::now() < deadline, "{}", platform.log_tail("gateway"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(serves_to(&platform, "other-ca.pem").await);
+    assert_eq!(expiry(&platform).await, Some(day(2125).timestamp()));
+    std::fs::remove_dir_all(folder).unwrap();
 }

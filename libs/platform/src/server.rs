@@ -103,11 +103,7 @@ impl Host {
     ) -> Result<(), ServeError> {
         let settings = self.settings.server.clone();
         let require_internal_token = options.require_internal_token;
-        // Before anything is started: a certificate that does not go with its key fails here.
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = options.tls {
-            builder = builder.tls_config(tls)?;
-        }
+        let builder = tonic::transport::Server::builder();
         let routes = if options.add_health { routes.add_service(self.health_service.clone()) } else { routes };
         self.health.set_service_status("", ServingStatus::Serving).await;
         self.ready.store(true, Ordering::SeqCst);
@@ -150,11 +146,11 @@ impl Host {
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             |accepted| accepted.map(Coalescing::new),
         );
-        let server = builder
-            .timeout(settings.request_timeout())
-            .layer(layers)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, signal);
+        let router = builder.timeout(settings.request_timeout()).layer(layers).add_routes(routes);
+        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match options.tls {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(crate::tls::incoming(incoming, tls), signal)),
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+        };
         tokio::pin!(server);
 
         let result = tokio::select! {
@@ -189,7 +185,7 @@ pub struct ServeOptions {
     pub add_health: bool,
     /// Speak TLS on the gRPC port (the gateway, when `gateway.tls` is configured). Inside the
     /// cluster the services speak plain HTTP/2; a mesh may encrypt it (k8s/README.md).
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl ServeOptions {

@@ -84,10 +84,9 @@ pub struct GatewaySection {
     pub tls: TlsSection,
 }
 
-/// `gateway.tls.*`: PEM files, read at start (a renewed certificate takes a restart, which a
-/// rollout does one replica at a time). Every key empty: plain HTTP/2, as behind an ingress that
-/// terminates TLS.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `gateway.tls.*`: PEM files. Every key empty: plain HTTP/2, as behind an ingress that terminates
+/// TLS.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct TlsSection {
     /// The gateway's certificate chain, leaf first.
@@ -98,23 +97,33 @@ pub struct TlsSection {
     /// handshake. A client certificate is optional: a call may still carry a bearer token. A
     /// certificate identifies a department once registered (`RegisterCertificate`).
     pub client_ca_file: String,
+    /// How often the files are read again, in seconds: changed files (a renewed certificate) are
+    /// taken for new connections without a restart. 0: read at start only.
+    pub reload_seconds: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            certificate_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            reload_seconds: 60,
+        }
+    }
+}
+
+/// The TLS files as read: the configuration they make, what they held, and when the certificate
+/// ends.
+pub struct LoadedTls {
+    pub config: rustls::ServerConfig,
+    pub expiry: Option<chrono::DateTime<chrono::Utc>>,
+    contents: Vec<Vec<u8>>,
 }
 
 impl TlsSection {
-    /// When the gateway's own certificate (the chain's first) stops being valid; `None` without TLS
-    /// or when it cannot be read (`server_config` says why).
-    pub fn certificate_expiry(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        if self.certificate_file.is_empty() {
-            return None;
-        }
-        let leaf = CertificateDer::from_pem_file(&self.certificate_file).ok()?;
-        x509::not_after(&leaf)
-    }
-
-    /// The server's TLS configuration, `None` when TLS is off.
-    pub fn server_config(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, GatewayError> {
+    /// The files' TLS configuration, `None` when TLS is off.
+    pub fn load(&self) -> Result<Option<LoadedTls>, GatewayError> {
         let read = |key: &'static str, path: &str| {
             std::fs::read(path).map_err(|source| GatewayError::TlsFile { key, path: path.to_owned(), source })
         };
@@ -122,33 +131,39 @@ impl TlsSection {
             (true, true) if self.client_ca_file.is_empty() => return Ok(None),
             (true, true) => {
                 return Err(GatewayError::TlsIncomplete(
-                    "gateway.tls.client_ca_file needs gateway.tls.certificate_file and gateway.tls.key_file",
+                    "gateway.tls.client_ca_file needs gateway.tls.certificate_file and gateway.tls.key_file".into(),
                 ));
             }
             (false, true) => {
-                return Err(GatewayError::TlsIncomplete("gateway.tls.certificate_file needs gateway.tls.key_file"));
+                return Err(GatewayError::TlsIncomplete(
+                    "gateway.tls.certificate_file needs gateway.tls.key_file".into(),
+                ));
             }
             (true, false) => {
-                return Err(GatewayError::TlsIncomplete("gateway.tls.key_file needs gateway.tls.certificate_file"));
+                return Err(GatewayError::TlsIncomplete(
+                    "gateway.tls.key_file needs gateway.tls.certificate_file".into(),
+                ));
             }
             (false, false) => {}
         }
-        let identity = tonic::transport::Identity::from_pem(
-            read("gateway.tls.certificate_file", &self.certificate_file)?,
-            read("gateway.tls.key_file", &self.key_file)?,
-        );
-        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity).timeout(TLS_HANDSHAKE);
-        if !self.client_ca_file.is_empty() {
-            let authorities = read("gateway.tls.client_ca_file", &self.client_ca_file)?;
-            config =
-                config.client_ca_root(tonic::transport::Certificate::from_pem(authorities)).client_auth_optional(true);
-        }
-        Ok(Some(config))
+        let certificate = read("gateway.tls.certificate_file", &self.certificate_file)?;
+        let key = read("gateway.tls.key_file", &self.key_file)?;
+        let authorities = match self.client_ca_file.as_str() {
+            "" => None,
+            path => Some(read("gateway.tls.client_ca_file", path)?),
+        };
+        let config = xinyong_platform::tls::server_config(&certificate, &key, authorities.as_deref())
+            .map_err(GatewayError::TlsIncomplete)?;
+        let expiry = {
+            use rustls_pki_types::CertificateDer;
+            use rustls_pki_types::pem::PemObject;
+            CertificateDer::from_pem_slice(&certificate).ok().and_then(|leaf| x509::not_after(&leaf))
+        };
+        let mut contents = vec![certificate, key];
+        contents.extend(authorities);
+        Ok(Some(LoadedTls { config, expiry, contents }))
     }
 }
-
-/// A client that has not finished its handshake by then is dropped: it holds no slot for long.
-const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 impl Default for GatewaySection {
     fn default() -> Self {
@@ -188,7 +203,7 @@ pub enum GatewayError {
     #[error("the internal token is not a valid header value")]
     InternalToken,
     #[error("{0}")]
-    TlsIncomplete(&'static str),
+    TlsIncomplete(String),
     #[error("cannot read {key} `{path}`: {source}")]
     TlsFile { key: &'static str, path: String, source: std::io::Error },
     #[error("reflection cannot be built: {0}")]
@@ -219,19 +234,46 @@ fn upstream(
         .ok_or_else(|| GatewayError::UpstreamAddress { service: service.to_owned(), address })
 }
 
-/// The gateway's own certificate's expiry as a gauge, for the alert that asks for its renewal in
-/// time (read at start, as the server reads it).
-fn watch_own_certificate(host: &Host, section: &GatewaySection) {
+/// TLS for the gateway's port from the loaded files, and its certificate's end as a gauge for the
+/// alert that asks for a renewal in time; the files read again every `reload_seconds`, a change
+/// taken for new connections.
+fn serve_tls(
+    host: &Host,
+    section: &TlsSection,
+    loaded: Option<LoadedTls>,
+    background: &mut Background,
+) -> Option<xinyong_platform::tls::Tls> {
     let own = Gauge::<i64>::default();
     host.metrics.register(
         "gateway_tls_certificate_expiry_timestamp_seconds",
         "when the gateway's own TLS certificate stops being valid, in Unix seconds; 0 without TLS",
         own.clone(),
     );
-    if let Some(expiry) = section.tls.certificate_expiry() {
-        own.set(expiry.timestamp());
-        tracing::info!(expires = %expiry.to_rfc3339(), "serving TLS");
+    let loaded = loaded?;
+    let expires = |expiry: Option<chrono::DateTime<chrono::Utc>>| expiry.map_or(0, |expiry| expiry.timestamp());
+    own.set(expires(loaded.expiry));
+    tracing::info!(expires = ?loaded.expiry.map(|expiry| expiry.to_rfc3339()), "serving TLS");
+    let tls = xinyong_platform::tls::Tls::new(loaded.config);
+    if section.reload_seconds > 0 {
+        let (section, current, mut held) = (section.clone(), tls.clone(), loaded.contents);
+        background.spawn(move |stop| {
+            xinyong_platform::service::every(Duration::from_secs(section.reload_seconds), stop, move || {
+                match section.load() {
+                    Ok(Some(reloaded)) if reloaded.contents != held => {
+                        tracing::info!(expires = ?reloaded.expiry.map(|expiry| expiry.to_rfc3339()), "TLS files changed: new connections get them");
+                        own.set(expires(reloaded.expiry));
+                        current.replace(reloaded.config);
+                        held = reloaded.contents;
+                    }
+                    Ok(_) => {}
+                    // Half-written files, say: the connections keep what was read before.
+                    Err(error) => tracing::warn!(%error, "TLS files not taken; the ones read before stay"),
+                }
+                std::future::ready(())
+            })
+        });
     }
+    Some(tls)
 }
 
 /// How long shutdown waits for the audit log's queue to be written out.
@@ -244,8 +286,9 @@ pub async fn run(
     admin_listener: Option<TcpListener>,
     shutdown: ShutdownSignal,
 ) -> Result<(), GatewayError> {
-    // Before the database: a missing certificate file is told at once.
-    let tls = settings.gateway.tls.server_config()?;
+    // Before the database: a missing certificate file, or a key that does not go with it, is told
+    // at once.
+    let loaded = settings.gateway.tls.load()?;
     let pool = connect_and_migrate(&settings.platform.database, &MIGRATOR).await?;
     let section = &settings.gateway;
     if section.admin_token.expose_secret().is_empty() {
@@ -282,7 +325,7 @@ pub async fn run(
 
     let (audit, audit_task) = AuditLog::start(pool.clone(), &host.metrics);
     let mut background = Background::default();
-    watch_own_certificate(&host, section);
+    let tls = serve_tls(&host, &section.tls, loaded, &mut background);
     let departments_certificates = admin::CertificateExpiry::new(store.clone(), &host.metrics);
     let watched = departments_certificates.clone();
     background.spawn(move |stop| {
