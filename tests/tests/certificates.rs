@@ -100,6 +100,20 @@ async fn gateway_over_tls() -> Platform {
     }
 }
 
+/// How many audit entries match `condition`, once at least one does (the log is written a batch
+/// at a time, after the answers) or after five seconds.
+async fn audit_entries(pool: &sqlx::PgPool, condition: &str) -> i64 {
+    let query = format!("SELECT count(*) FROM audit_log WHERE {condition}");
+    for _ in 0..200 {
+        let counted: i64 = sqlx::query_scalar(&query).fetch_one(pool).await.unwrap();
+        if counted > 0 {
+            return counted;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    0
+}
+
 /// The gateway's samples from its admin port, by name without labels (each process labels its
 /// samples with its component).
 async fn gauge_values(platform: &Platform) -> HashMap<String, i64> {
@@ -247,20 +261,11 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     assert_eq!(reached.code(), Code::NotFound, "{reached:?}");
     assert!(reached.message().contains("91110000600037341L"), "{}", reached.message());
     let pool = platform.pool_of("gateway").await;
-    let mut recorded = 0_i64;
-    for _ in 0..200 {
-        recorded = sqlx::query_scalar(
-            "SELECT count(*) FROM audit_log WHERE department_id = 'samr-110107'
-                 AND method = 'xinyong.registry.v1.RegistryService/GetEntity' AND code = 5",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if recorded > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let recorded = audit_entries(
+        &pool,
+        "department_id = 'samr-110107' AND method = 'xinyong.registry.v1.RegistryService/GetEntity' AND code = 5",
+    )
+    .await;
     assert_eq!(recorded, 1, "the call is in the audit log under the certificate's department");
     // A department is not an administrator, whichever way it authenticates.
     let mut department_administration =
@@ -363,20 +368,12 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
         .into_inner();
     let stored = signature_of(submitted.record.expect("the record").record_id).await;
     // Its audit entry names the subject read from inside the signed bytes.
-    let mut about = 0_i64;
-    for _ in 0..200 {
-        about = sqlx::query_scalar(
-            "SELECT count(*) FROM audit_log WHERE department_id = 'samr-110107'
-                 AND method = 'xinyong.ingestion.v1.IngestionService/SubmitRecord' AND subject = '91330100799655058B'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if about > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let about = audit_entries(
+        &pool,
+        "department_id = 'samr-110107' AND method = 'xinyong.ingestion.v1.IngestionService/SubmitRecord'
+             AND subject = '91330100799655058B'",
+    )
+    .await;
     assert_eq!(about, 1, "the signed SubmitRecord's audit entry names its subject");
     assert_eq!((stored.source_record_id.as_str(), stored.fields["content"].as_str()), ("SJS-2", "罚款3000元"));
     assert!(stored.signature.is_some());
