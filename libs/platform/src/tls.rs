@@ -78,21 +78,25 @@ pub fn server_config(certificates: &[u8], key: &[u8], client_cas: Option<&[u8]>)
     Ok(config)
 }
 
-/// The TLS connections of a stream of accepted TCP connections: handshakes run side by side, each
-/// with the configuration current when its connection came; one that fails or takes longer than
-/// [`HANDSHAKE`] is dropped (it never reaches the server).
+/// The TLS connections of a stream of accepted TCP connections: each handshake a task of its own
+/// (side by side, on every worker thread, as a reconnecting crowd needs), with the configuration
+/// current when its connection came; one that fails or takes longer than [`HANDSHAKE`] is dropped
+/// (it never reaches the server).
 pub fn incoming<S, IO, E>(tcp: S, tls: Tls) -> impl Stream<Item = Result<TlsStream<IO>, E>>
 where
     S: Stream<Item = Result<IO, E>>,
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tcp.map(move |accepted| {
         let acceptor = tls.acceptor();
         async move {
-            match accepted {
-                Err(error) => Some(Err(error)),
-                Ok(io) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(io)).await {
-                    Ok(Ok(stream)) => Some(Ok(stream)),
+            let io = match accepted {
+                Err(error) => return Some(Err(error)),
+                Ok(io) => io,
+            };
+            let handshake = tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE, acceptor.accept(io)).await {
+                    Ok(Ok(stream)) => Some(stream),
                     Ok(Err(error)) => {
                         tracing::debug!(%error, "TLS handshake failed");
                         None
@@ -101,8 +105,9 @@ where
                         tracing::debug!("TLS handshake timed out");
                         None
                     }
-                },
-            }
+                }
+            });
+            handshake.await.ok().flatten().map(Ok)
         }
     })
     .buffer_unordered(HANDSHAKES_AT_ONCE)
