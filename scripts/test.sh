@@ -36,7 +36,7 @@ fi
 # readiness asked over the admin port (the kubelet's gRPC probe is clear text), the ingress passing
 # TLS through.
 "$HELM" template xinyong helm/xinyong --set secrets.internalToken=ci --set secrets.personalDataKey=ci \
-  --set gatewayTls.secretName=gateway-tls --set gatewayTls.clientCaSecretName=department-cas \
+  --set gatewayTls.secretName=gateway-tls --set gatewayTls.clientCaSecretName=department-cas --set gatewayTls.clientCrl=true \
   --set gatewayIngress.enabled=true --set gatewayIngress.host=xinyong.example.gov.cn >"$rendered"
 kubernetes-validate --strict --quiet -k 1.33.0 "$rendered"
 python3 - "$rendered" <<'PY' || die "the gateway's TLS is not rendered as docs/gateway.md says"
@@ -48,6 +48,7 @@ container = pod["containers"][0]
 env = {e["name"]: e.get("value") for e in container["env"]}
 assert env["XINYONG__GATEWAY__TLS__CERTIFICATE_FILE"] == "/etc/xinyong/tls/tls.crt", env
 assert env["XINYONG__GATEWAY__TLS__CLIENT_CA_FILE"] == "/etc/xinyong/client-ca/ca.crt", env
+assert env["XINYONG__GATEWAY__TLS__CLIENT_CRL_FILE"] == "/etc/xinyong/client-ca/ca.crl", env
 assert {v["secret"]["secretName"] for v in pod["volumes"]} == {"gateway-tls", "department-cas"}, pod["volumes"]
 assert "httpGet" in container["readinessProbe"], container["readinessProbe"]
 others = [d for d in docs if d["kind"] == "Deployment" and d is not gateway]

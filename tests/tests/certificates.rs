@@ -75,6 +75,7 @@ async fn gateway_over_tls() -> Platform {
     platform.spawn("registry", ports["registry"], &[], &ports);
     platform.spawn("ingestion", ports["ingestion"], &[], &ports);
     let (certificate, key, authorities) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
+    let revoked = fixture("ca.crl.pem");
     platform.spawn(
         "gateway",
         ports["gateway"],
@@ -82,6 +83,7 @@ async fn gateway_over_tls() -> Platform {
             ("XINYONG__GATEWAY__TLS__CERTIFICATE_FILE", certificate.to_str().expect("a path")),
             ("XINYONG__GATEWAY__TLS__KEY_FILE", key.to_str().expect("a path")),
             ("XINYONG__GATEWAY__TLS__CLIENT_CA_FILE", authorities.to_str().expect("a path")),
+            ("XINYONG__GATEWAY__TLS__CLIENT_CRL_FILE", revoked.to_str().expect("a path")),
         ],
         &ports,
     );
@@ -471,6 +473,18 @@ async fn a_registered_client_certificate_acts_as_its_department_until_revoked() 
     };
     let stranger = stranger.unwrap_err();
     assert_ne!(stranger.code(), Code::NotFound, "an untrusted certificate reached the registry: {stranger:?}");
+    // So does one its CA revoked (ca.crl.pem), though the CA itself is trusted.
+    let revoked_by_its_ca = match connect(&platform, Some("revoked")).await {
+        Ok(channel) => RegistryServiceClient::new(channel).get_entity(get_entity()).await.map(|_| ()),
+        Err(error) => Err(tonic::Status::unavailable(error.to_string())),
+    };
+    let revoked_by_its_ca = revoked_by_its_ca.unwrap_err();
+    // Refused in the handshake, not by the gateway's own look-up (which would answer UNAUTHENTICATED,
+    // "not registered").
+    assert!(
+        !matches!(revoked_by_its_ca.code(), Code::NotFound | Code::PermissionDenied | Code::Unauthenticated),
+        "a certificate its CA revoked passed the handshake: {revoked_by_its_ca:?}"
+    );
 
     // Revoked: refused at once, and not registered again.
     let revoked = administration

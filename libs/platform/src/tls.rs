@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
@@ -43,10 +43,21 @@ impl Tls {
     }
 }
 
-/// A server configuration from PEM: the certificate chain (leaf first), its key, and the CAs whose
-/// client certificates are asked for and checked (optional for the client: a call may still carry a
-/// bearer token). gRPC over HTTP/2 only (ALPN `h2`).
-pub fn server_config(certificates: &[u8], key: &[u8], client_cas: Option<&[u8]>) -> Result<ServerConfig, String> {
+/// Who may present a client certificate: the CAs (PEM) whose certificates are asked for and checked
+/// (optional for the client: a call may still carry a bearer token), and the revocation lists (PEM)
+/// of those CAs that publish one.
+pub struct ClientAuthorities<'a> {
+    pub certificates: &'a [u8],
+    pub revocation_lists: Option<&'a [u8]>,
+}
+
+/// A server configuration from PEM: the certificate chain (leaf first), its key, and who may
+/// present a client certificate. gRPC over HTTP/2 only (ALPN `h2`).
+pub fn server_config(
+    certificates: &[u8],
+    key: &[u8],
+    clients: Option<ClientAuthorities<'_>>,
+) -> Result<ServerConfig, String> {
     let chain = CertificateDer::pem_slice_iter(certificates)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| format!("the certificate file is not PEM: {error}"))?;
@@ -56,18 +67,26 @@ pub fn server_config(certificates: &[u8], key: &[u8], client_cas: Option<&[u8]>)
     let key =
         PrivateKeyDer::from_pem_slice(key).map_err(|error| format!("the key file holds no usable key: {error}"))?;
     let builder = ServerConfig::builder();
-    let builder = match client_cas {
+    let builder = match clients {
         None => builder.with_no_client_auth(),
-        Some(pem) => {
+        Some(clients) => {
             let mut roots = rustls::RootCertStore::empty();
-            for authority in CertificateDer::pem_slice_iter(pem) {
+            for authority in CertificateDer::pem_slice_iter(clients.certificates) {
                 let authority = authority.map_err(|error| format!("the client CA file is not PEM: {error}"))?;
                 roots.add(authority).map_err(|error| format!("a client CA cannot be used: {error}"))?;
             }
+            let lists = CertificateRevocationListDer::pem_slice_iter(clients.revocation_lists.unwrap_or_default())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| format!("the client CRL file is not PEM: {error}"))?;
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                .with_crls(lists)
+                // The client's own certificate is looked up in its CA's list; a CA that publishes
+                // none is not a reason to refuse its certificates.
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status()
                 .allow_unauthenticated()
                 .build()
-                .map_err(|error| format!("the client CAs cannot be used: {error}"))?;
+                .map_err(|error| format!("the client CAs or CRLs cannot be used: {error}"))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

@@ -97,6 +97,9 @@ pub struct TlsSection {
     /// handshake. A client certificate is optional: a call may still carry a bearer token. A
     /// certificate identifies a department once registered (`RegisterCertificate`).
     pub client_ca_file: String,
+    /// Revocation lists (PEM CRLs) of those CAs: a client certificate listed in its CA's list fails
+    /// the handshake. Read again with the other files, so a CA's new list is taken without a restart.
+    pub client_crl_file: String,
     /// How often the files are read again, in seconds: changed files (a renewed certificate) are
     /// taken for new connections without a restart. 0: read at start only.
     pub reload_seconds: u64,
@@ -108,6 +111,7 @@ impl Default for TlsSection {
             certificate_file: String::new(),
             key_file: String::new(),
             client_ca_file: String::new(),
+            client_crl_file: String::new(),
             reload_seconds: 60,
         }
     }
@@ -152,8 +156,21 @@ impl TlsSection {
             "" => None,
             path => Some(read("gateway.tls.client_ca_file", path)?),
         };
-        let config = xinyong_platform::tls::server_config(&certificate, &key, authorities.as_deref())
-            .map_err(GatewayError::TlsIncomplete)?;
+        let revocation_lists = match (self.client_crl_file.as_str(), &authorities) {
+            ("", _) => None,
+            (_, None) => {
+                return Err(GatewayError::TlsIncomplete(
+                    "gateway.tls.client_crl_file needs gateway.tls.client_ca_file".into(),
+                ));
+            }
+            (path, Some(_)) => Some(read("gateway.tls.client_crl_file", path)?),
+        };
+        let clients = authorities.as_deref().map(|certificates| xinyong_platform::tls::ClientAuthorities {
+            certificates,
+            revocation_lists: revocation_lists.as_deref(),
+        });
+        let config =
+            xinyong_platform::tls::server_config(&certificate, &key, clients).map_err(GatewayError::TlsIncomplete)?;
         let expiry = {
             use rustls_pki_types::CertificateDer;
             use rustls_pki_types::pem::PemObject;
@@ -161,6 +178,7 @@ impl TlsSection {
         };
         let mut contents = vec![certificate, key];
         contents.extend(authorities);
+        contents.extend(revocation_lists);
         Ok(Some(LoadedTls { config, expiry, contents }))
     }
 }
