@@ -89,14 +89,14 @@ async fn gateway_over_tls() -> Platform {
     );
     platform.wait_serving("registry").await;
     platform.wait_serving("ingestion").await;
+    serving_over_tls(&platform).await;
+    platform
+}
+
+/// Once the gateway answers SERVING over TLS to a client that trusts the test CA.
+async fn serving_over_tls(platform: &Platform) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(channel) = connect(&platform, None).await
-            && let Ok(answer) = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
-            && answer.get_ref().status == ServingStatus::Serving as i32
-        {
-            return platform;
-        }
+    while !serves_to(platform, "ca.pem").await {
         assert!(Instant::now() < deadline, "the gateway did not serve over TLS:\n{}", platform.log_tail("gateway"));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -545,12 +545,8 @@ async fn a_renewed_certificate_is_taken_for_new_connections_without_a_restart() 
         ("XINYONG__GATEWAY__TLS__RELOAD_SECONDS", "1"),
     ];
     platform.spawn("gateway", ports["gateway"], &files, &ports);
+    serving_over_tls(&platform).await;
     let until = || Instant::now() + Duration::from_secs(30);
-    let deadline = until();
-    while !serves_to(&platform, "ca.pem").await {
-        assert!(Instant::now() < deadline, "the gateway did not serve over TLS:\n{}", platform.log_tail("gateway"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let expiry = |platform: &Platform| {
         let platform_admin = platform.node("gateway").admin;
         async move {

@@ -62,6 +62,16 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// A credential's insert failed: for want of its department (the foreign key), or otherwise.
+fn of_department(error: sqlx::Error, department_id: &str) -> StoreError {
+    match error {
+        sqlx::Error::Database(error) if error.code().as_deref() == Some("23503") => {
+            StoreError::DepartmentNotFound(department_id.to_owned())
+        }
+        error => error.into(),
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -170,13 +180,7 @@ impl Store {
                 .bind(secret_sha256)
                 .execute(&self.pool)
                 .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23503") => {
-                Err(StoreError::DepartmentNotFound(department_id.to_owned()))
-            }
-            Err(error) => Err(error.into()),
-        }
+        result.map(drop).map_err(|error| of_department(error, department_id))
     }
 
     /// Revoke; `Ok(false)` when it was revoked already.
@@ -240,13 +244,8 @@ impl Store {
         .bind(not_after)
         .execute(&self.pool)
         .await;
-        match inserted {
-            Ok(done) if done.rows_affected() == 1 => return Ok((credential_id.to_owned(), true)),
-            Ok(_) => {}
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23503") => {
-                return Err(StoreError::DepartmentNotFound(department_id.to_owned()));
-            }
-            Err(error) => return Err(error.into()),
+        if inserted.map_err(|error| of_department(error, department_id))?.rows_affected() == 1 {
+            return Ok((credential_id.to_owned(), true));
         }
         let (existing_id, owner, revoked): (String, String, bool) = sqlx::query_as(
             "SELECT credential_id, department_id, revoked_at IS NOT NULL FROM credentials WHERE certificate_sha256 = $1",

@@ -336,18 +336,7 @@ impl Store {
                 .fetch_one(&mut *transaction)
                 .await?;
                 if let Some(signed) = &new.signed {
-                    keep_signers(&mut transaction, std::iter::once(signed)).await?;
-                    sqlx::query(
-                        "INSERT INTO record_signatures (record_id, version, certificate_sha256, signed_input, signature)
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(record_id)
-                    .bind(current.version + 1)
-                    .bind(&signed.certificate_sha256)
-                    .bind(&signed.signed_input)
-                    .bind(&signed.signature)
-                    .execute(&mut *transaction)
-                    .await?;
+                    keep_signed_versions(&mut transaction, &[(record_id, current.version + 1, signed)]).await?;
                 }
                 let event = RecordCorrected {
                     credit_code: current.credit_code.clone(),
@@ -555,26 +544,44 @@ async fn announce_accepted(
     Ok(())
 }
 
-/// The signatures of the accepted records that were signed, with the certificates they were checked
-/// against (each kept once).
+/// The signatures of the accepted records that were signed, as their first versions.
 async fn keep_signatures(connection: &mut PgConnection, accepted: &[&NewRecord]) -> Result<(), StoreError> {
-    let signed: Vec<(Uuid, &crate::signatures::Signed)> =
-        accepted.iter().filter_map(|row| row.signed.as_ref().map(|signed| (row.record_id, signed))).collect();
+    let signed: Vec<(Uuid, i32, &crate::signatures::Signed)> =
+        accepted.iter().filter_map(|row| row.signed.as_ref().map(|signed| (row.record_id, 1, signed))).collect();
+    keep_signed_versions(connection, &signed).await
+}
+
+/// Signatures of record versions, with the certificates they were checked against (each kept
+/// once): a batch's first versions, or a signed correction.
+async fn keep_signed_versions(
+    connection: &mut PgConnection,
+    signed: &[(Uuid, i32, &crate::signatures::Signed)],
+) -> Result<(), StoreError> {
     if signed.is_empty() {
         return Ok(());
     }
-    keep_signers(connection, signed.iter().map(|(_, signed)| *signed)).await?;
+    let (fingerprints, certificates): (Vec<&[u8]>, Vec<&[u8]>) = signed
+        .iter()
+        .map(|(_, _, signed)| (signed.certificate_sha256.as_slice(), signed.certificate.as_slice()))
+        .unzip();
+    sqlx::query(
+        "INSERT INTO signers (certificate_sha256, certificate) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
+         ON CONFLICT (certificate_sha256) DO NOTHING",
+    )
+    .bind(&fingerprints)
+    .bind(certificates)
+    .execute(&mut *connection)
+    .await?;
     sqlx::query(
         "INSERT INTO record_signatures (record_id, version, certificate_sha256, signed_input, signature)
-         SELECT record_id, 1, certificate_sha256, signed_input, signature
-         FROM UNNEST($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[])
-             AS s (record_id, certificate_sha256, signed_input, signature)",
+         SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::bytea[], $4::bytea[], $5::bytea[])",
     )
-    .bind(signed.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .bind(signed.iter().map(|(_, signed)| signed.certificate_sha256.as_slice()).collect::<Vec<_>>())
-    .bind(signed.iter().map(|(_, signed)| signed.signed_input.as_slice()).collect::<Vec<_>>())
-    .bind(signed.iter().map(|(_, signed)| signed.signature.as_slice()).collect::<Vec<_>>())
-    .execute(&mut *connection)
+    .bind(signed.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind(signed.iter().map(|(_, version, _)| *version).collect::<Vec<_>>())
+    .bind(&fingerprints)
+    .bind(signed.iter().map(|(_, _, signed)| signed.signed_input.as_slice()).collect::<Vec<_>>())
+    .bind(signed.iter().map(|(_, _, signed)| signed.signature.as_slice()).collect::<Vec<_>>())
+    .execute(connection)
     .await?;
     Ok(())
 }
@@ -584,24 +591,6 @@ struct VersionSigned {
     version: i32,
     #[sqlx(flatten)]
     signed: crate::signatures::Signed,
-}
-
-/// The certificates signatures were checked against, each kept once.
-async fn keep_signers(
-    connection: &mut PgConnection,
-    signed: impl Iterator<Item = &crate::signatures::Signed>,
-) -> Result<(), StoreError> {
-    let (fingerprints, certificates): (Vec<&[u8]>, Vec<&[u8]>) =
-        signed.map(|signed| (signed.certificate_sha256.as_slice(), signed.certificate.as_slice())).unzip();
-    sqlx::query(
-        "INSERT INTO signers (certificate_sha256, certificate) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
-         ON CONFLICT (certificate_sha256) DO NOTHING",
-    )
-    .bind(fingerprints)
-    .bind(certificates)
-    .execute(connection)
-    .await?;
-    Ok(())
 }
 
 /// The `RecordsIngested` of `rows`, encoded straight from them: the same bytes as building a
